@@ -1,0 +1,126 @@
+//! The image engine: safe decoding, the operations of a [`Chain`], encoders, SVG rendering and
+//! tracing, and image analysis. No caching, no queues, no network: bytes in, bytes out.
+//!
+//! Main types and functions:
+//! - [`Limits`]: what input is accepted (pixels, bytes, SVG complexity, render time). Every limit is
+//!   checked from the header, before a large allocation, because a hostile 1 KB file can claim to
+//!   be 100,000 x 100,000 pixels.
+//! - [`decode`]: bytes to an 8-bit sRGB [`image::DynamicImage`], upright (EXIF orientation applied),
+//!   with JPEG shrink-on-load (DCT-domain scaling) when a [`DecodeHint`] says how small the result
+//!   will be.
+//! - [`apply`]: one [`opossum_ops::Operation`] on an image.
+//! - [`encode`]: an image to JPEG, PNG, WebP, AVIF or traced SVG.
+//! - [`analyze()`]: the analysis JSON (dimensions, histogram, colours, BlurHash, perceptual hash).
+//! - [`process`]: all of the above for one request.
+//!
+//! ```no_run
+//! use opossum_image::{process, Limits};
+//! use opossum_ops::Chain;
+//! let input = std::fs::read("photo.jpg").unwrap();
+//! let chain = Chain::parse("thumbnail:200,format:webp").unwrap();
+//! let output = process(&input, &chain, &Limits::default()).unwrap();
+//! assert_eq!(output.media_type, "image/webp");
+//! ```
+//!
+//! Every error is an [`ImageError`]; all of them describe bad input (permanent) except
+//! [`ImageError::Internal`].
+
+mod analyze;
+mod decode;
+mod encode;
+mod error;
+mod ops;
+mod svg;
+
+use std::time::Duration;
+
+pub use analyze::{Analysis, analyze};
+pub use decode::{DecodeHint, Decoded, SourceFormat, decode, decode_hint};
+pub use encode::{default_encoding, encode};
+pub use error::ImageError;
+pub use ops::apply;
+
+use opossum_ops::Chain;
+
+/// What input the engine accepts. The defaults are the design's: 50 megapixels, 50 MB.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest source, in pixels (width x height, every animation frame counted).
+    pub max_pixels: u64,
+    /// Largest source file, in bytes.
+    pub max_bytes: u64,
+    /// Largest output, in pixels; also bounds every intermediate image.
+    pub max_output_pixels: u64,
+    /// Largest image that `format:svg` will trace; tracing is slow and its output grows with it.
+    pub max_trace_pixels: u64,
+    /// Deepest SVG element nesting, counted after `<use>` references are expanded.
+    pub max_svg_depth: usize,
+    /// Most SVG elements, counted after `<use>` references are expanded.
+    pub max_svg_nodes: u64,
+    /// Longest an SVG may take to render.
+    pub svg_render_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_pixels: 50_000_000,
+            max_bytes: 50_000_000,
+            max_output_pixels: 50_000_000,
+            max_trace_pixels: 1_000_000,
+            max_svg_depth: 128,
+            max_svg_nodes: 100_000,
+            svg_render_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The result of [`process`].
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// the encoded image, or the analysis JSON
+    pub bytes: Vec<u8>,
+    /// MIME type of `bytes`
+    pub media_type: &'static str,
+    /// short format name: `jpeg`, `png`, `webp`, `avif`, `svg` or `json`
+    pub format: &'static str,
+    /// width of the produced image (of the analysed image for `analyze`)
+    pub width: u32,
+    /// height of the produced image (of the analysed image for `analyze`)
+    pub height: u32,
+}
+
+/// Runs a whole request: decode (shrinking on load where the chain allows), every pixel
+/// operation, then encode or analyse.
+pub fn process(input: &[u8], chain: &Chain, limits: &Limits) -> Result<Output, ImageError> {
+    let decoded = decode(input, limits, decode_hint(chain))?;
+    let mut image = decoded.image;
+    for op in chain.pixel_ops() {
+        image = apply(image, op, limits)?;
+    }
+    let (width, height) = (image.width(), image.height());
+    if chain.is_analysis() {
+        let analysis = analyze(&image, decoded.format);
+        let bytes = serde_json::to_vec(&analysis).map_err(|e| ImageError::Internal {
+            message: format!("serialising analysis: {e}"),
+        })?;
+        return Ok(Output {
+            bytes,
+            media_type: "application/json",
+            format: "json",
+            width,
+            height,
+        });
+    }
+    let encoding = chain
+        .encoding()
+        .unwrap_or_else(|| default_encoding(decoded.format));
+    let bytes = encode(&image, encoding, limits)?;
+    Ok(Output {
+        bytes,
+        media_type: encoding.format.mime(),
+        format: encoding.format.name(),
+        width,
+        height,
+    })
+}

@@ -1,0 +1,42 @@
+//! The operation model of Opossum: what a request asks for, in a form that can be compared,
+//! hashed and cached. Pure: no I/O, no clocks, no environment, so everything here is tested
+//! with plain inputs and outputs.
+//!
+//! - [`Chain`] is a validated, normalised list of [`Operation`]s. It is parsed from the string
+//!   form (`resize:800:600:fit,grayscale,format:webp`) by [`Chain::parse`] or from JSON
+//!   (`[{"op":"resize","width":800,"height":600}]`) by [`Chain::from_json`]; both go through the
+//!   same argument table, so both spellings of one request normalise to the same chain.
+//! - [`Chain`]'s `Display` is its canonical string; `Chain::parse(&chain.to_string())` gives the
+//!   chain back unchanged (normalisation is idempotent).
+//! - [`CacheKey`] is derived by [`derive_key`] from the processing version, the image id, the
+//!   canonical chain and the sorted [`Options`]; its layout `{namespace}:{image-hash}:{variant-hash}`
+//!   lets every cache tier find all entries of one image without a scan.
+//! - [`Category`] classifies a request for TTLs (result, thumbnail, intermediate, analysis, ...).
+//!
+//! ```
+//! use opossum_ops::{Chain, Options, derive_key};
+//! let a = Chain::parse("resize:800:600,format:jpg").unwrap();
+//! let b = Chain::from_json(r#"[{"op":"resize","width":800,"height":600,"mode":"fit"},
+//!                               {"op":"format","format":"jpeg","quality":80}]"#).unwrap();
+//! assert_eq!(a, b);
+//! assert_eq!(a.to_string(), "resize:800:600:fit,format:jpeg:80");
+//! let key = derive_key("opossum", "1", "photos/cat.jpg", &a, &Options::default());
+//! assert!(key.to_string().starts_with("opossum:"));
+//! ```
+
+mod category;
+mod chain;
+mod error;
+mod key;
+
+pub use category::Category;
+pub use chain::{
+    Chain, Encoding, FlipAxis, MAX_CHAIN_LENGTH, MAX_DIMENSION, Milli, Operation, OutputFormat,
+    ResizeMode, Rotation,
+};
+pub use error::OpsError;
+pub use key::{CacheKey, Options, derive_key, image_hash};
+
+/// Version of the processing algorithms, part of every cache key. Bump it when an operation's
+/// output changes, and every cached entry made by the old code becomes unreachable.
+pub const PROCESSING_VERSION: &str = "1";
