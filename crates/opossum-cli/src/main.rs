@@ -1,1 +1,218 @@
-fn main() {}
+//! `opossum`: the command line of the image engine (and, in later issues, of the cache, the
+//! queue and the HTTP origin). Thin: parse arguments, call the libraries, print results.
+//!
+//! Exit codes: 0 success; 1 the request failed (bad image, bad chain, unreadable file), with one
+//! line `error: ...` on stderr; 2 a usage error (from clap). A panic is a bug: it is reported
+//! on one line too and exits 101, never by a signal.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use opossum_image::Limits;
+use opossum_ops::{Category, Chain, Options, PROCESSING_VERSION, derive_key};
+use serde::Serialize;
+
+/// Key namespace, the default Redis prefix of the design.
+const NAMESPACE: &str = "opossum";
+
+#[derive(Parser)]
+#[command(name = "opossum", version, about = "Image processing with a multi-tier cache")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Process an image file with an operation chain
+    Process(ProcessArgs),
+    /// Print the cache key of a request
+    Key(KeyArgs),
+}
+
+#[derive(clap::Args)]
+struct ProcessArgs {
+    /// The image file; its path, exactly as given, is the image id used for the key
+    input: PathBuf,
+    /// Operation chain, e.g. `resize:800:600:fit,grayscale,format:webp`, or its JSON form
+    #[arg(long)]
+    ops: String,
+    /// Where to write the result (`-` for stdout); without it the result goes to stdout,
+    /// unless stdout is a terminal or --json is given
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print one JSON object describing the result instead of the result itself
+    #[arg(long)]
+    json: bool,
+    /// Bypass the cache tiers
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(clap::Args)]
+struct KeyArgs {
+    /// The image id (for a file, its path exactly as given to `opossum process`)
+    image_id: String,
+    /// Operation chain, string or JSON form
+    #[arg(long)]
+    ops: String,
+    /// Print the key's parts, category and default TTL as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct ProcessReport<'a> {
+    key: String,
+    format: &'a str,
+    width: u32,
+    height: u32,
+    bytes: usize,
+    duration_ms: f64,
+}
+
+#[derive(Serialize)]
+struct KeyReport {
+    key: String,
+    namespace: String,
+    image_hash: String,
+    variant_hash: String,
+    chain: String,
+    category: &'static str,
+    ttl_seconds: u64,
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal error{location}: {}", message.replace('\n', " "));
+    }));
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OPOSSUM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Process(args) => process(args),
+        Command::Key(args) => key(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` joins the context chain on one line: "processing x.jpg: corrupt jpeg ...".
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn parse_chain(text: &str) -> anyhow::Result<Chain> {
+    Chain::parse_any(text).with_context(|| format!("invalid --ops `{text}`"))
+}
+
+fn process(args: ProcessArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let chain = parse_chain(&args.ops)?;
+    let limits = Limits::default();
+    let image_id = args.input.to_string_lossy().into_owned();
+    let input = read_limited(&args.input, limits.max_bytes)?;
+    let output = opossum_image::process(&input, &chain, &limits)
+        .with_context(|| format!("processing {image_id}"))?;
+    let key = derive_key(NAMESPACE, PROCESSING_VERSION, &image_id, &chain, &Options::new());
+
+    match args.out.as_deref() {
+        Some(path) if path == Path::new("-") => write_stdout(&output.bytes)?,
+        Some(path) => write_file(path, &output.bytes)?,
+        None if args.json => {}
+        None if std::io::stdout().is_terminal() => {
+            bail!("refusing to write {} data to a terminal: pass --out FILE", output.format)
+        }
+        None => write_stdout(&output.bytes)?,
+    }
+    if args.json {
+        let report = ProcessReport {
+            key: key.to_string(),
+            format: output.format,
+            width: output.width,
+            height: output.height,
+            bytes: output.bytes.len(),
+            duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        };
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+fn key(args: KeyArgs) -> anyhow::Result<()> {
+    let chain = parse_chain(&args.ops)?;
+    let key = derive_key(NAMESPACE, PROCESSING_VERSION, &args.image_id, &chain, &Options::new());
+    if args.json {
+        let category = Category::of(&chain);
+        let report = KeyReport {
+            key: key.to_string(),
+            namespace: key.namespace().to_string(),
+            image_hash: key.image_hash().to_string(),
+            variant_hash: key.variant_hash().to_string(),
+            chain: chain.to_string(),
+            category: category.name(),
+            ttl_seconds: category.default_ttl().as_secs(),
+        };
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{key}");
+    }
+    Ok(())
+}
+
+/// Reads a file, refusing before reading when it is larger than `limit`.
+fn read_limited(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
+    let shown = path.display();
+    let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
+    if !metadata.is_file() {
+        bail!("{shown} is not a file");
+    }
+    if metadata.len() > limit {
+        bail!(
+            "{shown} is {} bytes, more than the limit of {limit} bytes",
+            metadata.len()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {shown}"))
+}
+
+/// Writes through a temporary file in the same directory and renames it into place, so a
+/// reader never sees half an image.
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let shown = path.display();
+    let file_name = path
+        .file_name()
+        .with_context(|| format!("--out {shown} names no file"))?;
+    let mut temporary = path.to_path_buf();
+    temporary.set_file_name(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
+    std::fs::write(&temporary, bytes).with_context(|| format!("cannot write {shown}"))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {shown}"))?;
+    Ok(())
+}
+
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(bytes).context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")
+}

@@ -1,0 +1,125 @@
+//! Shared harness: finds the corpus, runs the binary with a deadline and a memory cap, and
+//! reports how it ended.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Address-space cap for every run: far above what a correct run needs, low enough that a
+/// memory blow-up ends the run (and fails the test) instead of the machine.
+const ADDRESS_SPACE_LIMIT: &str = "--as=2147483648";
+
+pub(crate) fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_opossum")
+}
+
+/// `../shared/corpus` beside the checkout, or `$OPOSSUM_CORPUS`.
+pub(crate) fn corpus() -> PathBuf {
+    let dir = std::env::var_os("OPOSSUM_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
+        });
+    assert!(
+        dir.join("photos").is_dir(),
+        "test corpus not found at {}: check out the project with ../shared beside it, \
+         or set OPOSSUM_CORPUS to the corpus directory",
+        dir.display()
+    );
+    dir
+}
+
+pub(crate) struct Run {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: String,
+}
+
+impl Run {
+    pub(crate) fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| {
+            panic!("stdout is not JSON ({e}): {:?}", self.stdout_text())
+        })
+    }
+}
+
+/// Runs `opossum args...` under the address-space cap; kills it after `deadline`.
+pub(crate) fn run(args: &[&str], deadline: Duration) -> Result<Run, String> {
+    let mut child = Command::new("prlimit")
+        .arg(ADDRESS_SPACE_LIMIT)
+        .arg("--")
+        .arg(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start prlimit (util-linux): {e}"))?;
+    let started = Instant::now();
+    // Drain the pipes on threads so a chatty child cannot block on a full pipe.
+    let mut out_pipe = child.stdout.take().expect("piped stdout");
+    let mut err_pipe = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut out_pipe, &mut buf).map(|_| buf)
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut err_pipe, &mut buf).map(|_| buf)
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("still running after {deadline:?} (a hang)"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = out_reader.join().expect("reader").map_err(|e| e.to_string())?;
+    let stderr = err_reader.join().expect("reader").map_err(|e| e.to_string())?;
+    Ok(Run {
+        status,
+        stdout,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+/// Largest resident set of any child this test process has waited for, in KiB.
+pub(crate) fn peak_child_rss_kib() -> i64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map(|usage| usage.max_rss())
+        .unwrap_or(0)
+}
+
+/// A fresh temporary directory, removed on drop.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "opossum-test-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
