@@ -20,7 +20,11 @@ use serde::Serialize;
 const NAMESPACE: &str = "opossum";
 
 #[derive(Parser)]
-#[command(name = "opossum", version, about = "Image processing with a multi-tier cache")]
+#[command(
+    name = "opossum",
+    version,
+    about = "Image processing with a multi-tier cache"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -98,7 +102,10 @@ fn main() -> ExitCode {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("error: internal error{location}: {}", message.replace('\n', " "));
+        eprintln!(
+            "error: internal error{location}: {}",
+            message.replace('\n', " ")
+        );
     }));
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -135,14 +142,23 @@ fn process(args: ProcessArgs) -> anyhow::Result<()> {
     let input = read_limited(&args.input, limits.max_bytes)?;
     let output = opossum_image::process(&input, &chain, &limits)
         .with_context(|| format!("processing {image_id}"))?;
-    let key = derive_key(NAMESPACE, PROCESSING_VERSION, &image_id, &chain, &Options::new());
+    let key = derive_key(
+        NAMESPACE,
+        PROCESSING_VERSION,
+        &image_id,
+        &chain,
+        &Options::new(),
+    );
 
     match args.out.as_deref() {
         Some(path) if path == Path::new("-") => write_stdout(&output.bytes)?,
         Some(path) => write_file(path, &output.bytes)?,
         None if args.json => {}
         None if std::io::stdout().is_terminal() => {
-            bail!("refusing to write {} data to a terminal: pass --out FILE", output.format)
+            bail!(
+                "refusing to write {} data to a terminal: pass --out FILE",
+                output.format
+            )
         }
         None => write_stdout(&output.bytes)?,
     }
@@ -162,7 +178,13 @@ fn process(args: ProcessArgs) -> anyhow::Result<()> {
 
 fn key(args: KeyArgs) -> anyhow::Result<()> {
     let chain = parse_chain(&args.ops)?;
-    let key = derive_key(NAMESPACE, PROCESSING_VERSION, &args.image_id, &chain, &Options::new());
+    let key = derive_key(
+        NAMESPACE,
+        PROCESSING_VERSION,
+        &args.image_id,
+        &chain,
+        &Options::new(),
+    );
     if args.json {
         let category = Category::of(&chain);
         let report = KeyReport {
@@ -205,7 +227,11 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .file_name()
         .with_context(|| format!("--out {shown} names no file"))?;
     let mut temporary = path.to_path_buf();
-    temporary.set_file_name(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
+    temporary.set_file_name(format!(
+        ".{}.{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
     std::fs::write(&temporary, bytes).with_context(|| format!("cannot write {shown}"))?;
     std::fs::rename(&temporary, path).with_context(|| format!("cannot write {shown}"))?;
     Ok(())

@@ -83,13 +83,13 @@ fn chain() -> impl Strategy<Value = Chain> {
 
 /// Another spelling of the same operation: aliases, omitted defaults, odd case and padding.
 fn respell(op: &Operation, variant: u8) -> String {
-    let pad = if variant % 2 == 0 { "" } else { " " };
+    let pad = if variant.is_multiple_of(2) { "" } else { " " };
     match *op {
         Operation::Resize {
             width,
             height,
             mode: ResizeMode::Fit,
-        } if variant % 3 == 0 => format!("{pad}Resize:{width}:{height}{pad}"),
+        } if variant.is_multiple_of(3) => format!("{pad}Resize:{width}:{height}{pad}"),
         Operation::Resize {
             width,
             height,
@@ -103,7 +103,7 @@ fn respell(op: &Operation, variant: u8) -> String {
             };
             format!("rotate:{degrees}")
         }
-        Operation::Flip(FlipAxis::Horizontal) if variant % 2 == 0 => "flip".into(),
+        Operation::Flip(FlipAxis::Horizontal) if variant.is_multiple_of(2) => "flip".into(),
         Operation::Flip(FlipAxis::Vertical) => "flip:vertical".into(),
         Operation::Grayscale => ["greyscale", "GRAY", "grayscale"][variant as usize % 3].into(),
         Operation::Blur { sigma } => format!("blur:{}.{:03}0", sigma.0 / 1000, sigma.0 % 1000),

@@ -7,7 +7,11 @@ use crate::support::{TempDir, corpus, run};
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn photo(name: &str) -> String {
-    corpus().join("photos").join(name).to_string_lossy().into_owned()
+    corpus()
+        .join("photos")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn ok(args: &[&str]) -> crate::support::Run {
@@ -21,7 +25,11 @@ fn fails(args: &[&str], message: &str) {
     assert_eq!(run.status.code(), Some(1), "{args:?}: {}", run.stderr);
     assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {:?}", run.stderr);
     assert!(run.stderr.starts_with("error: "), "{:?}", run.stderr);
-    assert!(run.stderr.contains(message), "{args:?}: expected {message:?} in {:?}", run.stderr);
+    assert!(
+        run.stderr.contains(message),
+        "{args:?}: expected {message:?} in {:?}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -29,14 +37,33 @@ fn process_writes_the_requested_format_and_size() {
     let temp = TempDir::new("cli-formats");
     let jpeg = photo("harvesters.jpeg");
     for (chain, format, mime_check) in [
-        ("thumbnail:200,format:webp", "webp", image::ImageFormat::WebP),
-        ("resize:300:200:fill,format:png", "png", image::ImageFormat::Png),
-        ("resize:300:200:force,grayscale,format:jpeg:70", "jpeg", image::ImageFormat::Jpeg),
-        ("resize:0:150,blur:1.5,sharpen,format:webp:lossless", "webp", image::ImageFormat::WebP),
+        (
+            "thumbnail:200,format:webp",
+            "webp",
+            image::ImageFormat::WebP,
+        ),
+        (
+            "resize:300:200:fill,format:png",
+            "png",
+            image::ImageFormat::Png,
+        ),
+        (
+            "resize:300:200:force,grayscale,format:jpeg:70",
+            "jpeg",
+            image::ImageFormat::Jpeg,
+        ),
+        (
+            "resize:0:150,blur:1.5,sharpen,format:webp:lossless",
+            "webp",
+            image::ImageFormat::WebP,
+        ),
     ] {
         let out = temp.path(&format!("out.{format}"));
         let out_arg = out.to_string_lossy().into_owned();
-        let report = ok(&["process", &jpeg, "--ops", chain, "--out", &out_arg, "--json"]).json();
+        let report = ok(&[
+            "process", &jpeg, "--ops", chain, "--out", &out_arg, "--json",
+        ])
+        .json();
         assert_eq!(report["format"], format, "{chain}");
         let bytes = std::fs::read(&out).unwrap();
         assert_eq!(report["bytes"].as_u64().unwrap(), bytes.len() as u64);
@@ -44,7 +71,10 @@ fn process_writes_the_requested_format_and_size() {
         let img = image::load_from_memory(&bytes).unwrap();
         assert_eq!(
             (u64::from(img.width()), u64::from(img.height())),
-            (report["width"].as_u64().unwrap(), report["height"].as_u64().unwrap()),
+            (
+                report["width"].as_u64().unwrap(),
+                report["height"].as_u64().unwrap()
+            ),
             "{chain}"
         );
         assert!(report["duration_ms"].as_f64().unwrap() > 0.0);
@@ -55,13 +85,23 @@ fn process_writes_the_requested_format_and_size() {
 fn process_without_format_keeps_the_source_format_and_writes_to_stdout() {
     let run = ok(&["process", &photo("kodim23.png"), "--ops", "crop:100:80"]);
     let img = image::load_from_memory(&run.stdout).unwrap();
-    assert_eq!(image::guess_format(&run.stdout).unwrap(), image::ImageFormat::Png);
+    assert_eq!(
+        image::guess_format(&run.stdout).unwrap(),
+        image::ImageFormat::Png
+    );
     assert_eq!((img.width(), img.height()), (100, 80));
 }
 
 #[test]
 fn analyze_prints_the_analysis_json() {
-    let run = ok(&["process", &photo("kodim23.png"), "--ops", "analyze", "--out", "-"]);
+    let run = ok(&[
+        "process",
+        &photo("kodim23.png"),
+        "--ops",
+        "analyze",
+        "--out",
+        "-",
+    ]);
     let analysis = run.json();
     assert_eq!(analysis["width"], 768);
     assert_eq!(analysis["height"], 512);
@@ -75,12 +115,31 @@ fn analyze_prints_the_analysis_json() {
 fn svg_round_trip_through_tracing_and_rendering() {
     let temp = TempDir::new("cli-svg");
     let svg = temp.path("traced.svg").to_string_lossy().into_owned();
-    ok(&["process", &photo("kodim23.png"), "--ops", "thumbnail:120,format:svg", "--out", &svg]);
+    ok(&[
+        "process",
+        &photo("kodim23.png"),
+        "--ops",
+        "thumbnail:120,format:svg",
+        "--out",
+        &svg,
+    ]);
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("<svg") && text.contains("<path"));
     let png = temp.path("rendered.png").to_string_lossy().into_owned();
-    let report = ok(&["process", &svg, "--ops", "resize:60:60,format:png", "--out", &png, "--json"]).json();
-    assert_eq!((report["width"].as_u64(), report["height"].as_u64()), (Some(60), Some(40)));
+    let report = ok(&[
+        "process",
+        &svg,
+        "--ops",
+        "resize:60:60,format:png",
+        "--out",
+        &png,
+        "--json",
+    ])
+    .json();
+    assert_eq!(
+        (report["width"].as_u64(), report["height"].as_u64()),
+        (Some(60), Some(40))
+    );
 }
 
 #[test]
@@ -90,7 +149,14 @@ fn key_agrees_with_process_and_ignores_spelling() {
     let json = r#"[{"op":"resize","width":100,"height":100,"mode":"fit"},{"op":"format","format":"jpeg","quality":80}]"#;
     let by_json = ok(&["key", &file, "--ops", json]).stdout_text();
     assert_eq!(by_key, by_json);
-    let by_process = ok(&["process", &file, "--ops", "resize:100:100:fit,format:jpeg:80", "--json"]).json();
+    let by_process = ok(&[
+        "process",
+        &file,
+        "--ops",
+        "resize:100:100:fit,format:jpeg:80",
+        "--json",
+    ])
+    .json();
     assert_eq!(by_process["key"].as_str().unwrap(), by_key.trim());
     let other = ok(&["key", &file, "--ops", "resize:100:101,format:jpg"]).stdout_text();
     assert_ne!(other, by_key);
@@ -106,15 +172,78 @@ fn bad_input_is_one_clear_line_and_exit_1() {
     std::fs::write(&garbage, b"\xff\xd8\xff\xe0 this is not really a jpeg").unwrap();
     let garbage = garbage.to_string_lossy().into_owned();
     let png = photo("kodim23.png");
-    fails(&["process", "/no/such/file.png", "--ops", "grayscale"], "cannot read /no/such/file.png");
+    fails(
+        &["process", "/no/such/file.png", "--ops", "grayscale"],
+        "cannot read /no/such/file.png",
+    );
     fails(&["process", &png, "--ops", "resize:abc"], "bad width `abc`");
-    fails(&["process", &png, "--ops", "sepia"], "unknown operation `sepia`");
-    fails(&["process", &garbage, "--ops", "grayscale", "--json"], "corrupt jpeg image");
-    fails(&["process", &png, "--ops", "crop:10:10:5000:0", "--json"], "origin (5000, 0) is outside the image");
-    fails(&["process", &png, "--ops", "resize:16000:16000:force", "--json"], "more than the output limit");
-    fails(&["process", temp.path("").to_str().unwrap(), "--ops", "grayscale"], "is not a file");
+    fails(
+        &["process", &png, "--ops", "sepia"],
+        "unknown operation `sepia`",
+    );
+    fails(
+        &["process", &garbage, "--ops", "grayscale", "--json"],
+        "corrupt jpeg image",
+    );
+    fails(
+        &["process", &png, "--ops", "crop:10:10:5000:0", "--json"],
+        "origin (5000, 0) is outside the image",
+    );
+    fails(
+        &[
+            "process",
+            &png,
+            "--ops",
+            "resize:16000:16000:force",
+            "--json",
+        ],
+        "more than the output limit",
+    );
+    fails(
+        &[
+            "process",
+            temp.path("").to_str().unwrap(),
+            "--ops",
+            "grayscale",
+        ],
+        "is not a file",
+    );
+    // A 2 KB JPEG whose frame header claims 60000x60000: rejected from the header, at once.
+    let bomb = temp.path("bomb.jpg");
+    std::fs::write(
+        &bomb,
+        with_claimed_size(
+            &std::fs::read(photo("peacock.default.jpeg")).unwrap(),
+            60_000,
+            60_000,
+        ),
+    )
+    .unwrap();
+    let bomb = bomb.to_string_lossy().into_owned();
+    fails(
+        &["process", &bomb, "--ops", "thumbnail:100"],
+        "60000x60000 (3600000000 pixels), more than the limit of 50000000 pixels",
+    );
     // Usage errors come from clap with exit 2.
     let run = run(&["process", &png], DEADLINE).unwrap();
     assert_eq!(run.status.code(), Some(2));
     assert!(run.stderr.contains("--ops"));
+}
+
+/// Rewrites the dimensions in a JPEG's start-of-frame header, leaving the pixel data alone.
+fn with_claimed_size(jpeg: &[u8], width: u16, height: u16) -> Vec<u8> {
+    let mut out = jpeg.to_vec();
+    let mut pos = 2;
+    while pos + 9 < out.len() {
+        assert_eq!(out[pos], 0xFF, "lost marker sync at {pos}");
+        let marker = out[pos + 1];
+        let length = usize::from(u16::from_be_bytes([out[pos + 2], out[pos + 3]]));
+        if (0xC0..=0xC2).contains(&marker) {
+            out[pos + 5..pos + 7].copy_from_slice(&height.to_be_bytes());
+            out[pos + 7..pos + 9].copy_from_slice(&width.to_be_bytes());
+            return out;
+        }
+        pos += 2 + length;
+    }
+    panic!("no start-of-frame marker");
 }

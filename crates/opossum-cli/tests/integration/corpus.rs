@@ -22,7 +22,11 @@ enum Expect {
 }
 
 fn expectation(corpus: &Path, file: &Path) -> Expect {
-    let relative = file.strip_prefix(corpus).unwrap().to_string_lossy().into_owned();
+    let relative = file
+        .strip_prefix(corpus)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     if relative.starts_with("pngsuite/") {
         if name.starts_with('x') {
@@ -79,7 +83,15 @@ fn every_corpus_file_decodes_or_fails_cleanly() {
         let shown = file.strip_prefix(&corpus).unwrap().display().to_string();
         let _ = std::fs::remove_file(&out);
         let file_arg = file.to_string_lossy().into_owned();
-        let args = ["process", &file_arg, "--ops", "thumbnail:64,format:png", "--json", "--out", &out_arg];
+        let args = [
+            "process",
+            &file_arg,
+            "--ops",
+            "thumbnail:64,format:png",
+            "--json",
+            "--out",
+            &out_arg,
+        ];
         let run = match run(&args, DEADLINE) {
             Ok(run) => run,
             Err(e) => {
@@ -88,7 +100,10 @@ fn every_corpus_file_decodes_or_fails_cleanly() {
             }
         };
         if let Some(signal) = run.status.signal() {
-            problems.push(format!("{shown}: killed by signal {signal}; stderr {:?}", run.stderr));
+            problems.push(format!(
+                "{shown}: killed by signal {signal}; stderr {:?}",
+                run.stderr
+            ));
             continue;
         }
         match run.status.code() {
@@ -98,29 +113,50 @@ fn every_corpus_file_decodes_or_fails_cleanly() {
                     problems.push(format!("{shown}: must be rejected but decoded"));
                 }
                 let report = run.json();
-                let (w, h) = (report["width"].as_u64().unwrap(), report["height"].as_u64().unwrap());
+                let (w, h) = (
+                    report["width"].as_u64().unwrap(),
+                    report["height"].as_u64().unwrap(),
+                );
                 let thumb = image::open(&out).map_err(|e| e.to_string());
                 match thumb {
-                    Ok(t) if (u64::from(t.width()), u64::from(t.height())) == (w, h) && w <= 64 && h <= 64 && w > 0 && h > 0 => {}
-                    Ok(t) => problems.push(format!("{shown}: report {w}x{h}, file {}x{}", t.width(), t.height())),
+                    Ok(t)
+                        if (u64::from(t.width()), u64::from(t.height())) == (w, h)
+                            && w <= 64
+                            && h <= 64
+                            && w > 0
+                            && h > 0 => {}
+                    Ok(t) => problems.push(format!(
+                        "{shown}: report {w}x{h}, file {}x{}",
+                        t.width(),
+                        t.height()
+                    )),
                     Err(e) => problems.push(format!("{shown}: output does not decode: {e}")),
                 }
             }
             Some(1) => {
                 rejected += 1;
                 if expect == Expect::Decodes {
-                    problems.push(format!("{shown}: must decode but failed: {}", run.stderr.trim()));
+                    problems.push(format!(
+                        "{shown}: must decode but failed: {}",
+                        run.stderr.trim()
+                    ));
                 }
                 let lines: Vec<&str> = run.stderr.lines().collect();
                 if lines.len() != 1 || !lines[0].starts_with("error: ") {
-                    problems.push(format!("{shown}: error is not one `error: ` line: {:?}", run.stderr));
+                    problems.push(format!(
+                        "{shown}: error is not one `error: ` line: {:?}",
+                        run.stderr
+                    ));
                 }
             }
             other => problems.push(format!("{shown}: exit {other:?}; stderr {:?}", run.stderr)),
         }
         let peak = peak_child_rss_kib();
         if peak > PEAK_RSS_LIMIT_KIB {
-            problems.push(format!("{shown}: peak resident memory reached {} MiB", peak / 1024));
+            problems.push(format!(
+                "{shown}: peak resident memory reached {} MiB",
+                peak / 1024
+            ));
             break;
         }
     }
@@ -129,5 +165,10 @@ fn every_corpus_file_decodes_or_fails_cleanly() {
         files.len(),
         peak_child_rss_kib() / 1024
     );
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }

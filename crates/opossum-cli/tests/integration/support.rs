@@ -17,9 +17,7 @@ pub(crate) fn binary() -> &'static str {
 pub(crate) fn corpus() -> PathBuf {
     let dir = std::env::var_os("OPOSSUM_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
-        });
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"));
     assert!(
         dir.join("photos").is_dir(),
         "test corpus not found at {}: check out the project with ../shared beside it, \
@@ -41,9 +39,8 @@ impl Run {
     }
 
     pub(crate) fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| {
-            panic!("stdout is not JSON ({e}): {:?}", self.stdout_text())
-        })
+        serde_json::from_slice(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout_text()))
     }
 }
 
@@ -82,8 +79,14 @@ pub(crate) fn run(args: &[&str], deadline: Duration) -> Result<Run, String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let stdout = out_reader.join().expect("reader").map_err(|e| e.to_string())?;
-    let stderr = err_reader.join().expect("reader").map_err(|e| e.to_string())?;
+    let stdout = out_reader
+        .join()
+        .expect("reader")
+        .map_err(|e| e.to_string())?;
+    let stderr = err_reader
+        .join()
+        .expect("reader")
+        .map_err(|e| e.to_string())?;
     Ok(Run {
         status,
         stdout,

@@ -1,0 +1,89 @@
+//! `opossum-bench`: makes reproducible benchmark inputs and measures output quality. The
+//! timing itself is done by hyperfine and criterion in the scripts beside this crate.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "opossum-bench",
+    about = "Benchmark inputs and quality measures"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enlarge a real photo with seeded noise and save it (JPEG or PNG by extension)
+    MakeImage {
+        /// the photo to enlarge
+        #[arg(long)]
+        source: PathBuf,
+        #[arg(long)]
+        width: u32,
+        #[arg(long)]
+        height: u32,
+        /// JPEG quality when the output is a JPEG
+        #[arg(long, default_value_t = 90)]
+        quality: i32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// PSNR of thumbnails against a full-decode Lanczos3 reference of the same source
+    Psnr {
+        /// the full-size source the thumbnails were made from
+        #[arg(long)]
+        source: PathBuf,
+        /// thumbnails to judge
+        thumbnails: Vec<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::MakeImage {
+            source,
+            width,
+            height,
+            quality,
+            seed,
+            out,
+        } => {
+            let photo =
+                image::open(&source).with_context(|| format!("opening {}", source.display()))?;
+            let image = opossum_bench::realistic_image(&photo, width, height, seed)?;
+            let is_jpeg = out.extension().is_some_and(|e| e == "jpg" || e == "jpeg");
+            if is_jpeg {
+                std::fs::write(&out, opossum_bench::jpeg(&image, quality)?)?;
+            } else {
+                image.save(&out)?;
+            }
+            println!("{} {width}x{height}", out.display());
+        }
+        Command::Psnr { source, thumbnails } => {
+            let full =
+                image::open(&source).with_context(|| format!("opening {}", source.display()))?;
+            for thumbnail in thumbnails {
+                let test = image::open(&thumbnail)
+                    .with_context(|| format!("opening {}", thumbnail.display()))?
+                    .to_rgb8();
+                let reference =
+                    opossum_bench::reference_resize(&full, test.width(), test.height())?;
+                let db = opossum_bench::psnr(&reference, &test)?;
+                println!(
+                    "{}\t{}x{}\t{db:.2} dB",
+                    thumbnail.display(),
+                    test.width(),
+                    test.height()
+                );
+            }
+        }
+    }
+    Ok(())
+}
