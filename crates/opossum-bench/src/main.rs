@@ -32,6 +32,9 @@ enum Command {
         quality: i32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// standard deviation of the added noise, 8-bit levels
+        #[arg(long, default_value_t = opossum_bench::DEFAULT_NOISE_SIGMA)]
+        noise: f32,
         #[arg(long)]
         out: PathBuf,
     },
@@ -53,11 +56,12 @@ fn main() -> anyhow::Result<()> {
             height,
             quality,
             seed,
+            noise,
             out,
         } => {
             let photo =
                 image::open(&source).with_context(|| format!("opening {}", source.display()))?;
-            let image = opossum_bench::realistic_image(&photo, width, height, seed)?;
+            let image = opossum_bench::noisy_image(&photo, width, height, seed, noise)?;
             let is_jpeg = out.extension().is_some_and(|e| e == "jpg" || e == "jpeg");
             if is_jpeg {
                 std::fs::write(&out, opossum_bench::jpeg(&image, quality)?)?;

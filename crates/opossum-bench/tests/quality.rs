@@ -100,3 +100,35 @@ fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     out.extend_from_slice(&jpeg[2..]);
     out
 }
+
+#[test]
+fn bare_analysis_describes_the_source_from_a_small_decode() {
+    let jpeg = photo_jpeg(2400, 1600);
+    let limits = Limits::default();
+    let hint = DecodeHint {
+        width: 256,
+        height: 256,
+        mode: opossum_ops::ResizeMode::Fit,
+    };
+    // What process() decodes for a bare analysis: a quarter-scale image (the 256 px working
+    // copy, with the factor of two shrink-on-load always leaves).
+    assert_eq!(
+        decode(&jpeg, &limits, Some(hint)).unwrap().image.width(),
+        600
+    );
+    let output = process(&jpeg, &Chain::parse("analyze").unwrap(), &limits).unwrap();
+    let analysis: serde_json::Value = serde_json::from_slice(&output.bytes).unwrap();
+    assert_eq!(
+        (analysis["width"].as_u64(), analysis["height"].as_u64()),
+        (Some(2400), Some(1600))
+    );
+    assert_eq!(analysis["format"], "jpeg");
+    // After a resize, the analysis describes the resized image.
+    let output = process(
+        &jpeg,
+        &Chain::parse("resize:300:300,analyze").unwrap(),
+        &limits,
+    )
+    .unwrap();
+    assert_eq!((output.width, output.height), (300, 200));
+}

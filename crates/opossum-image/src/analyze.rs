@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::decode::SourceFormat;
 
-const WORKING_EDGE: u32 = 256;
+/// Long side of the copy every statistic is computed on.
+pub(crate) const WORKING_EDGE: u32 = 256;
 const HISTOGRAM_BINS: usize = 16;
 const DOMINANT_COLOURS: usize = 5;
 
@@ -119,21 +120,21 @@ pub fn analyze(image: &DynamicImage, format: SourceFormat) -> Analysis {
     }
 }
 
+/// A copy at most [`WORKING_EDGE`] on the long side, resized before it is converted so a
+/// large image is never copied at full size.
 fn working_copy(image: &DynamicImage) -> RgbaImage {
-    let rgba = image.to_rgba8();
-    let (w, h) = (rgba.width(), rgba.height());
+    let (w, h) = (image.width(), image.height());
     let scale = f64::from(WORKING_EDGE) / f64::from(w.max(h));
     if scale >= 1.0 {
-        return rgba;
+        return image.to_rgba8();
     }
     let tw = ((f64::from(w) * scale).round() as u32).max(1);
     let th = ((f64::from(h) * scale).round() as u32).max(1);
-    let source = DynamicImage::ImageRgba8(rgba);
-    let mut target = DynamicImage::new_rgba8(tw, th);
+    let mut target = DynamicImage::new(tw, th, image.color());
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    match Resizer::new().resize(&source, &mut target, &options) {
+    match Resizer::new().resize(image, &mut target, &options) {
         Ok(()) => target.to_rgba8(),
-        Err(_) => source.to_rgba8(),
+        Err(_) => image.thumbnail(tw, th).to_rgba8(),
     }
 }
 

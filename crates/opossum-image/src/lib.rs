@@ -93,14 +93,32 @@ pub struct Output {
 /// Runs a whole request: decode (shrinking on load where the chain allows), every pixel
 /// operation, then encode or analyse.
 pub fn process(input: &[u8], chain: &Chain, limits: &Limits) -> Result<Output, ImageError> {
-    let decoded = decode(input, limits, decode_hint(chain))?;
+    // A bare `analyze` only needs its small working copy, so it decodes as if resizing to
+    // that: a 50 MP source would otherwise cost 200 MB for statistics of 65,536 pixels.
+    let bare_analysis = chain.is_analysis() && chain.pixel_ops().is_empty();
+    let hint = if bare_analysis {
+        Some(DecodeHint {
+            width: analyze::WORKING_EDGE,
+            height: analyze::WORKING_EDGE,
+            mode: opossum_ops::ResizeMode::Fit,
+        })
+    } else {
+        decode_hint(chain)
+    };
+    let decoded = decode(input, limits, hint)?;
     let mut image = decoded.image;
     for op in chain.pixel_ops() {
         image = apply(image, op, limits)?;
     }
-    let (width, height) = (image.width(), image.height());
+    // A bare analysis describes the source, not the reduced copy it was computed from.
+    let (width, height) = if bare_analysis {
+        (decoded.source_width, decoded.source_height)
+    } else {
+        (image.width(), image.height())
+    };
     if chain.is_analysis() {
-        let analysis = analyze(&image, decoded.format);
+        let mut analysis = analyze(&image, decoded.format);
+        (analysis.width, analysis.height) = (width, height);
         let bytes = serde_json::to_vec(&analysis).map_err(|e| ImageError::Internal {
             message: format!("serialising analysis: {e}"),
         })?;
