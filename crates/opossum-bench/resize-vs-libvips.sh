@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 target=${CARGO_TARGET_DIR:-target}
 python3 -c 'import pyvips' 2>/dev/null || { echo "missing pyvips: pip install pyvips pyvips-binary" >&2; exit 1; }
-cargo build --release -q -p opossum-bench
+cargo build --release -q --workspace
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$target/release/opossum-bench" make-image --source ../shared/corpus/photos/kodim23.png \

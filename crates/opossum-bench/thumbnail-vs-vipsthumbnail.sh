@@ -9,7 +9,7 @@ target=${CARGO_TARGET_DIR:-target}
 for tool in hyperfine vipsthumbnail /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install hyperfine libvips-tools time" >&2; exit 1; }
 done
-cargo build --release -q -p opossum-cli -p opossum-bench
+cargo build --release -q --workspace
 opossum=$target/release/opossum
 bench=$target/release/opossum-bench
 work=$(mktemp -d)

@@ -1,10 +1,15 @@
 //! `opossum-bench`: makes reproducible benchmark inputs and measures output quality. The
 //! timing itself is done by hyperfine and criterion in the scripts beside this crate.
 
+mod latency;
+
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rand::SeedableRng;
+use rand_distr::Distribution;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +43,34 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a key trace with Zipf popularity, one key per line
+    ZipfTrace {
+        /// distinct keys
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+        /// requests
+        #[arg(long, default_value_t = 10_000_000)]
+        requests: u64,
+        /// Zipf exponent
+        #[arg(long, default_value_t = 0.9)]
+        exponent: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Hit latency of each cache tier for one value size, beside a plain Redis GET
+    TierLatency {
+        /// Redis to measure against (a scratch server: keys are written)
+        #[arg(long)]
+        redis: String,
+        /// value size in bytes
+        #[arg(long, default_value_t = 65_536)]
+        size: usize,
+        /// lookups per tier
+        #[arg(long, default_value_t = 20_000)]
+        lookups: usize,
+    },
     /// PSNR of thumbnails against a full-decode Lanczos3 reference of the same source
     Psnr {
         /// the full-size source the thumbnails were made from
@@ -70,6 +103,29 @@ fn main() -> anyhow::Result<()> {
             }
             println!("{} {width}x{height}", out.display());
         }
+        Command::ZipfTrace {
+            keys,
+            requests,
+            exponent,
+            seed,
+            out,
+        } => {
+            let zipf = rand_distr::Zipf::new(keys as f64, exponent).context("zipf parameters")?;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            // Ranks are scattered over the key space so popularity is not ordered by key.
+            let scatter = |rank: u64| rank.wrapping_mul(0x9e37_79b9_7f4a_7c15) % (1 << 48);
+            let mut writer = std::io::BufWriter::new(std::fs::File::create(&out)?);
+            for _ in 0..requests {
+                let rank = zipf.sample(&mut rng) as u64;
+                writeln!(writer, "{}", scatter(rank))?;
+            }
+            writer.flush()?;
+        }
+        Command::TierLatency {
+            redis,
+            size,
+            lookups,
+        } => latency::run(&redis, size, lookups)?,
         Command::Psnr { source, thumbnails } => {
             let full =
                 image::open(&source).with_context(|| format!("opening {}", source.display()))?;

@@ -1,23 +1,34 @@
-//! `opossum`: the command line of the image engine (and, in later issues, of the cache, the
+//! `opossum`: the command line of the image engine and the cache (and, in later issues, of the
 //! queue and the HTTP origin). Thin: parse arguments, call the libraries, print results.
 //!
 //! Exit codes: 0 success; 1 the request failed (bad image, bad chain, unreadable file), with one
 //! line `error: ...` on stderr; 2 a usage error (from clap). A panic is a bug: it is reported
 //! on one line too and exits 101, never by a signal.
 
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+mod cache;
+mod process;
+mod tiers;
+
+use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use opossum_image::Limits;
 use opossum_ops::{Category, Chain, Options, PROCESSING_VERSION, derive_key};
 use serde::Serialize;
 
 /// Key namespace, the default Redis prefix of the design.
-const NAMESPACE: &str = "opossum";
+pub(crate) const NAMESPACE: &str = "opossum";
+
+/// A runtime for the commands that talk to the tiers.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +37,8 @@ const NAMESPACE: &str = "opossum";
     about = "Image processing with a multi-tier cache"
 )]
 struct Cli {
+    #[command(flatten)]
+    tiers: tiers::TierArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,28 +46,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Process an image file with an operation chain
-    Process(ProcessArgs),
+    Process(process::ProcessArgs),
     /// Print the cache key of a request
     Key(KeyArgs),
-}
-
-#[derive(clap::Args)]
-struct ProcessArgs {
-    /// The image file; its path, exactly as given, is the image id used for the key
-    input: PathBuf,
-    /// Operation chain, e.g. `resize:800:600:fit,grayscale,format:webp`, or its JSON form
-    #[arg(long)]
-    ops: String,
-    /// Where to write the result (`-` for stdout); without it the result goes to stdout,
-    /// unless stdout is a terminal or --json is given
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Print one JSON object describing the result instead of the result itself
-    #[arg(long)]
-    json: bool,
-    /// Bypass the cache tiers
-    #[arg(long)]
-    no_cache: bool,
+    /// Inspect and manage the cache tiers
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 #[derive(clap::Args)]
@@ -67,16 +64,6 @@ struct KeyArgs {
     /// Print the key's parts, category and default TTL as JSON
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Serialize)]
-struct ProcessReport<'a> {
-    key: String,
-    format: &'a str,
-    width: u32,
-    height: u32,
-    bytes: usize,
-    duration_ms: f64,
 }
 
 #[derive(Serialize)]
@@ -117,8 +104,9 @@ fn main() -> ExitCode {
 
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Process(args) => process(args),
+        Command::Process(args) => process::run(args, &cli.tiers),
         Command::Key(args) => key(args),
+        Command::Cache(command) => cache::run(command, &cli.tiers),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -130,50 +118,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_chain(text: &str) -> anyhow::Result<Chain> {
+pub(crate) fn parse_chain(text: &str) -> anyhow::Result<Chain> {
     Chain::parse_any(text).with_context(|| format!("invalid --ops `{text}`"))
-}
-
-fn process(args: ProcessArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let chain = parse_chain(&args.ops)?;
-    let limits = Limits::default();
-    let image_id = args.input.to_string_lossy().into_owned();
-    let input = read_limited(&args.input, limits.max_bytes)?;
-    let output = opossum_image::process(&input, &chain, &limits)
-        .with_context(|| format!("processing {image_id}"))?;
-    let key = derive_key(
-        NAMESPACE,
-        PROCESSING_VERSION,
-        &image_id,
-        &chain,
-        &Options::new(),
-    );
-
-    match args.out.as_deref() {
-        Some(path) if path == Path::new("-") => write_stdout(&output.bytes)?,
-        Some(path) => write_file(path, &output.bytes)?,
-        None if args.json => {}
-        None if std::io::stdout().is_terminal() => {
-            bail!(
-                "refusing to write {} data to a terminal: pass --out FILE",
-                output.format
-            )
-        }
-        None => write_stdout(&output.bytes)?,
-    }
-    if args.json {
-        let report = ProcessReport {
-            key: key.to_string(),
-            format: output.format,
-            width: output.width,
-            height: output.height,
-            bytes: output.bytes.len(),
-            duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-        };
-        println!("{}", serde_json::to_string(&report)?);
-    }
-    Ok(())
 }
 
 fn key(args: KeyArgs) -> anyhow::Result<()> {
@@ -204,7 +150,7 @@ fn key(args: KeyArgs) -> anyhow::Result<()> {
 }
 
 /// Reads a file, refusing before reading when it is larger than `limit`.
-fn read_limited(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_limited(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
     let shown = path.display();
     let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
     if !metadata.is_file() {
@@ -221,7 +167,7 @@ fn read_limited(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
 
 /// Writes through a temporary file in the same directory and renames it into place, so a
 /// reader never sees half an image.
-fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let shown = path.display();
     let file_name = path
         .file_name()
@@ -237,7 +183,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(bytes).context("cannot write to stdout")?;
     stdout.flush().context("cannot write to stdout")

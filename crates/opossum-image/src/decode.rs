@@ -40,6 +40,22 @@ pub enum SourceFormat {
 }
 
 impl SourceFormat {
+    /// The format with this [`SourceFormat::name`].
+    pub fn from_name(name: &str) -> Option<SourceFormat> {
+        [
+            SourceFormat::Jpeg,
+            SourceFormat::Png,
+            SourceFormat::Gif,
+            SourceFormat::Webp,
+            SourceFormat::Bmp,
+            SourceFormat::Ico,
+            SourceFormat::Tiff,
+            SourceFormat::Svg,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
+    }
+
     /// Lowercase name, used in errors and the analysis JSON.
     pub fn name(self) -> &'static str {
         match self {
@@ -81,9 +97,18 @@ pub struct DecodeHint {
     pub mode: ResizeMode,
 }
 
-/// The hint for a chain: only when its first operation is a resize, because any other first
-/// step (a crop, a blur in pixel units) needs the full-resolution image.
+/// The hint for a chain: when its first operation is a resize, because any other first step
+/// (a crop, a blur in pixel units) needs the full-resolution image; and for a bare `analyze`,
+/// which only needs its small working copy (a 50 MP source would otherwise cost 200 MB for
+/// statistics of 65,536 pixels).
 pub fn decode_hint(chain: &Chain) -> Option<DecodeHint> {
+    if chain.is_analysis() && chain.pixel_ops().is_empty() {
+        return Some(DecodeHint {
+            width: crate::analyze::WORKING_EDGE,
+            height: crate::analyze::WORKING_EDGE,
+            mode: ResizeMode::Fit,
+        });
+    }
     match chain.pixel_ops().first()? {
         Operation::Resize {
             width,

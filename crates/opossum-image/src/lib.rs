@@ -38,6 +38,7 @@ pub use analyze::{Analysis, analyze};
 pub use decode::{DecodeHint, Decoded, SourceFormat, decode, decode_hint};
 pub use encode::{default_encoding, encode};
 pub use error::ImageError;
+pub use image::DynamicImage;
 pub use ops::apply;
 
 use opossum_ops::Chain;
@@ -90,34 +91,55 @@ pub struct Output {
     pub height: u32,
 }
 
+/// What the final step needs to know about the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// the source's format (decides the default output format)
+    pub format: SourceFormat,
+    /// full source width, upright
+    pub width: u32,
+    /// full source height, upright
+    pub height: u32,
+}
+
+impl From<&Decoded> for SourceInfo {
+    fn from(decoded: &Decoded) -> SourceInfo {
+        SourceInfo {
+            format: decoded.format,
+            width: decoded.source_width,
+            height: decoded.source_height,
+        }
+    }
+}
+
 /// Runs a whole request: decode (shrinking on load where the chain allows), every pixel
-/// operation, then encode or analyse.
+/// operation, then [`finish`].
 pub fn process(input: &[u8], chain: &Chain, limits: &Limits) -> Result<Output, ImageError> {
-    // A bare `analyze` only needs its small working copy, so it decodes as if resizing to
-    // that: a 50 MP source would otherwise cost 200 MB for statistics of 65,536 pixels.
-    let bare_analysis = chain.is_analysis() && chain.pixel_ops().is_empty();
-    let hint = if bare_analysis {
-        Some(DecodeHint {
-            width: analyze::WORKING_EDGE,
-            height: analyze::WORKING_EDGE,
-            mode: opossum_ops::ResizeMode::Fit,
-        })
-    } else {
-        decode_hint(chain)
-    };
-    let decoded = decode(input, limits, hint)?;
+    let decoded = decode(input, limits, decode_hint(chain))?;
+    let source = SourceInfo::from(&decoded);
     let mut image = decoded.image;
     for op in chain.pixel_ops() {
         image = apply(image, op, limits)?;
     }
-    // A bare analysis describes the source, not the reduced copy it was computed from.
-    let (width, height) = if bare_analysis {
-        (decoded.source_width, decoded.source_height)
-    } else {
-        (image.width(), image.height())
-    };
+    finish(&image, chain, source, limits)
+}
+
+/// The last step of a request: encode the processed image as the chain says (or in the
+/// source's default format), or analyse it.
+pub fn finish(
+    image: &image::DynamicImage,
+    chain: &Chain,
+    source: SourceInfo,
+    limits: &Limits,
+) -> Result<Output, ImageError> {
     if chain.is_analysis() {
-        let mut analysis = analyze(&image, decoded.format);
+        // A bare analysis ran on a reduced decode; it describes the source.
+        let (width, height) = if chain.pixel_ops().is_empty() {
+            (source.width, source.height)
+        } else {
+            (image.width(), image.height())
+        };
+        let mut analysis = analyze(image, source.format);
         (analysis.width, analysis.height) = (width, height);
         let bytes = serde_json::to_vec(&analysis).map_err(|e| ImageError::Internal {
             message: format!("serialising analysis: {e}"),
@@ -132,13 +154,13 @@ pub fn process(input: &[u8], chain: &Chain, limits: &Limits) -> Result<Output, I
     }
     let encoding = chain
         .encoding()
-        .unwrap_or_else(|| default_encoding(decoded.format));
-    let bytes = encode(&image, encoding, limits)?;
+        .unwrap_or_else(|| default_encoding(source.format));
+    let bytes = encode(image, encoding, limits)?;
     Ok(Output {
         bytes,
         media_type: encoding.format.mime(),
         format: encoding.format.name(),
-        width,
-        height,
+        width: image.width(),
+        height: image.height(),
     })
 }

@@ -8,7 +8,10 @@ use crate::{Chain, Operation};
 const THUMBNAIL_MAX_EDGE: u32 = 256;
 
 /// What kind of entry a cached item is. The default TTLs are the seed's table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Category {
     /// A complete processing result (24 h).
     Result,
@@ -64,6 +67,11 @@ impl Category {
             Category::Resource => 48 * HOUR,
             Category::Error => 5 * 60,
         })
+    }
+
+    /// The category with this [`Category::name`].
+    pub fn from_name(name: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.name() == name)
     }
 
     /// The lowercase name used in stats, metrics labels and events.

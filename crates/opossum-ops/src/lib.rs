@@ -11,7 +11,8 @@
 //! - [`CacheKey`] is derived by [`derive_key`] from the processing version, the image id, the
 //!   canonical chain and the sorted [`Options`]; its layout `{namespace}:{image-hash}:{variant-hash}`
 //!   lets every cache tier find all entries of one image without a scan.
-//! - [`Category`] classifies a request for TTLs (result, thumbnail, intermediate, analysis, ...).
+//! - [`Category`] classifies a request for TTLs (result, thumbnail, intermediate, analysis, ...),
+//!   and [`adaptive_ttl`] adjusts the category's default for pressure, popularity and cost.
 //!
 //! ```
 //! use opossum_ops::{Chain, Options, derive_key};
@@ -28,6 +29,7 @@ mod category;
 mod chain;
 mod error;
 mod key;
+mod ttl;
 
 pub use category::Category;
 pub use chain::{
@@ -36,6 +38,7 @@ pub use chain::{
 };
 pub use error::OpsError;
 pub use key::{CacheKey, Options, derive_key, image_hash};
+pub use ttl::{TtlInputs, adaptive_ttl};
 
 /// Version of the processing algorithms, part of every cache key. Bump it when an operation's
 /// output changes, and every cached entry made by the old code becomes unreachable.

@@ -247,3 +247,130 @@ fn with_claimed_size(jpeg: &[u8], width: u16, height: u16) -> Vec<u8> {
     }
     panic!("no start-of-frame marker");
 }
+
+/// `process` through the tiers: computed, then answered by the disk tier in a new process, then
+/// gone after `cache invalidate`; stats count it all.
+#[test]
+fn process_uses_the_disk_tier_and_invalidate_removes_it() {
+    let temp = TempDir::new("cli-cache");
+    let data = temp.path("data").to_string_lossy().into_owned();
+    let file = photo("kodim23.png");
+    let args = [
+        "--data-dir",
+        &data,
+        "process",
+        &file,
+        "--ops",
+        "thumbnail:120,format:webp",
+        "--json",
+    ];
+    let first = ok(&args).json();
+    assert_eq!(first["source"], "computed");
+    let second = ok(&args).json();
+    assert_eq!(second["source"], "disk");
+    assert_eq!(first["key"], second["key"]);
+    assert_eq!(first["bytes"], second["bytes"]);
+
+    let stats = ok(&["--data-dir", &data, "cache", "stats", "--json"]).json();
+    assert_eq!(
+        stats["tiers"]["disk"]["categories"]["thumbnail"]["hits"], 1,
+        "{stats}"
+    );
+    assert_eq!(stats["computed"]["thumbnail"], 1, "{stats}");
+    let table = ok(&["--data-dir", &data, "cache", "stats"]).stdout_text();
+    assert!(
+        table.contains("thumbnail") && table.contains("hit rate"),
+        "{table}"
+    );
+
+    let removed = ok(&["--data-dir", &data, "cache", "invalidate", &file, "--json"]).json();
+    assert_eq!(removed["tiers"]["disk"]["removed"], 1, "{removed}");
+    assert_eq!(ok(&args).json()["source"], "computed");
+
+    // --no-cache neither reads nor writes.
+    let bypass = ok(&[
+        "--data-dir",
+        &data,
+        "process",
+        &file,
+        "--ops",
+        "thumbnail:120,format:webp",
+        "--json",
+        "--no-cache",
+    ])
+    .json();
+    assert_eq!(bypass["source"], "computed");
+}
+
+#[test]
+fn bad_input_is_cached_as_an_error_result() {
+    let temp = TempDir::new("cli-error-cache");
+    let data = temp.path("data").to_string_lossy().into_owned();
+    let broken = temp.path("broken.png");
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    let broken = broken.to_string_lossy().into_owned();
+    let args = [
+        "--data-dir",
+        &data,
+        "process",
+        &broken,
+        "--ops",
+        "grayscale",
+        "--json",
+    ];
+    fails(&args, "corrupt png image");
+    // Fixing the file does not help until the error result expires (5 min) or is invalidated.
+    std::fs::copy(photo("kodim23.png"), &broken).unwrap();
+    fails(&args, "corrupt png image");
+    ok(&["--data-dir", &data, "cache", "invalidate", &broken]);
+    assert_eq!(ok(&args).json()["source"], "computed");
+}
+
+#[test]
+fn simulate_reports_the_policy_beside_lru_and_optimal() {
+    let temp = TempDir::new("cli-simulate");
+    let trace = temp.path("trace.txt");
+    // A hot set of 20 keys, each followed by three one-off keys.
+    let mut lines = Vec::new();
+    for i in 0..4000 {
+        lines.push(format!("hot{}", i % 20));
+        for j in 0..3 {
+            lines.push(format!("cold{i}-{j}"));
+        }
+    }
+    std::fs::write(&trace, lines.join("\n")).unwrap();
+    let trace = trace.to_string_lossy().into_owned();
+    let report = ok(&[
+        "cache",
+        "simulate",
+        "--trace",
+        &trace,
+        "--capacity",
+        "30",
+        "--json",
+    ])
+    .json();
+    assert_eq!(report["requests"], 16_000);
+    let (tiny, lru, opt) = (
+        report["policy_hit_rate"].as_f64().unwrap(),
+        report["lru_hit_rate"].as_f64().unwrap(),
+        report["optimal_hit_rate"].as_f64().unwrap(),
+    );
+    assert!(
+        tiny > lru && opt >= tiny,
+        "tinylfu {tiny} lru {lru} optimal {opt}"
+    );
+    fails(
+        &[
+            "cache",
+            "simulate",
+            "--trace",
+            &trace,
+            "--capacity",
+            "30",
+            "--policy",
+            "fifo",
+        ],
+        "unknown --policy `fifo`",
+    );
+}

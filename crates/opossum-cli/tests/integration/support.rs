@@ -44,13 +44,18 @@ impl Run {
     }
 }
 
-/// Runs `opossum args...` under the address-space cap; kills it after `deadline`.
+/// Runs `opossum args...` under the address-space cap; kills it after `deadline`. Each run
+/// gets its own empty data directory (`OPOSSUM_DATA_DIR`) unless the arguments name one, so
+/// tests never touch the user's cache or each other's.
 pub(crate) fn run(args: &[&str], deadline: Duration) -> Result<Run, String> {
+    let data = TempDir::new("data");
     let mut child = Command::new("prlimit")
         .arg(ADDRESS_SPACE_LIMIT)
         .arg("--")
         .arg(binary())
         .args(args)
+        .env("OPOSSUM_DATA_DIR", data.path(""))
+        .env_remove("OPOSSUM_REDIS_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -106,10 +111,11 @@ pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
     pub(crate) fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "opossum-test-{tag}-{}-{:?}",
+            "opossum-test-{tag}-{}-{}",
             std::process::id(),
-            std::thread::current().id()
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");

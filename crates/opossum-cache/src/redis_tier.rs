@@ -1,0 +1,285 @@
+//! L2: the Redis tier, shared by the fleet.
+//!
+//! Layout, for an entry key `K` = `{namespace}:{image-hash}:{variant-hash}`:
+//! - `K`: the MessagePack entry, with the entry's TTL (`PX`);
+//! - `K:meta`: the seed's RedisCacheManager hash (`created_at, size_bytes, ttl, access_count,
+//!   last_access`), same TTL;
+//! - `{namespace}:{image-hash}:index`: a set of the image's keys, whose TTL only ever grows to
+//!   the longest member's, so invalidation reads one set instead of running `KEYS`.
+//!
+//! A write is one `MULTI` transaction; a read is one script that returns the value and bumps the
+//! metadata only when the value exists (so a read never creates a key without a TTL).
+//! The connection manager reconnects on its own; a failed command is a [`TierError`] and the
+//! hierarchy skips this tier for a while.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::{Entry, Tier, TierError, TierKind, TierUsage, unix_millis};
+
+const GET_SCRIPT: &str = r#"
+local value = redis.call('GET', KEYS[1])
+if value and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HINCRBY', KEYS[2], 'access_count', 1)
+  redis.call('HSET', KEYS[2], 'last_access', ARGV[1])
+end
+return value
+"#;
+
+const INVALIDATE_SCRIPT: &str = r#"
+local keys = redis.call('SMEMBERS', KEYS[1])
+for _, key in ipairs(keys) do
+  redis.call('DEL', key, key .. ':meta')
+end
+redis.call('DEL', KEYS[1])
+return #keys
+"#;
+
+/// Redis tier settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`
+    pub url: String,
+    /// how long one command may take before the tier counts as failed
+    pub response_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// Settings for `url` with the default timeout.
+    pub fn new(url: impl Into<String>) -> RedisConfig {
+        RedisConfig {
+            url: url.into(),
+            response_timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// The Redis tier.
+pub struct RedisTier {
+    connection: ConnectionManager,
+    get_script: redis::Script,
+    invalidate_script: redis::Script,
+}
+
+impl RedisTier {
+    /// A tier for `config`. Connects lazily: a Redis that is down now makes the first commands
+    /// fail (and the hierarchy skip the tier), not the start-up.
+    pub fn new(config: &RedisConfig) -> Result<RedisTier, TierError> {
+        let fail = |e: redis::RedisError| TierError::new(TierKind::Redis, e);
+        let client = redis::Client::open(config.url.as_str()).map_err(fail)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(config.response_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, manager_config).map_err(fail)?;
+        Ok(RedisTier {
+            connection,
+            get_script: redis::Script::new(GET_SCRIPT),
+            invalidate_script: redis::Script::new(INVALIDATE_SCRIPT),
+        })
+    }
+
+    fn fail(e: redis::RedisError) -> TierError {
+        TierError::new(TierKind::Redis, e)
+    }
+
+    /// Warns when the server's eviction policy is not an LFU one: the design relies on Redis
+    /// evicting the least frequently used entries when it fills (`allkeys-lfu`).
+    pub async fn check_eviction_policy(&self) -> Result<String, TierError> {
+        let mut connection = self.connection.clone();
+        let reply: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut connection)
+            .await
+            .map_err(Self::fail)?;
+        let policy = reply.get(1).cloned().unwrap_or_default();
+        if !policy.contains("lfu") {
+            tracing::warn!(
+                tier = "redis",
+                maxmemory_policy = %policy,
+                "redis maxmemory-policy is not an lfu policy; set allkeys-lfu so a full cache evicts rarely used entries"
+            );
+        }
+        Ok(policy)
+    }
+
+    /// A connection for callers that need Redis directly (leases, events).
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+}
+
+fn index_key(key: &str) -> String {
+    // `{namespace}:{image-hash}:` is everything up to the last colon.
+    let prefix = key.rsplit_once(':').map_or(key, |(p, _)| p);
+    format!("{prefix}:index")
+}
+
+#[async_trait::async_trait]
+impl Tier for RedisTier {
+    fn kind(&self) -> TierKind {
+        TierKind::Redis
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Arc<Entry>>, TierError> {
+        let mut connection = self.connection.clone();
+        let value: Option<Vec<u8>> = self
+            .get_script
+            .key(key)
+            .key(format!("{key}:meta"))
+            .arg(unix_millis() / 1000)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(Self::fail)?;
+        let Some(bytes) = value else { return Ok(None) };
+        match Entry::from_msgpack(&bytes) {
+            Ok(entry) if entry.remaining(unix_millis()).is_some() => Ok(Some(Arc::new(entry))),
+            Ok(_expired) => Ok(None),
+            Err(e) => {
+                tracing::warn!(tier = "redis", key, error = %e, "undecodable entry dropped");
+                let _: () = connection.del(key).await.map_err(Self::fail)?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn put(&self, key: &str, entry: Arc<Entry>) -> Result<bool, TierError> {
+        let Some(remaining) = entry.remaining(unix_millis()) else {
+            return Ok(false);
+        };
+        let ttl_ms = remaining.as_millis().max(1) as u64;
+        let body = entry.to_msgpack();
+        let meta = format!("{key}:meta");
+        let index = index_key(key);
+        let now = unix_millis() / 1000;
+        let mut connection = self.connection.clone();
+        redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(key)
+            .arg(&body)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore()
+            .cmd("HSET")
+            .arg(&meta)
+            .arg("created_at")
+            .arg(entry.created_at_ms / 1000)
+            .arg("size_bytes")
+            .arg(body.len())
+            .arg("ttl")
+            .arg(ttl_ms / 1000)
+            .arg("access_count")
+            .arg(0)
+            .arg("last_access")
+            .arg(now)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&meta)
+            .arg(ttl_ms)
+            .ignore()
+            .cmd("SADD")
+            .arg(&index)
+            .arg(key)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&index)
+            .arg(ttl_ms)
+            .arg("NX")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&index)
+            .arg(ttl_ms)
+            .arg("GT")
+            .ignore()
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(Self::fail)?;
+        Ok(true)
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), TierError> {
+        let mut connection = self.connection.clone();
+        redis::pipe()
+            .atomic()
+            .cmd("DEL")
+            .arg(key)
+            .arg(format!("{key}:meta"))
+            .ignore()
+            .cmd("SREM")
+            .arg(index_key(key))
+            .arg(key)
+            .ignore()
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(Self::fail)
+    }
+
+    async fn invalidate_image(&self, image_prefix: &str) -> Result<u64, TierError> {
+        let index = format!("{image_prefix}index");
+        let mut connection = self.connection.clone();
+        let removed: u64 = self
+            .invalidate_script
+            .key(index)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(Self::fail)?;
+        Ok(removed)
+    }
+
+    async fn usage(&self) -> Result<TierUsage, TierError> {
+        let mut connection = self.connection.clone();
+        let items: u64 = redis::cmd("DBSIZE")
+            .query_async(&mut connection)
+            .await
+            .map_err(Self::fail)?;
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut connection)
+            .await
+            .map_err(Self::fail)?;
+        let field = |name: &str| -> u64 {
+            info.lines()
+                .find_map(|line| {
+                    line.strip_prefix(name)?
+                        .strip_prefix(':')?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0)
+        };
+        let stats: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut connection)
+            .await
+            .map_err(Self::fail)?;
+        let evicted = stats
+            .lines()
+            .find_map(|line| line.strip_prefix("evicted_keys:")?.trim().parse().ok())
+            .unwrap_or(0);
+        Ok(TierUsage {
+            items,
+            bytes: field("used_memory"),
+            capacity: field("maxmemory"),
+            evictions: Some(evicted),
+            corrupt: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_key_shares_the_image_prefix() {
+        assert_eq!(index_key("opossum:0123abcd:ffff"), "opossum:0123abcd:index");
+    }
+}

@@ -1,0 +1,134 @@
+//! The conformance suite: what every tier promises, checked against each implementation.
+
+use std::time::Duration;
+
+use opossum_cache::{Tier, TierKind};
+use opossum_testkit::{RedisServer, TempDir, unique_namespace};
+
+use crate::support::{disk, entry, memory, redis};
+
+/// Everything the `Tier` trait promises.
+async fn conformance(tier: &dyn Tier) {
+    let ns = unique_namespace(tier.kind().name());
+    let key = format!("{ns}:aaaaaaaaaaaaaaaa:0001");
+    let name = tier.kind().name();
+
+    assert!(
+        tier.get(&key).await.unwrap().is_none(),
+        "{name}: empty tier returned something"
+    );
+
+    let value = entry(b"\x89PNG some bytes", Duration::from_secs(60));
+    assert!(
+        tier.put(&key, value.clone()).await.unwrap(),
+        "{name}: refused a small entry"
+    );
+    assert_eq!(
+        tier.get(&key).await.unwrap().as_deref(),
+        Some(&*value),
+        "{name}: read back"
+    );
+
+    // Idempotent writes.
+    assert!(tier.put(&key, value.clone()).await.unwrap());
+    assert_eq!(
+        tier.get(&key).await.unwrap().as_deref(),
+        Some(&*value),
+        "{name}: second write"
+    );
+
+    // A megabyte of binary survives unchanged.
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let big_key = format!("{ns}:aaaaaaaaaaaaaaaa:0002");
+    assert!(
+        tier.put(&big_key, entry(&big, Duration::from_secs(60)))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        tier.get(&big_key).await.unwrap().unwrap().body,
+        big,
+        "{name}: binary body"
+    );
+
+    tier.remove(&key).await.unwrap();
+    assert!(
+        tier.get(&key).await.unwrap().is_none(),
+        "{name}: removed key still there"
+    );
+
+    // Expired entries are neither admitted nor served.
+    let mut stale = (*entry(b"old", Duration::from_secs(60))).clone();
+    stale.created_at_ms -= 61_000;
+    assert!(
+        !tier.put(&key, std::sync::Arc::new(stale)).await.unwrap(),
+        "{name}: admitted an expired entry"
+    );
+    assert!(tier.get(&key).await.unwrap().is_none());
+    let short = entry(b"short-lived", Duration::from_millis(1200));
+    tier.put(&key, short).await.unwrap();
+    assert!(
+        tier.get(&key).await.unwrap().is_some(),
+        "{name}: fresh short-lived entry"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        tier.get(&key).await.unwrap().is_none(),
+        "{name}: served an entry past its TTL"
+    );
+
+    // Invalidation drops one image's entries and nothing else.
+    let image_a = format!("{ns}:aaaaaaaaaaaaaaaa:");
+    let image_b = format!("{ns}:bbbbbbbbbbbbbbbb:");
+    for variant in ["01", "02", "03"] {
+        tier.put(
+            &format!("{image_a}{variant}"),
+            entry(b"a", Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    }
+    tier.put(
+        &format!("{image_b}01"),
+        entry(b"b", Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    let removed = tier.invalidate_image(&image_a).await.unwrap();
+    assert!(removed >= 3, "{name}: invalidation reported {removed}");
+    for variant in ["01", "02", "03"] {
+        assert!(
+            tier.get(&format!("{image_a}{variant}"))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: {variant} survived"
+        );
+    }
+    assert!(
+        tier.get(&format!("{image_b}01")).await.unwrap().is_some(),
+        "{name}: other image dropped"
+    );
+
+    let usage = tier.usage().await.unwrap();
+    assert!(usage.items >= 1, "{name}: usage {usage:?}");
+}
+
+#[tokio::test]
+async fn memory_tier_conforms() {
+    conformance(&memory()).await;
+}
+
+#[tokio::test]
+async fn disk_tier_conforms() {
+    let dir = TempDir::new("disk-conformance");
+    conformance(&disk(&dir)).await;
+}
+
+#[tokio::test]
+async fn redis_tier_conforms() {
+    let server = RedisServer::start();
+    let tier = redis(&server.url());
+    assert_eq!(tier.kind(), TierKind::Redis);
+    conformance(&tier).await;
+}

@@ -1,0 +1,260 @@
+//! Tier specifics and the hierarchy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opossum_cache::{DiskTier, Hierarchy, MemoryConfig, MemoryTier, Tier, TierKind};
+use opossum_ops::Category;
+use opossum_testkit::{RedisServer, TempDir, unique_namespace};
+
+use crate::support::{disk, disk_config, entry, memory, redis};
+
+#[tokio::test]
+async fn memory_tier_refuses_large_items_and_counts_evictions() {
+    let tier = MemoryTier::new(MemoryConfig {
+        max_bytes: 200_000,
+        max_item_bytes: 50_000,
+        ..MemoryConfig::default()
+    });
+    assert!(
+        !tier
+            .put("n:i:big", entry(&[0; 60_000], Duration::from_secs(60)))
+            .await
+            .unwrap()
+    );
+    for i in 0..40 {
+        tier.put(
+            &format!("n:i:{i}"),
+            entry(&[1; 20_000], Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    }
+    let usage = tier.usage().await.unwrap();
+    assert!(usage.bytes <= 200_000, "{usage:?}");
+    assert!(usage.evictions.unwrap() > 0, "{usage:?}");
+}
+
+#[tokio::test]
+async fn disk_tier_never_serves_a_corrupt_value() {
+    let dir = TempDir::new("disk-corrupt");
+    let key = "n:cccccccccccccccc:01";
+    {
+        let tier = disk(&dir);
+        tier.put(key, entry(b"precious pixels", Duration::from_secs(60)))
+            .await
+            .unwrap();
+    }
+    {
+        // Flip one byte of the stored value behind the tier's back.
+        let db = rocksdb::DB::open_default(dir.join("rocksdb")).unwrap();
+        let mut value = db.get(key).unwrap().unwrap();
+        let last = value.len() - 1;
+        value[last] ^= 0x01;
+        db.put(key, value).unwrap();
+    }
+    let tier = disk(&dir);
+    assert!(
+        tier.get(key).await.unwrap().is_none(),
+        "corrupt value served"
+    );
+    assert_eq!(tier.usage().await.unwrap().corrupt, 1);
+    assert!(tier.get(key).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn disk_tier_cleanup_deletes_expired_values() {
+    let dir = TempDir::new("disk-cleanup");
+    let tier = disk(&dir);
+    tier.put(
+        "n:dddddddddddddddd:01",
+        entry(b"x", Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    tier.put(
+        "n:dddddddddddddddd:02",
+        entry(b"y", Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(tier.cleanup().unwrap(), 1);
+    assert!(tier.get("n:dddddddddddddddd:02").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_data_dir_gets_a_clear_error() {
+    let dir = TempDir::new("disk-lock");
+    let _first = disk(&dir);
+    let err = DiskTier::open(disk_config(&dir))
+        .err()
+        .expect("second open must fail");
+    assert!(
+        err.to_string()
+            .starts_with("disk tier unavailable: opening"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn redis_tier_writes_the_seed_metadata_with_ttls_everywhere() {
+    let server = RedisServer::start();
+    let tier = redis(&server.url());
+    assert_eq!(tier.check_eviction_policy().await.unwrap(), "allkeys-lfu");
+    let ns = unique_namespace("meta");
+    let key = format!("{ns}:eeeeeeeeeeeeeeee:01");
+    tier.put(&key, entry(b"0123456789", Duration::from_secs(120)))
+        .await
+        .unwrap();
+    tier.get(&key).await.unwrap().unwrap();
+    tier.get(&key).await.unwrap().unwrap();
+
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let meta: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{key}:meta"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    for field in [
+        "created_at",
+        "size_bytes",
+        "ttl",
+        "access_count",
+        "last_access",
+    ] {
+        assert!(meta.contains_key(field), "missing {field} in {meta:?}");
+    }
+    assert_eq!(meta["access_count"], "2");
+    assert_eq!(meta["ttl"], "120");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{ns}:*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for k in keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&k)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 120_000, "{k} has TTL {ttl}");
+    }
+    // A read of a missing key creates nothing.
+    assert!(
+        tier.get(&format!("{ns}:eeeeeeeeeeeeeeee:02"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(format!("{ns}:eeeeeeeeeeeeeeee:02:meta"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!exists);
+}
+
+#[tokio::test]
+async fn hits_back_fill_faster_tiers() {
+    let server = RedisServer::start();
+    let dir = TempDir::new("backfill");
+    let memory: Arc<dyn Tier> = Arc::new(memory());
+    let disk: Arc<dyn Tier> = Arc::new(disk(&dir));
+    let redis_tier: Arc<dyn Tier> = Arc::new(redis(&server.url()));
+    let hierarchy = Hierarchy::new(vec![redis_tier.clone(), disk.clone(), memory.clone()], None);
+    assert_eq!(
+        hierarchy.tiers(),
+        vec![TierKind::Memory, TierKind::Disk, TierKind::Redis]
+    );
+
+    let key = format!("{}:ffffffffffffffff:01", unique_namespace("backfill"));
+    let value = entry(b"shared by the fleet", Duration::from_secs(60));
+    redis_tier.put(&key, value.clone()).await.unwrap();
+
+    let hit = hierarchy.get(&key, Category::Result).await.unwrap();
+    assert_eq!(hit.tier, TierKind::Redis);
+    assert_eq!(*hit.entry, *value);
+    assert!(
+        memory.get(&key).await.unwrap().is_some(),
+        "memory not back-filled"
+    );
+    assert!(
+        disk.get(&key).await.unwrap().is_some(),
+        "disk not back-filled"
+    );
+    assert_eq!(
+        hierarchy.get(&key, Category::Result).await.unwrap().tier,
+        TierKind::Memory
+    );
+
+    let stats = hierarchy.stats();
+    assert_eq!(stats.tier_totals("redis").hits, 1);
+    assert_eq!(stats.tier_totals("memory").hits, 1);
+    assert_eq!(stats.tier_totals("memory").misses, 1);
+}
+
+#[tokio::test]
+async fn a_dead_redis_degrades_service_instead_of_failing_it() {
+    let server = RedisServer::start();
+    let dir = TempDir::new("redis-down");
+    let tiers: Vec<Arc<dyn Tier>> = vec![
+        Arc::new(memory()),
+        Arc::new(disk(&dir)),
+        Arc::new(redis(&server.url())),
+    ];
+    let hierarchy = Hierarchy::new(tiers, None);
+    let ns = unique_namespace("down");
+
+    let before = format!("{ns}:1111111111111111:01");
+    assert_eq!(
+        hierarchy
+            .put(&before, entry(b"before", Duration::from_secs(60)))
+            .await,
+        3
+    );
+
+    server.kill();
+    // Writes and reads keep working from the local tiers; the failure is counted, not raised.
+    let during = format!("{ns}:1111111111111111:02");
+    assert_eq!(
+        hierarchy
+            .put(&during, entry(b"during", Duration::from_secs(60)))
+            .await,
+        2
+    );
+    assert_eq!(
+        hierarchy.get(&during, Category::Result).await.unwrap().tier,
+        TierKind::Memory
+    );
+    assert_eq!(
+        hierarchy.get(&before, Category::Result).await.unwrap().tier,
+        TierKind::Memory
+    );
+    assert!(
+        hierarchy
+            .get(&format!("{ns}:1111111111111111:03"), Category::Result)
+            .await
+            .is_none()
+    );
+    let stats = hierarchy.stats();
+    assert!(stats.tiers["redis"].errors >= 1, "{stats:?}");
+
+    // Once Redis is back and the backoff has passed, it is used again.
+    server.restart();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let after = format!("{ns}:1111111111111111:04");
+    let mut admitted = 0;
+    for _ in 0..20 {
+        admitted = hierarchy
+            .put(&after, entry(b"after", Duration::from_secs(60)))
+            .await;
+        if admitted == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(admitted, 3, "redis not used again after restart");
+}

@@ -1,0 +1,171 @@
+//! `opossum process`: one request through the cache hierarchy (or straight through the engine
+//! with `--no-cache`).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use opossum_image::Limits;
+use opossum_ops::{Chain, Options, PROCESSING_VERSION, derive_key};
+use opossum_pipeline::{LoadError, Pipeline, PipelineConfig, PipelineError};
+use serde::Serialize;
+
+use crate::tiers::TierArgs;
+use crate::{NAMESPACE, parse_chain, read_limited, runtime, write_file, write_stdout};
+
+#[derive(clap::Args)]
+pub(crate) struct ProcessArgs {
+    /// The image file; its path, exactly as given, is the image id used for the key
+    input: PathBuf,
+    /// Operation chain, e.g. `resize:800:600:fit,grayscale,format:webp`, or its JSON form
+    #[arg(long)]
+    ops: String,
+    /// Where to write the result (`-` for stdout); without it the result goes to stdout,
+    /// unless stdout is a terminal or --json is given
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print one JSON object describing the result instead of the result itself
+    #[arg(long)]
+    json: bool,
+    /// Bypass the cache tiers: compute, and neither read nor write the cache
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(Serialize)]
+struct ProcessReport<'a> {
+    key: String,
+    format: &'a str,
+    width: u32,
+    height: u32,
+    bytes: usize,
+    duration_ms: f64,
+    source: &'a str,
+}
+
+struct Produced {
+    bytes: Vec<u8>,
+    format: &'static str,
+    width: u32,
+    height: u32,
+    source: &'static str,
+}
+
+pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let chain = parse_chain(&args.ops)?;
+    let image_id = args.input.to_string_lossy().into_owned();
+    let key = derive_key(
+        NAMESPACE,
+        PROCESSING_VERSION,
+        &image_id,
+        &chain,
+        &Options::new(),
+    );
+    let produced = if args.no_cache {
+        let limits = Limits::default();
+        let input = read_limited(&args.input, limits.max_bytes)?;
+        let output = opossum_image::process(&input, &chain, &limits)
+            .with_context(|| format!("processing {image_id}"))?;
+        Produced {
+            bytes: output.bytes,
+            format: output.format,
+            width: output.width,
+            height: output.height,
+            source: "computed",
+        }
+    } else {
+        through_cache(&args.input, &image_id, &chain, tiers)?
+    };
+
+    match args.out.as_deref() {
+        Some(path) if path == Path::new("-") => write_stdout(&produced.bytes)?,
+        Some(path) => write_file(path, &produced.bytes)?,
+        None if args.json => {}
+        None if std::io::stdout().is_terminal() => {
+            bail!(
+                "refusing to write {} data to a terminal: pass --out FILE",
+                produced.format
+            )
+        }
+        None => write_stdout(&produced.bytes)?,
+    }
+    if args.json {
+        let report = ProcessReport {
+            key: key.to_string(),
+            format: produced.format,
+            width: produced.width,
+            height: produced.height,
+            bytes: produced.bytes.len(),
+            duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            source: produced.source,
+        };
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+fn through_cache(
+    path: &Path,
+    image_id: &str,
+    chain: &Chain,
+    tiers: &TierArgs,
+) -> anyhow::Result<Produced> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let opened = tiers.open().await;
+        let pipeline = Pipeline::new(
+            opened.hierarchy.clone(),
+            PipelineConfig::default(),
+            opened.leases,
+        );
+        let max_bytes = Limits::default().max_bytes;
+        let load = || {
+            let path = path.to_path_buf();
+            async move {
+                let read =
+                    tokio::task::spawn_blocking(move || read_limited(&path, max_bytes)).await;
+                match read {
+                    Ok(Ok(bytes)) => Ok(bytes),
+                    Ok(Err(e)) => Err(LoadError {
+                        message: format!("{e:#}"),
+                        permanent: true,
+                    }),
+                    Err(e) => Err(LoadError {
+                        message: e.to_string(),
+                        permanent: false,
+                    }),
+                }
+            }
+        };
+        let result = pipeline.run(image_id, chain, &Options::new(), load).await;
+        if let Err(e) = opened.hierarchy.flush_stats() {
+            tracing::warn!(error = %e, "cache stats not saved");
+        }
+        let response = result.map_err(|e| match e {
+            PipelineError::Load { message, .. } => anyhow::anyhow!("{message}"),
+            other => anyhow::anyhow!("processing {image_id}: {other}"),
+        })?;
+        Ok(Produced {
+            format: format_name(&response.entry.media_type),
+            width: response.entry.width,
+            height: response.entry.height,
+            source: response.source.name(),
+            bytes: response.entry.body.clone(),
+        })
+    })
+}
+
+/// The short format name of a media type.
+fn format_name(media_type: &str) -> &'static str {
+    match media_type {
+        "image/jpeg" => "jpeg",
+        "image/png" => "png",
+        "image/webp" => "webp",
+        "image/avif" => "avif",
+        "image/svg+xml" => "svg",
+        "application/json" => "json",
+        _ => "unknown",
+    }
+}

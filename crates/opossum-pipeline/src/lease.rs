@@ -1,0 +1,68 @@
+//! Cross-process leases in Redis, so identical misses on different workers compute once.
+//! `SET {key}:lease token NX PX ttl` takes it; a script deletes it only if the token still
+//! matches, so a holder whose lease expired can never release someone else's.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+const RELEASE_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+/// Lease handling on one Redis.
+#[derive(Clone)]
+pub struct Leases {
+    connection: ConnectionManager,
+    ttl: Duration,
+    release: std::sync::Arc<redis::Script>,
+}
+
+impl Leases {
+    /// Leases lasting `ttl` (longer than the slowest computation).
+    pub fn new(connection: ConnectionManager, ttl: Duration) -> Leases {
+        Leases {
+            connection,
+            ttl,
+            release: std::sync::Arc::new(redis::Script::new(RELEASE_SCRIPT)),
+        }
+    }
+
+    /// How long a lease lasts.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Takes the lease on `key`: `Some(token)` when this caller holds it now.
+    pub async fn acquire(&self, key: &str) -> Result<Option<String>, redis::RedisError> {
+        let token = format!("{:032x}", rand::random::<u128>());
+        let mut connection = self.connection.clone();
+        let reply: Option<String> = redis::cmd("SET")
+            .arg(format!("{key}:lease"))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.ttl.as_millis() as u64)
+            .query_async(&mut connection)
+            .await?;
+        Ok(reply.map(|_| token))
+    }
+
+    /// Releases the lease if `token` still holds it. Failures are logged: the lease expires on
+    /// its own.
+    pub async fn release(&self, key: &str, token: &str) {
+        let mut connection = self.connection.clone();
+        let result: Result<i64, _> = self
+            .release
+            .key(format!("{key}:lease"))
+            .arg(token)
+            .invoke_async(&mut connection)
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(key, error = %e, "lease release failed; it will expire");
+        }
+    }
+}

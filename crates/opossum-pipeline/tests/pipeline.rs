@@ -1,0 +1,304 @@
+//! The pipeline against real tiers: prefix resumption, error results, coalescing, leases.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use opossum_cache::{
+    DiskConfig, DiskTier, Hierarchy, MemoryConfig, MemoryTier, RedisConfig, RedisTier, Tier,
+};
+use opossum_ops::{Chain, Options};
+use opossum_pipeline::{Leases, LoadError, Pipeline, PipelineConfig, PipelineError, Source};
+use opossum_testkit::{RedisServer, TempDir, unique_namespace};
+
+fn photo() -> Vec<u8> {
+    let path = format!(
+        "{}/../../../shared/corpus/photos/harvesters.jpeg",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (is ../shared beside the checkout?)"))
+}
+
+fn config(namespace: &str) -> PipelineConfig {
+    PipelineConfig {
+        namespace: namespace.to_string(),
+        ..PipelineConfig::default()
+    }
+}
+
+fn local_pipeline(dir: &TempDir, namespace: &str) -> Pipeline {
+    let disk = Arc::new(
+        DiskTier::open(DiskConfig {
+            path: dir.join("rocksdb"),
+            max_bytes: 256 << 20,
+            cleanup_interval: Duration::from_secs(3600),
+        })
+        .unwrap(),
+    );
+    let tiers: Vec<Arc<dyn Tier>> = vec![
+        Arc::new(MemoryTier::new(MemoryConfig::default())),
+        disk.clone(),
+    ];
+    Pipeline::new(
+        Arc::new(Hierarchy::new(tiers, Some(disk))),
+        config(namespace),
+        None,
+    )
+}
+
+/// A loader that counts its calls.
+fn counting(
+    calls: &Arc<AtomicUsize>,
+    bytes: Vec<u8>,
+) -> impl FnOnce() -> std::future::Ready<Result<Vec<u8>, LoadError>> {
+    let calls = calls.clone();
+    move || {
+        calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(bytes))
+    }
+}
+
+fn never() -> std::future::Ready<Result<Vec<u8>, LoadError>> {
+    panic!("the original must not be loaded: a cached prefix should have been used")
+}
+
+#[tokio::test]
+async fn a_chain_resumes_from_its_longest_cached_prefix() {
+    let dir = TempDir::new("prefix");
+    let pipeline = local_pipeline(&dir, "prefix");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let first = Chain::parse("resize:400:300,grayscale,blur:2,format:png").unwrap();
+    let second = Chain::parse("resize:400:300,grayscale,sharpen:1.5,format:png").unwrap();
+
+    let a = pipeline
+        .run(
+            "harvesters.jpeg",
+            &first,
+            &Options::new(),
+            counting(&calls, photo()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.source, Source::Computed);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let b = pipeline
+        .run("harvesters.jpeg", &second, &Options::new(), never)
+        .await
+        .unwrap();
+    assert_eq!(b.source, Source::Computed);
+
+    // The resumed result is exactly what a cold computation gives.
+    let cold_dir = TempDir::new("prefix-cold");
+    let cold = local_pipeline(&cold_dir, "prefix");
+    let fresh = cold
+        .run(
+            "harvesters.jpeg",
+            &second,
+            &Options::new(),
+            counting(&calls, photo()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.entry.body, fresh.entry.body);
+    assert_eq!(b.key, fresh.key);
+
+    // And the whole request is now a hit.
+    let again = pipeline
+        .run("harvesters.jpeg", &second, &Options::new(), never)
+        .await
+        .unwrap();
+    assert_eq!(again.source, Source::Tier(opossum_cache::TierKind::Memory));
+}
+
+#[tokio::test]
+async fn bad_input_is_remembered_as_an_error_result() {
+    let dir = TempDir::new("errors");
+    let pipeline = local_pipeline(&dir, "errors");
+    let chain = Chain::parse("thumbnail:100").unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let garbage = b"\xff\xd8\xff\xe0 not a jpeg at all".to_vec();
+    let first = pipeline
+        .run(
+            "broken.jpg",
+            &chain,
+            &Options::new(),
+            counting(&calls, garbage),
+        )
+        .await
+        .unwrap_err();
+    let PipelineError::BadInput {
+        message,
+        origin: source,
+    } = &first
+    else {
+        panic!("{first:?}")
+    };
+    assert_eq!(*source, Source::Computed);
+    assert!(message.starts_with("corrupt jpeg image"), "{message}");
+
+    let second = pipeline
+        .run("broken.jpg", &chain, &Options::new(), never)
+        .await
+        .unwrap_err();
+    let PipelineError::BadInput {
+        message: again,
+        origin: source,
+    } = &second
+    else {
+        panic!("{second:?}")
+    };
+    assert_eq!(*source, Source::Tier(opossum_cache::TierKind::Memory));
+    assert_eq!(again, message);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(first.is_permanent());
+}
+
+#[tokio::test]
+async fn identical_concurrent_misses_compute_once_in_a_process() {
+    let dir = TempDir::new("coalesce");
+    let pipeline = Arc::new(local_pipeline(&dir, "coalesce"));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let chain = Chain::parse("resize:300:200,format:webp").unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (pipeline, calls, chain) = (pipeline.clone(), calls.clone(), chain.clone());
+        tasks.push(tokio::spawn(async move {
+            let load = move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(photo())
+                }
+            };
+            pipeline
+                .run("harvesters.jpeg", &chain, &Options::new(), load)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut sources = Vec::new();
+    let mut bodies = std::collections::HashSet::new();
+    for task in tasks {
+        let response = task.await.unwrap();
+        sources.push(response.source);
+        bodies.insert(response.entry.body.clone());
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the original was loaded more than once"
+    );
+    assert_eq!(
+        sources.iter().filter(|s| **s == Source::Computed).count(),
+        1,
+        "{sources:?}"
+    );
+    assert_eq!(bodies.len(), 1, "callers got different bytes");
+    assert_eq!(
+        pipeline.hierarchy().stats().computed.values().sum::<u64>(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn identical_misses_in_two_processes_compute_once_through_the_lease() {
+    let server = RedisServer::start();
+    let namespace = unique_namespace("lease");
+    // Two workers: each its own memory tier and in-flight map, sharing only Redis.
+    let worker = || {
+        let redis = Arc::new(RedisTier::new(&RedisConfig::new(server.url())).unwrap());
+        let leases = Leases::new(redis.connection(), Duration::from_secs(10));
+        let tiers: Vec<Arc<dyn Tier>> =
+            vec![Arc::new(MemoryTier::new(MemoryConfig::default())), redis];
+        Arc::new(Pipeline::new(
+            Arc::new(Hierarchy::new(tiers, None)),
+            config(&namespace),
+            Some(leases),
+        ))
+    };
+    let (one, two) = (worker(), worker());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let chain = Chain::parse("thumbnail:160,format:jpeg").unwrap();
+    let mut tasks = Vec::new();
+    for pipeline in [one.clone(), two.clone(), one, two] {
+        let (calls, chain) = (calls.clone(), chain.clone());
+        tasks.push(tokio::spawn(async move {
+            let load = move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(photo())
+                }
+            };
+            pipeline
+                .run("harvesters.jpeg", &chain, &Options::new(), load)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut bodies = std::collections::HashSet::new();
+    for task in tasks {
+        bodies.insert(task.await.unwrap().entry.body.clone());
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "computed in more than one worker"
+    );
+    assert_eq!(bodies.len(), 1);
+}
+
+#[tokio::test]
+async fn a_version_bump_makes_old_entries_unreachable() {
+    let dir = TempDir::new("version");
+    let disk = Arc::new(
+        DiskTier::open(DiskConfig {
+            path: dir.join("rocksdb"),
+            max_bytes: 64 << 20,
+            cleanup_interval: Duration::from_secs(3600),
+        })
+        .unwrap(),
+    );
+    let hierarchy = Arc::new(Hierarchy::new(
+        vec![disk.clone() as Arc<dyn Tier>],
+        Some(disk),
+    ));
+    let chain = Chain::parse("thumbnail:64").unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let v1 = Pipeline::new(
+        hierarchy.clone(),
+        PipelineConfig {
+            version: "1".into(),
+            ..config("v")
+        },
+        None,
+    );
+    let v2 = Pipeline::new(
+        hierarchy,
+        PipelineConfig {
+            version: "2".into(),
+            ..config("v")
+        },
+        None,
+    );
+    v1.run("h.jpg", &chain, &Options::new(), counting(&calls, photo()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        v1.run("h.jpg", &chain, &Options::new(), never)
+            .await
+            .unwrap()
+            .source,
+        Source::Tier(_)
+    ));
+    assert_eq!(
+        v2.run("h.jpg", &chain, &Options::new(), counting(&calls, photo()))
+            .await
+            .unwrap()
+            .source,
+        Source::Computed
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
