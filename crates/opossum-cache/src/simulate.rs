@@ -132,22 +132,21 @@ pub fn belady_hit_rate(trace: &Trace, capacity: usize) -> f64 {
     let mut by_next_use: BTreeSet<(usize, u32)> = BTreeSet::new();
     let mut position: HashMap<u32, usize> = HashMap::new();
     let mut hits = 0u64;
-    for i in 0..n {
-        let key = trace.requests[i];
+    for (&key, &next_use) in trace.requests.iter().zip(&next) {
         if let Some(old) = position.remove(&key) {
             hits += 1;
             by_next_use.remove(&(old, key));
         } else if by_next_use.len() >= capacity {
             let furthest = *by_next_use.last().expect("cache is full");
-            if furthest.0 <= next[i] {
+            if furthest.0 <= next_use {
                 continue; // bypass: the new item is needed later than anything cached
             }
             by_next_use.remove(&furthest);
             position.remove(&furthest.1);
         }
-        if next[i] < n {
-            by_next_use.insert((next[i], key));
-            position.insert(key, next[i]);
+        if next_use < n {
+            by_next_use.insert((next_use, key));
+            position.insert(key, next_use);
         }
     }
     ratio(hits, n)

@@ -221,13 +221,13 @@ impl Pipeline {
             })
             .await
             .clone();
-        if let Ok(mut in_flight) = self.in_flight.lock() {
-            if in_flight
+        // The finished cell leaves the map, so a later miss (after an eviction) computes anew.
+        if let Ok(mut in_flight) = self.in_flight.lock()
+            && in_flight
                 .get(&key_text)
                 .is_some_and(|c| Arc::ptr_eq(c, &leader_cell))
-            {
-                in_flight.remove(&key_text);
-            }
+        {
+            in_flight.remove(&key_text);
         }
         let (entry, source) = shared?;
         let source = if led { source } else { Source::Coalesced };
