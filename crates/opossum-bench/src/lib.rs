@@ -34,16 +34,7 @@ pub fn noisy_image(
     seed: u64,
     sigma: f32,
 ) -> anyhow::Result<RgbImage> {
-    let source = DynamicImage::ImageRgb8(source.to_rgb8());
-    let mut target = DynamicImage::new_rgb8(width, height);
-    Resizer::new()
-        .resize(
-            &source,
-            &mut target,
-            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
-        )
-        .context("enlarging the source")?;
-    let mut image = target.to_rgb8();
+    let mut image = lanczos3(source, width, height).context("enlarging the source")?;
     let mut state = seed | 1;
     let mut next = move || {
         // xorshift64*: fast, seeded, good enough for sensor-like noise.
@@ -105,14 +96,17 @@ pub fn psnr(reference: &RgbImage, test: &RgbImage) -> anyhow::Result<f64> {
 /// The high-quality reference a thumbnail is judged against: the full-resolution decode, then
 /// one Lanczos3 reduction straight to the thumbnail's size, with no shrink-on-load.
 pub fn reference_resize(full: &DynamicImage, width: u32, height: u32) -> anyhow::Result<RgbImage> {
-    let source = DynamicImage::ImageRgb8(full.to_rgb8());
+    lanczos3(full, width, height).context("reference resize")
+}
+
+/// One Lanczos3 resize to exactly `width` x `height`, in RGB.
+fn lanczos3(image: &DynamicImage, width: u32, height: u32) -> anyhow::Result<RgbImage> {
+    let source = DynamicImage::ImageRgb8(image.to_rgb8());
     let mut target = DynamicImage::new_rgb8(width, height);
-    Resizer::new()
-        .resize(
-            &source,
-            &mut target,
-            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
-        )
-        .context("reference resize")?;
+    Resizer::new().resize(
+        &source,
+        &mut target,
+        &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
+    )?;
     Ok(target.to_rgb8())
 }

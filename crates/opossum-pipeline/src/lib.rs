@@ -139,6 +139,16 @@ impl Default for PipelineConfig {
 
 type Shared = Result<(Arc<Entry>, Source), PipelineError>;
 
+/// One request on its way through the miss path.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    key: &'a str,
+    image_id: &'a str,
+    chain: &'a Chain,
+    options: &'a Options,
+    category: Category,
+}
+
 /// Runs requests against a cache hierarchy.
 pub struct Pipeline {
     hierarchy: Arc<Hierarchy>,
@@ -217,7 +227,14 @@ impl Pipeline {
         let shared = cell
             .get_or_init(|| {
                 led = true;
-                self.compute_once(&key_text, image_id, chain, options, category, load)
+                let job = Job {
+                    key: &key_text,
+                    image_id,
+                    chain,
+                    options,
+                    category,
+                };
+                async move { self.compute_once(&job, load).await }
             })
             .await
             .clone();
@@ -236,23 +253,14 @@ impl Pipeline {
 
     /// The leader's path: take the cross-process lease (or wait for its holder's result),
     /// then compute.
-    async fn compute_once<L, F>(
-        &self,
-        key: &str,
-        image_id: &str,
-        chain: &Chain,
-        options: &Options,
-        category: Category,
-        load: L,
-    ) -> Shared
+    async fn compute_once<L, F>(&self, job: &Job<'_>, load: L) -> Shared
     where
         L: FnOnce() -> F,
         F: Future<Output = Result<Vec<u8>, LoadError>>,
     {
+        let Job { key, category, .. } = *job;
         let Some(leases) = &self.leases else {
-            return self
-                .compute(key, image_id, chain, options, category, load)
-                .await;
+            return self.compute(job, load).await;
         };
         let started = Instant::now();
         loop {
@@ -263,9 +271,7 @@ impl Pipeline {
                         leases.release(key, &token).await;
                         return Ok((hit.entry, Source::Coalesced));
                     }
-                    let result = self
-                        .compute(key, image_id, chain, options, category, load)
-                        .await;
+                    let result = self.compute(job, load).await;
                     leases.release(key, &token).await;
                     return result;
                 }
@@ -276,34 +282,29 @@ impl Pipeline {
                     }
                     if started.elapsed() > leases.ttl() + Duration::from_secs(1) {
                         tracing::warn!(key, "lease holder never delivered; computing");
-                        return self
-                            .compute(key, image_id, chain, options, category, load)
-                            .await;
+                        return self.compute(job, load).await;
                     }
                 }
                 Err(e) => {
                     tracing::warn!(key, error = %e, "lease unavailable; computing without it");
-                    return self
-                        .compute(key, image_id, chain, options, category, load)
-                        .await;
+                    return self.compute(job, load).await;
                 }
             }
         }
     }
 
-    async fn compute<L, F>(
-        &self,
-        key: &str,
-        image_id: &str,
-        chain: &Chain,
-        options: &Options,
-        category: Category,
-        load: L,
-    ) -> Shared
+    async fn compute<L, F>(&self, job: &Job<'_>, load: L) -> Shared
     where
         L: FnOnce() -> F,
         F: Future<Output = Result<Vec<u8>, LoadError>>,
     {
+        let Job {
+            key,
+            image_id,
+            chain,
+            options,
+            category,
+        } = *job;
         let started = Instant::now();
         match self.compute_inner(image_id, chain, options, load).await {
             Ok(output) => {
