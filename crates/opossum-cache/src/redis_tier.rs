@@ -7,8 +7,9 @@
 //! - `{namespace}:{image-hash}:index`: a set of the image's keys, whose TTL only ever grows to
 //!   the longest member's, so invalidation reads one set instead of running `KEYS`.
 //!
-//! A write is one `MULTI` transaction; a read is one script that returns the value and bumps the
-//! metadata only when the value exists (so a read never creates a key without a TTL).
+//! A write is one `MULTI` transaction; a read is one pipeline of a plain `GET` and a small script
+//! that bumps the metadata only when the metadata hash exists (so a read never creates a key
+//! without a TTL): one round trip, and the value never passes through Lua.
 //! The connection manager reconnects on its own; a failed command is a [`TierError`] and the
 //! hierarchy skips this tier for a while.
 
@@ -20,13 +21,15 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::{Entry, Tier, TierError, TierKind, TierUsage, unix_millis};
 
-const GET_SCRIPT: &str = r#"
-local value = redis.call('GET', KEYS[1])
-if value and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HINCRBY', KEYS[2], 'access_count', 1)
-  redis.call('HSET', KEYS[2], 'last_access', ARGV[1])
+/// Bumps the access metadata of an entry, only when its hash exists: the hash has the value's
+/// TTL, so a read never creates a key that lives forever. The value itself is read by a plain
+/// `GET` in the same pipeline; passing it through Lua would copy it twice more.
+const TOUCH_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'access_count', 1)
+  redis.call('HSET', KEYS[1], 'last_access', ARGV[1])
 end
-return value
+return 0
 "#;
 
 const INVALIDATE_SCRIPT: &str = r#"
@@ -60,7 +63,7 @@ impl RedisConfig {
 /// The Redis tier.
 pub struct RedisTier {
     connection: ConnectionManager,
-    get_script: redis::Script,
+    touch_script: redis::Script,
     invalidate_script: redis::Script,
 }
 
@@ -79,7 +82,7 @@ impl RedisTier {
             ConnectionManager::new_lazy_with_config(client, manager_config).map_err(fail)?;
         Ok(RedisTier {
             connection,
-            get_script: redis::Script::new(GET_SCRIPT),
+            touch_script: redis::Script::new(TOUCH_SCRIPT),
             invalidate_script: redis::Script::new(INVALIDATE_SCRIPT),
         })
     }
@@ -129,14 +132,34 @@ impl Tier for RedisTier {
 
     async fn get(&self, key: &str) -> Result<Option<Arc<Entry>>, TierError> {
         let mut connection = self.connection.clone();
-        let value: Option<Vec<u8>> = self
-            .get_script
-            .key(key)
-            .key(format!("{key}:meta"))
-            .arg(unix_millis() / 1000)
-            .invoke_async(&mut connection)
+        let meta = format!("{key}:meta");
+        let now = unix_millis() / 1000;
+        let read = |script: &redis::Script| {
+            let mut pipe = redis::pipe();
+            pipe.get(key)
+                .invoke_script(script.key(&meta).arg(now))
+                .ignore();
+            pipe
+        };
+        let value: (Option<Vec<u8>>,) = match read(&self.touch_script)
+            .query_async(&mut connection)
             .await
-            .map_err(Self::fail)?;
+        {
+            // The server has not seen the script yet (first read, or after a restart).
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.touch_script
+                    .prepare_invoke()
+                    .load_async(&mut connection)
+                    .await
+                    .map_err(Self::fail)?;
+                read(&self.touch_script)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(Self::fail)?
+            }
+            other => other.map_err(Self::fail)?,
+        };
+        let (value,) = value;
         let Some(bytes) = value else { return Ok(None) };
         match Entry::from_msgpack(&bytes) {
             Ok(entry) if entry.remaining(unix_millis()).is_some() => Ok(Some(Arc::new(entry))),

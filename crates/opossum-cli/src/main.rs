@@ -10,12 +10,13 @@ mod process;
 mod tiers;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use opossum_ops::{Category, Chain, Options, PROCESSING_VERSION, derive_key};
+use opossum_config::Config;
+use opossum_ops::{Category, Chain, Options, PROCESSING_VERSION, Presets, derive_key};
 use serde::Serialize;
 
 /// Key namespace, the default Redis prefix of the design.
@@ -37,6 +38,9 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     about = "Image processing with a multi-tier cache"
 )]
 struct Cli {
+    /// Configuration file (YAML); this version reads its `presets`
+    #[arg(long, global = true, env = "OPOSSUM_CONFIG")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     tiers: tiers::TierArgs,
     #[command(subcommand)]
@@ -103,11 +107,11 @@ fn main() -> ExitCode {
         .init();
 
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Process(args) => process::run(args, &cli.tiers),
-        Command::Key(args) => key(args),
+    let result = load_config(cli.config.as_deref()).and_then(|config| match cli.command {
+        Command::Process(args) => process::run(args, &cli.tiers, &config),
+        Command::Key(args) => key(args, &config),
         Command::Cache(command) => cache::run(command, &cli.tiers),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -118,12 +122,20 @@ fn main() -> ExitCode {
     }
 }
 
-pub(crate) fn parse_chain(text: &str) -> anyhow::Result<Chain> {
-    Chain::parse_any(text).with_context(|| format!("invalid --ops `{text}`"))
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    })
 }
 
-fn key(args: KeyArgs) -> anyhow::Result<()> {
-    let chain = parse_chain(&args.ops)?;
+/// Parses `--ops`, expanding presets from the configuration only (no cache is open).
+pub(crate) fn parse_chain(text: &str, presets: &Presets) -> anyhow::Result<Chain> {
+    Chain::parse_any_with(text, presets).with_context(|| format!("invalid --ops `{text}`"))
+}
+
+fn key(args: KeyArgs, config: &Config) -> anyhow::Result<()> {
+    let chain = parse_chain(&args.ops, &config.presets)?;
     let key = derive_key(
         NAMESPACE,
         PROCESSING_VERSION,

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use opossum_config::Config;
 use opossum_image::Limits;
-use opossum_ops::{Chain, Options, PROCESSING_VERSION, derive_key};
-use opossum_pipeline::{LoadError, Pipeline, PipelineConfig, PipelineError};
+use opossum_ops::{Options, PROCESSING_VERSION, derive_key};
+use opossum_pipeline::{LoadError, Pipeline, PipelineConfig, PipelineError, PresetStore};
 use serde::Serialize;
 
 use crate::tiers::TierArgs;
@@ -45,6 +46,7 @@ struct ProcessReport<'a> {
 }
 
 struct Produced {
+    key: String,
     bytes: Vec<u8>,
     format: &'static str,
     width: u32,
@@ -52,23 +54,24 @@ struct Produced {
     source: &'static str,
 }
 
-pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs, config: &Config) -> anyhow::Result<()> {
     let started = Instant::now();
-    let chain = parse_chain(&args.ops)?;
     let image_id = args.input.to_string_lossy().into_owned();
-    let key = derive_key(
-        NAMESPACE,
-        PROCESSING_VERSION,
-        &image_id,
-        &chain,
-        &Options::new(),
-    );
     let produced = if args.no_cache {
+        let chain = parse_chain(&args.ops, &config.presets)?;
+        let key = derive_key(
+            NAMESPACE,
+            PROCESSING_VERSION,
+            &image_id,
+            &chain,
+            &Options::new(),
+        );
         let limits = Limits::default();
         let input = read_limited(&args.input, limits.max_bytes)?;
         let output = opossum_image::process(&input, &chain, &limits)
             .with_context(|| format!("processing {image_id}"))?;
         Produced {
+            key: key.to_string(),
             bytes: output.bytes,
             format: output.format,
             width: output.width,
@@ -76,7 +79,7 @@ pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs) -> anyhow::Result<()> {
             source: "computed",
         }
     } else {
-        through_cache(&args.input, &image_id, &chain, tiers)?
+        through_cache(&args.input, &image_id, &args.ops, tiers, config)?
     };
 
     match args.out.as_deref() {
@@ -93,7 +96,7 @@ pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs) -> anyhow::Result<()> {
     }
     if args.json {
         let report = ProcessReport {
-            key: key.to_string(),
+            key: produced.key,
             format: produced.format,
             width: produced.width,
             height: produced.height,
@@ -109,12 +112,23 @@ pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs) -> anyhow::Result<()> {
 fn through_cache(
     path: &Path,
     image_id: &str,
-    chain: &Chain,
+    ops: &str,
     tiers: &TierArgs,
+    config: &Config,
 ) -> anyhow::Result<Produced> {
     let runtime = runtime()?;
     runtime.block_on(async {
         let opened = tiers.open().await;
+        let presets = PresetStore::new(
+            config.presets.clone(),
+            opened.hierarchy.clone(),
+            NAMESPACE,
+            PROCESSING_VERSION,
+        );
+        let chain = presets
+            .resolve(ops)
+            .await
+            .with_context(|| format!("invalid --ops `{ops}`"))?;
         let pipeline = Pipeline::new(
             opened.hierarchy.clone(),
             PipelineConfig::default(),
@@ -139,7 +153,7 @@ fn through_cache(
                 }
             }
         };
-        let result = pipeline.run(image_id, chain, &Options::new(), load).await;
+        let result = pipeline.run(image_id, &chain, &Options::new(), load).await;
         if let Err(e) = opened.hierarchy.flush_stats() {
             tracing::warn!(error = %e, "cache stats not saved");
         }
@@ -148,6 +162,7 @@ fn through_cache(
             other => anyhow::anyhow!("processing {image_id}: {other}"),
         })?;
         Ok(Produced {
+            key: response.key.to_string(),
             format: format_name(&response.entry.media_type),
             width: response.entry.width,
             height: response.entry.height,

@@ -21,7 +21,7 @@ pub enum Category {
     Intermediate,
     /// The analysis JSON of an image (24 h, like results).
     Analysis,
-    /// A preset or other configuration resource (48 h).
+    /// A preset or other configuration resource (24 h, adapting up to 48 h).
     Resource,
     /// A request that failed on bad input, remembered so it is not reprocessed (5 min).
     Error,
@@ -61,10 +61,9 @@ impl Category {
     pub fn default_ttl(self) -> Duration {
         const HOUR: u64 = 3600;
         Duration::from_secs(match self {
-            Category::Result | Category::Analysis => 24 * HOUR,
+            Category::Result | Category::Analysis | Category::Resource => 24 * HOUR,
             Category::Thumbnail => 7 * 24 * HOUR,
             Category::Intermediate => HOUR,
-            Category::Resource => 48 * HOUR,
             Category::Error => 5 * 60,
         })
     }

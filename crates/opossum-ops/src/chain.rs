@@ -8,6 +8,7 @@
 use std::fmt;
 
 use crate::OpsError;
+use crate::preset::{NoPresets, PresetLookup, PresetRef};
 
 /// At most this many operations in one chain; longer chains are almost certainly abuse.
 pub const MAX_CHAIN_LENGTH: usize = 32;
@@ -320,20 +321,15 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Parses the string form: operations separated by `,`, arguments by `:`.
+    /// Parses the string form: operations separated by `,`, arguments by `:`. A `preset`
+    /// step is an error here; see [`Chain::parse_with`].
     pub fn parse(text: &str) -> Result<Chain, OpsError> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(OpsError::EmptyChain);
-        }
-        let parts: Vec<&str> = text.split(',').collect();
-        check_length(parts.len())?;
-        let raw = parts
-            .iter()
-            .enumerate()
-            .map(|(index, part)| RawOp::from_text(index + 1, part))
-            .collect::<Result<Vec<_>, _>>()?;
-        Chain::from_raw(raw)
+        Chain::parse_with(text, &NoPresets)
+    }
+
+    /// Parses the string form, expanding `preset:NAME[:VERSION]` steps from `presets`.
+    pub fn parse_with(text: &str, presets: &dyn PresetLookup) -> Result<Chain, OpsError> {
+        Chain::from_steps(text_steps(text)?, presets)
     }
 
     /// Parses the JSON form: an array of objects with `op` (or the seed's `type`) and named
@@ -346,29 +342,38 @@ impl Chain {
 
     /// Like [`Chain::from_json`], from an already parsed value.
     pub fn from_json_value(value: &serde_json::Value) -> Result<Chain, OpsError> {
-        let items = value
-            .as_array()
-            .ok_or_else(|| OpsError::Json("expected an array of operations".into()))?;
-        if items.is_empty() {
-            return Err(OpsError::EmptyChain);
-        }
-        check_length(items.len())?;
-        let raw = items
-            .iter()
-            .enumerate()
-            .map(|(index, item)| RawOp::from_json(index + 1, item))
-            .collect::<Result<Vec<_>, _>>()?;
-        Chain::from_raw(raw)
+        Chain::from_json_value_with(value, &NoPresets)
+    }
+
+    /// Like [`Chain::from_json_value`], expanding `{"op":"preset",...}` steps from `presets`.
+    pub fn from_json_value_with(
+        value: &serde_json::Value,
+        presets: &dyn PresetLookup,
+    ) -> Result<Chain, OpsError> {
+        Chain::from_steps(json_steps(value)?, presets)
     }
 
     /// Parses either form: text starting with `[` (or `{`, a malformed JSON chain) is JSON,
     /// anything else the string form.
     pub fn parse_any(text: &str) -> Result<Chain, OpsError> {
-        if text.trim_start().starts_with(['[', '{']) {
-            Chain::from_json(text)
-        } else {
-            Chain::parse(text)
-        }
+        Chain::parse_any_with(text, &NoPresets)
+    }
+
+    /// Like [`Chain::parse_any`], expanding preset steps from `presets`.
+    pub fn parse_any_with(text: &str, presets: &dyn PresetLookup) -> Result<Chain, OpsError> {
+        Chain::from_steps(any_steps(text)?, presets)
+    }
+
+    /// The presets a chain (either form) names, in order, without resolving them: what a
+    /// caller must fetch before [`Chain::parse_any_with`] can succeed.
+    pub fn preset_refs(text: &str) -> Result<Vec<PresetRef>, OpsError> {
+        Ok(any_steps(text)?
+            .into_iter()
+            .filter_map(|step| match step {
+                Step::Preset(_, reference) => Some(reference),
+                Step::Op(_) => None,
+            })
+            .collect())
     }
 
     /// Builds a chain from operations, normalising and validating as parsing does.
@@ -378,14 +383,29 @@ impl Chain {
         normalise(positioned.collect())
     }
 
-    fn from_raw(raw: Vec<RawOp>) -> Result<Chain, OpsError> {
-        let mut ops = Vec::with_capacity(raw.len());
-        for r in raw {
-            // `None` is an operation that is the identity as written (`rotate:360`).
-            if let Some(op) = r.build()? {
-                ops.push((r.position, op));
+    fn from_steps(steps: Vec<Step>, presets: &dyn PresetLookup) -> Result<Chain, OpsError> {
+        let mut ops = Vec::with_capacity(steps.len());
+        for step in steps {
+            match step {
+                // `None` is an operation that is the identity as written (`rotate:360`).
+                Step::Op(raw) => {
+                    if let Some(op) = raw.build()? {
+                        ops.push((raw.position, op));
+                    }
+                }
+                Step::Preset(position, reference) => {
+                    let chain =
+                        presets
+                            .lookup(&reference)
+                            .ok_or_else(|| OpsError::UnknownPreset {
+                                position,
+                                reference: reference.to_string(),
+                            })?;
+                    ops.extend(chain.ops.iter().map(|op| (position, *op)));
+                }
             }
         }
+        check_length(ops.len())?;
         normalise(ops)
     }
 
@@ -470,6 +490,104 @@ impl<'de> serde::Deserialize<'de> for Chain {
         }
         .map_err(D::Error::custom)
     }
+}
+
+/// One step of a chain as written: an operation, or a preset still to be expanded.
+enum Step {
+    Op(RawOp),
+    Preset(usize, PresetRef),
+}
+
+fn any_steps(text: &str) -> Result<Vec<Step>, OpsError> {
+    if text.trim_start().starts_with(['[', '{']) {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| OpsError::Json(e.to_string()))?;
+        json_steps(&value)
+    } else {
+        text_steps(text)
+    }
+}
+
+fn text_steps(text: &str) -> Result<Vec<Step>, OpsError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(OpsError::EmptyChain);
+    }
+    let parts: Vec<&str> = text.split(',').collect();
+    check_length(parts.len())?;
+    parts
+        .iter()
+        .enumerate()
+        .map(|(index, part)| {
+            let position = index + 1;
+            let mut args = part.trim().split(':');
+            let head = args.next().unwrap_or_default().trim();
+            if !head.eq_ignore_ascii_case("preset") {
+                return RawOp::from_text(position, part).map(Step::Op);
+            }
+            let (name, version) = (args.next(), args.next());
+            let extra = args.count();
+            if extra > 0 {
+                return Err(OpsError::TooManyArguments {
+                    position,
+                    op: "preset",
+                    got: 2 + extra,
+                    max: 2,
+                });
+            }
+            PresetRef::new(position, name, version).map(|r| Step::Preset(position, r))
+        })
+        .collect()
+}
+
+fn json_steps(value: &serde_json::Value) -> Result<Vec<Step>, OpsError> {
+    let items = value
+        .as_array()
+        .ok_or_else(|| OpsError::Json("expected an array of operations".into()))?;
+    if items.is_empty() {
+        return Err(OpsError::EmptyChain);
+    }
+    check_length(items.len())?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let position = index + 1;
+            let Some(object) = item.as_object() else {
+                return RawOp::from_json(position, item).map(Step::Op);
+            };
+            let op = object.get("op").or_else(|| object.get("type"));
+            if !op
+                .and_then(|v| v.as_str())
+                .is_some_and(|v| v.eq_ignore_ascii_case("preset"))
+            {
+                return RawOp::from_json(position, item).map(Step::Op);
+            }
+            let mut name = None;
+            let mut version = None;
+            for (field, value) in object {
+                let text = match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    _ => String::from("?"),
+                };
+                match field.as_str() {
+                    "op" | "type" => {}
+                    "name" => name = Some(text),
+                    "version" => version = Some(text),
+                    _ => {
+                        return Err(OpsError::UnknownField {
+                            position,
+                            op: "preset",
+                            field: field.clone(),
+                        });
+                    }
+                }
+            }
+            PresetRef::new(position, name.as_deref(), version.as_deref())
+                .map(|r| Step::Preset(position, r))
+        })
+        .collect()
 }
 
 fn check_length(count: usize) -> Result<(), OpsError> {

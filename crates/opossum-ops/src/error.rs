@@ -83,6 +83,25 @@ pub enum OpsError {
     /// The JSON form is not an array of operation objects.
     #[error("operation chain json: {0}")]
     Json(String),
+    /// A chain names a preset (or a version of it) that is not known.
+    #[error("operation {position}: unknown preset `{reference}`")]
+    UnknownPreset {
+        /// 1-based position in the chain
+        position: usize,
+        /// the step as written, canonically (`preset:name` or `preset:name:version`)
+        reference: String,
+    },
+    /// A preset in configuration is malformed.
+    #[error("preset `{name}`: {reason}")]
+    BadPreset {
+        /// the preset's name
+        name: String,
+        /// what is wrong
+        reason: String,
+    },
+    /// The `presets` section of configuration is not a map.
+    #[error("`presets` must be a map from preset name to {{version, ops, family}}")]
+    PresetsNotAMap,
     /// A request option is malformed.
     #[error("option `{key}`: {reason}")]
     BadOption {

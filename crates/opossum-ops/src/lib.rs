@@ -11,6 +11,8 @@
 //! - [`CacheKey`] is derived by [`derive_key`] from the processing version, the image id, the
 //!   canonical chain and the sorted [`Options`]; its layout `{namespace}:{image-hash}:{variant-hash}`
 //!   lets every cache tier find all entries of one image without a scan.
+//! - [`Presets`] are named, versioned chains from configuration; a chain step `preset:NAME`
+//!   expands to the preset's operations before normalisation ([`Chain::parse_with`]).
 //! - [`Category`] classifies a request for TTLs (result, thumbnail, intermediate, analysis, ...),
 //!   and [`adaptive_ttl`] adjusts the category's default for pressure, popularity and cost.
 //!
@@ -29,6 +31,7 @@ mod category;
 mod chain;
 mod error;
 mod key;
+mod preset;
 mod ttl;
 
 pub use category::Category;
@@ -38,6 +41,7 @@ pub use chain::{
 };
 pub use error::OpsError;
 pub use key::{CacheKey, Options, derive_key, image_hash};
+pub use preset::{NoPresets, Preset, PresetLookup, PresetRef, Presets};
 pub use ttl::{TtlInputs, adaptive_ttl};
 
 /// Version of the processing algorithms, part of every cache key. Bump it when an operation's

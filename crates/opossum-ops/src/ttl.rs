@@ -11,7 +11,8 @@
 //!   x3, so a 5 s computation is kept 3x as long as a cheap one.
 //!
 //! Error results never adapt: a bad input is remembered for exactly the error TTL so a fixed
-//! original is picked up promptly. The result is clamped to [1 minute, 30 days] (errors excepted).
+//! original is picked up promptly. Resources (presets) stay within the seed's 24-48 h. Everything
+//! else is clamped to [1 minute, 30 days].
 
 use std::time::Duration;
 
@@ -50,7 +51,11 @@ pub fn adaptive_ttl(category: Category, inputs: TtlInputs) -> Duration {
         (1.0 + (inputs.compute_ms as f64 / 50.0).log10()).min(3.0)
     };
     let seconds = base.as_secs_f64() * pressure_factor * popularity_factor * cost_factor;
-    Duration::from_secs_f64(seconds).clamp(MIN_TTL, MAX_TTL)
+    let ttl = Duration::from_secs_f64(seconds);
+    if category == Category::Resource {
+        return ttl.clamp(base, base * 2);
+    }
+    ttl.clamp(MIN_TTL, MAX_TTL)
 }
 
 #[cfg(test)]
@@ -85,6 +90,13 @@ mod tests {
         check(Category::Result, 0.0, 7, 0, 216_000);
         check(Category::Result, 0.0, 0, 5_000, 259_200);
         check(Category::Thumbnail, 0.0, 1_000_000, 1_000_000, 2_592_000);
+    }
+
+    #[test]
+    fn resources_stay_between_one_and_two_days() {
+        check(Category::Resource, 1.0, 0, 0, 86_400);
+        check(Category::Resource, 0.0, 1, 0, 129_600);
+        check(Category::Resource, 0.0, 1000, 0, 172_800);
     }
 
     #[test]

@@ -14,8 +14,12 @@
 //!
 //! A request that fails on bad input is cached as an error result (5 min): the same clear error
 //! comes back without reprocessing.
+//!
+//! [`PresetStore`] resolves chains that name presets, from configuration and, for versions
+//! this process does not have, from the cache where other processes published them.
 
 mod lease;
+mod presets;
 mod raw;
 
 use std::collections::HashMap;
@@ -29,6 +33,7 @@ use opossum_ops::{CacheKey, Category, Chain, Options, TtlInputs, adaptive_ttl, d
 use tokio::sync::OnceCell;
 
 pub use lease::Leases;
+pub use presets::{PRESET_MEDIA_TYPE, PresetStore};
 
 /// Media type of cached error results.
 pub const ERROR_MEDIA_TYPE: &str = "text/plain; charset=utf-8";

@@ -166,6 +166,67 @@ fn key_agrees_with_process_and_ignores_spelling() {
 }
 
 #[test]
+fn presets_from_config_expand_to_the_same_key_as_their_operations() {
+    let temp = TempDir::new("cli-presets");
+    let config = temp.path("opossum.yaml");
+    std::fs::write(
+        &config,
+        "presets:\n  avatar:\n    version: 2\n    ops: \"thumbnail:64,format:png\"\n    family: avatar\n",
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let file = photo("kodim23.png");
+    let expanded = ok(&["key", &file, "--ops", "thumbnail:64,format:png"]).stdout_text();
+    let by_name = ok(&["--config", &config, "key", &file, "--ops", "preset:avatar"]);
+    assert_eq!(by_name.stdout_text(), expanded);
+    let processed = ok(&[
+        "--config",
+        &config,
+        "process",
+        &file,
+        "--ops",
+        "preset:avatar:v2",
+        "--json",
+    ])
+    .json();
+    assert_eq!(processed["key"].as_str().unwrap(), expanded.trim());
+    assert_eq!(processed["format"], "png");
+    assert_eq!(processed["width"], 64);
+
+    fails(
+        &[
+            "--config",
+            &config,
+            "key",
+            &file,
+            "--ops",
+            "preset:avatar:3",
+        ],
+        "unknown preset `preset:avatar:3`",
+    );
+    fails(
+        &["key", &file, "--ops", "preset:avatar"],
+        "unknown preset `preset:avatar`",
+    );
+    std::fs::write(
+        temp.path("bad.yaml"),
+        "presets:\n  avatar:\n    ops: blur:x\n",
+    )
+    .unwrap();
+    let bad = temp.path("bad.yaml").to_string_lossy().into_owned();
+    fails(
+        &["--config", &bad, "key", &file, "--ops", "blur:1"],
+        "presets: preset `avatar`: operation 1 `blur`: bad sigma `x`",
+    );
+    std::fs::write(temp.path("typo.yaml"), "presetz: {}\n").unwrap();
+    let typo = temp.path("typo.yaml").to_string_lossy().into_owned();
+    fails(
+        &["--config", &typo, "key", &file, "--ops", "blur:1"],
+        "unknown key `presetz`",
+    );
+}
+
+#[test]
 fn bad_input_is_one_clear_line_and_exit_1() {
     let temp = TempDir::new("cli-errors");
     let garbage = temp.path("garbage.jpg");
