@@ -96,7 +96,7 @@ pub(crate) fn run(redis_url: &str, size: usize, lookups: usize) -> anyhow::Resul
         report("memory tier", memory_samples, None);
         report("disk tier (RocksDB)", disk_samples, None);
         report(
-            "redis tier (script GET + metadata)",
+            "redis tier (pipelined GET + metadata script)",
             redis_samples,
             Some(baseline),
         );

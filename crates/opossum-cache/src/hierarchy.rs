@@ -180,8 +180,27 @@ impl Hierarchy {
         &self,
         image_prefix: &str,
     ) -> Vec<(TierKind, Result<u64, TierError>)> {
+        self.invalidate_in(image_prefix, |_| true).await
+    }
+
+    /// Like [`Hierarchy::invalidate_image`], in this process's own tiers only (memory and
+    /// disk): what a long-running process does when another one announces an invalidation it
+    /// has already applied to the shared tier.
+    pub async fn invalidate_image_locally(
+        &self,
+        image_prefix: &str,
+    ) -> Vec<(TierKind, Result<u64, TierError>)> {
+        self.invalidate_in(image_prefix, |kind| kind != TierKind::Redis)
+            .await
+    }
+
+    async fn invalidate_in(
+        &self,
+        image_prefix: &str,
+        include: impl Fn(TierKind) -> bool,
+    ) -> Vec<(TierKind, Result<u64, TierError>)> {
         let mut results = Vec::new();
-        for slot in &self.slots {
+        for slot in self.slots.iter().filter(|s| include(s.tier.kind())) {
             let result = slot.tier.invalidate_image(image_prefix).await;
             match &result {
                 Ok(_) => self.succeeded(slot),

@@ -187,11 +187,26 @@ fn invalidate(tiers: &TierArgs, image_id: &str, as_json: bool) -> anyhow::Result
                 }
             }
         }
+        // Long-running processes (workers) hold their own memory and disk tiers: tell them.
+        let mut notified = None;
+        if let Some(url) = &tiers.redis {
+            let announced = async {
+                let client = redis::Client::open(url.as_str())?;
+                let mut connection = opossum_fleet::connect(&client).await?;
+                opossum_fleet::announce_invalidation(&mut connection, NAMESPACE, &prefix).await
+            };
+            match announced.await {
+                Ok(n) => notified = Some(n),
+                Err(e) => failed.push(format!("announcing to the fleet: {e}")),
+            }
+        }
         if as_json {
             println!(
                 "{}",
-                json!({ "image_id": image_id, "prefix": prefix, "tiers": report })
+                json!({ "image_id": image_id, "prefix": prefix, "tiers": report, "processes_notified": notified })
             );
+        } else if let Some(n) = notified {
+            println!("notified {n} running process(es)");
         }
         if failed.is_empty() {
             Ok(())

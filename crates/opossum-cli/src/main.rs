@@ -5,7 +5,9 @@
 //! line `error: ...` on stderr; 2 a usage error (from clap). A panic is a bug: it is reported
 //! on one line too and exits 101, never by a signal.
 
+mod bench;
 mod cache;
+mod fleet;
 mod process;
 mod tiers;
 
@@ -56,6 +58,16 @@ enum Command {
     /// Inspect and manage the cache tiers
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Queue jobs for the worker fleet (or run them here, without --redis)
+    Submit(fleet::SubmitArgs),
+    /// Print completion events as JSON lines
+    Events(fleet::EventsArgs),
+    /// Inspect the job queues
+    #[command(subcommand)]
+    Queue(fleet::QueueCommand),
+    /// Load generators
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(clap::Args)]
@@ -111,6 +123,10 @@ fn main() -> ExitCode {
         Command::Process(args) => process::run(args, &cli.tiers, &config),
         Command::Key(args) => key(args, &config),
         Command::Cache(command) => cache::run(command, &cli.tiers),
+        Command::Submit(args) => fleet::submit(args, &cli.tiers, &config),
+        Command::Events(args) => fleet::events(args, &cli.tiers),
+        Command::Queue(command) => fleet::queue(command, &cli.tiers),
+        Command::Bench(command) => bench::run(command, &cli.tiers),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,8 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+
+use opossum_fleet::Originals;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -17,8 +19,13 @@ use crate::{NAMESPACE, parse_chain, read_limited, runtime, write_file, write_std
 
 #[derive(clap::Args)]
 pub(crate) struct ProcessArgs {
-    /// The image file; its path, exactly as given, is the image id used for the key
+    /// The image file; its path, exactly as given, is the image id used for the key. With
+    /// --originals, the name of an object in that store instead
     input: PathBuf,
+    /// Read the image from this originals store (a directory, or s3://bucket/prefix), as the
+    /// workers do
+    #[arg(long)]
+    originals: Option<String>,
     /// Operation chain, e.g. `resize:800:600:fit,grayscale,format:webp`, or its JSON form
     #[arg(long)]
     ops: String,
@@ -67,7 +74,10 @@ pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs, config: &Config) -> anyho
             &Options::new(),
         );
         let limits = Limits::default();
-        let input = read_limited(&args.input, limits.max_bytes)?;
+        let source = OriginalSource::new(&args)?;
+        let input = runtime()?
+            .block_on(source.load(&image_id, limits.max_bytes))
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         let output = opossum_image::process(&input, &chain, &limits)
             .with_context(|| format!("processing {image_id}"))?;
         Produced {
@@ -79,7 +89,13 @@ pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs, config: &Config) -> anyho
             source: "computed",
         }
     } else {
-        through_cache(&args.input, &image_id, &args.ops, tiers, config)?
+        through_cache(
+            OriginalSource::new(&args)?,
+            &image_id,
+            &args.ops,
+            tiers,
+            config,
+        )?
     };
 
     match args.out.as_deref() {
@@ -109,8 +125,49 @@ pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs, config: &Config) -> anyho
     Ok(())
 }
 
+/// Where `process` reads its original from: a file, or an object in an originals store.
+#[derive(Clone)]
+enum OriginalSource {
+    File(PathBuf),
+    Store(Originals),
+}
+
+impl OriginalSource {
+    fn new(args: &ProcessArgs) -> anyhow::Result<OriginalSource> {
+        Ok(match &args.originals {
+            Some(location) => OriginalSource::Store(Originals::open(location)?),
+            None => OriginalSource::File(args.input.clone()),
+        })
+    }
+
+    async fn load(&self, image_id: &str, limit: u64) -> Result<Vec<u8>, LoadError> {
+        match self {
+            OriginalSource::Store(store) => {
+                store.load(image_id, limit).await.map_err(|e| LoadError {
+                    permanent: e.is_permanent(),
+                    message: e.to_string(),
+                })
+            }
+            OriginalSource::File(path) => {
+                let path = path.clone();
+                match tokio::task::spawn_blocking(move || read_limited(&path, limit)).await {
+                    Ok(Ok(bytes)) => Ok(bytes),
+                    Ok(Err(e)) => Err(LoadError {
+                        message: format!("{e:#}"),
+                        permanent: true,
+                    }),
+                    Err(e) => Err(LoadError {
+                        message: e.to_string(),
+                        permanent: false,
+                    }),
+                }
+            }
+        }
+    }
+}
+
 fn through_cache(
-    path: &Path,
+    source: OriginalSource,
     image_id: &str,
     ops: &str,
     tiers: &TierArgs,
@@ -135,24 +192,7 @@ fn through_cache(
             opened.leases,
         );
         let max_bytes = Limits::default().max_bytes;
-        let load = || {
-            let path = path.to_path_buf();
-            async move {
-                let read =
-                    tokio::task::spawn_blocking(move || read_limited(&path, max_bytes)).await;
-                match read {
-                    Ok(Ok(bytes)) => Ok(bytes),
-                    Ok(Err(e)) => Err(LoadError {
-                        message: format!("{e:#}"),
-                        permanent: true,
-                    }),
-                    Err(e) => Err(LoadError {
-                        message: e.to_string(),
-                        permanent: false,
-                    }),
-                }
-            }
-        };
+        let load = || async move { source.load(image_id, max_bytes).await };
         let result = pipeline.run(image_id, &chain, &Options::new(), load).await;
         if let Err(e) = opened.hierarchy.flush_stats() {
             tracing::warn!(error = %e, "cache stats not saved");

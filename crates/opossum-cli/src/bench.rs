@@ -1,0 +1,351 @@
+//! `opossum bench queue`: the fleet's load generator. One run measures, against the same Redis:
+//!
+//! 1. a no-op apalis baseline: an in-process apalis-redis worker whose handler does nothing,
+//!    draining `--jobs` jobs pushed beforehand (jobs/s), then one job at a time (latency);
+//! 2. the real fleet: one `opossum-worker` process (the binary beside this one), draining
+//!    `--jobs` jobs submitted through the producer (jobs/s, from the first submit to the last
+//!    completion event), then one job at a time, submit to completion event (latency).
+//!
+//! With `--cached` every job asks for a variant computed beforehand, so the figure is the
+//! queue and cache-hit path; without it each job computes a new variant of a small image.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use apalis::prelude::{BackendExt, Data, TaskSink, WorkerBuilder, WorkerBuilderExt};
+use opossum_fleet::{EVENTS_MAX_LEN, Events, Job, Priority, QueueConfig, Queues};
+use serde::Serialize;
+
+use crate::runtime;
+use crate::tiers::TierArgs;
+
+#[derive(clap::Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Jobs/s and submit-to-event latency of the fleet, beside a no-op apalis baseline
+    Queue(QueueBenchArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct QueueBenchArgs {
+    /// Jobs in the throughput run
+    #[arg(long, default_value_t = 20_000)]
+    jobs: usize,
+    /// Worker concurrency (the fleet worker's and the baseline's)
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Jobs in the latency run, submitted one at a time
+    #[arg(long, default_value_t = 300)]
+    latency_jobs: usize,
+    /// Every job is a cache hit (variants computed before the measurement)
+    #[arg(long)]
+    cached: bool,
+    /// An image in the originals directory to use (default: a 256x256 PNG made here)
+    #[arg(long)]
+    image: Option<String>,
+    /// Originals directory (default: a temporary one holding the generated image)
+    #[arg(long)]
+    originals: Option<String>,
+    /// Print the results as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize, Debug, Clone, Copy)]
+struct Figures {
+    jobs_per_second: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    jobs: usize,
+    concurrency: usize,
+    cached: bool,
+    baseline_noop_apalis: Figures,
+    opossum_worker: Figures,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index]
+}
+
+fn latency_figures(mut samples: Vec<f64>, jobs_per_second: f64) -> Figures {
+    samples.sort_by(f64::total_cmp);
+    Figures {
+        jobs_per_second,
+        latency_p50_ms: percentile(&samples, 0.5),
+        latency_p99_ms: percentile(&samples, 0.99),
+    }
+}
+
+pub(crate) fn run(command: BenchCommand, tiers: &TierArgs) -> anyhow::Result<()> {
+    let BenchCommand::Queue(args) = command;
+    let url = tiers
+        .redis
+        .clone()
+        .context("bench queue needs --redis URL (or OPOSSUM_REDIS_URL)")?;
+    runtime()?.block_on(queue_bench(args, url))
+}
+
+/// The no-op baseline's payload.
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct Noop {
+    n: u64,
+}
+
+async fn noop_handler(
+    _job: Noop,
+    done: Data<Arc<AtomicUsize>>,
+    notify: Data<Arc<tokio::sync::Notify>>,
+) -> Result<(), apalis::prelude::BoxDynError> {
+    done.fetch_add(1, Ordering::SeqCst);
+    notify.notify_waiters();
+    Ok(())
+}
+
+async fn baseline(
+    client: &redis::Client,
+    prefix: &str,
+    jobs: usize,
+    latency_jobs: usize,
+    concurrency: usize,
+) -> anyhow::Result<Figures> {
+    let connection = opossum_fleet::connect(client).await?;
+    let config = apalis_redis::Config::default()
+        .queue(format!("{prefix}:bench-noop"))
+        .batch_size(50)
+        .persist_results(true)
+        .emit_events(false);
+    let mut storage = apalis_redis::RedisStorage::<Noop>::new(connection)
+        .with_config(config)
+        .with_codec(apalis_codec::msgpack::MsgPackCodec);
+    let done = Arc::new(AtomicUsize::new(0));
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let worker = WorkerBuilder::new(format!("bench-noop-{}", std::process::id()))
+        .backend(storage.clone().poll_with_interval(Duration::from_millis(1)))
+        .concurrency(concurrency)
+        .data(done.clone())
+        .data(notify.clone())
+        .build(noop_handler);
+    let handle = tokio::spawn(async move { worker.run().await });
+    // The baseline is fed while it runs, never more than 4,000 jobs ahead: a larger due
+    // backlog makes apalis-redis's fetch fail (the failure the fleet's parking avoids).
+    let started = Instant::now();
+    for start in (0..jobs).step_by(1000) {
+        while start > done.load(Ordering::SeqCst) + 3000 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let batch: Vec<Noop> = (start..(start + 1000).min(jobs))
+            .map(|n| Noop { n: n as u64 })
+            .collect();
+        storage
+            .push_bulk(batch)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    while done.load(Ordering::SeqCst) < jobs {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("the no-op baseline did not finish within 300 s");
+        }
+    }
+    let throughput = jobs as f64 / started.elapsed().as_secs_f64();
+    let mut samples = Vec::with_capacity(latency_jobs);
+    for n in 0..latency_jobs {
+        let target = done.load(Ordering::SeqCst) + 1;
+        let notified = notify.notified();
+        let sent = Instant::now();
+        storage
+            .push(Noop { n: n as u64 })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            let mut notified = std::pin::pin!(notified);
+            while done.load(Ordering::SeqCst) < target {
+                notified.as_mut().await;
+                notified.set(notify.notified());
+            }
+        })
+        .await
+        .context("a no-op job took more than 10 s")?;
+        samples.push(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    handle.abort();
+    Ok(latency_figures(samples, throughput))
+}
+
+async fn fleet_run(
+    url: &str,
+    client: &redis::Client,
+    prefix: &str,
+    args: &QueueBenchArgs,
+    image: &str,
+    originals: &str,
+) -> anyhow::Result<Figures> {
+    let connection = opossum_fleet::connect(client).await?;
+    let queues = Queues::new(
+        QueueConfig {
+            prefix: prefix.into(),
+            ..QueueConfig::default()
+        },
+        connection.clone(),
+    );
+    let events = Events::new(client.clone(), connection, prefix, EVENTS_MAX_LEN);
+    let data = std::env::temp_dir().join(format!("opossum-bench-{}", std::process::id()));
+    let worker_binary = std::env::current_exe()?.with_file_name("opossum-worker");
+    let mut worker = std::process::Command::new(&worker_binary)
+        .args(["--prefix", prefix, "--originals", originals])
+        .args(["--concurrency", &args.concurrency.to_string()])
+        .args(["--redis", url])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("OPOSSUM_LOG", "warn")
+        .spawn()
+        .with_context(|| format!("starting {}", worker_binary.display()))?;
+    let result = fleet_measure(&queues, &events, args, image).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    result
+}
+
+/// The variants jobs ask for: 64 thumbnail sizes.
+fn variant(n: usize, cached: bool) -> String {
+    if cached {
+        format!("thumbnail:{}", 32 + n % 64)
+    } else {
+        format!(
+            "resize:{}:{},format:png",
+            64 + n % 1000,
+            64 + n / 1000 % 1000
+        )
+    }
+}
+
+async fn fleet_measure(
+    queues: &Queues,
+    events: &Events,
+    args: &QueueBenchArgs,
+    image: &str,
+) -> anyhow::Result<Figures> {
+    let mut reader = events.reader(Duration::from_secs(1)).await?;
+    if args.cached {
+        let warm: Vec<Job> = (0..64)
+            .map(|n| Job::new(image, variant(n, true), Priority::User))
+            .collect();
+        let ids: Vec<String> = warm.iter().map(|j| j.job_id.clone()).collect();
+        let start = events.last_id().await?;
+        queues.submit(warm).await?;
+        let (found, _) = reader
+            .wait_for(&ids, start, Duration::from_secs(120))
+            .await?;
+        if found.len() < ids.len() {
+            bail!("the worker did not compute the 64 warm-up variants within 120 s");
+        }
+    }
+    let jobs: Vec<Job> = (0..args.jobs)
+        .map(|n| Job::new(image, variant(n, args.cached), Priority::User))
+        .collect();
+    let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+    let start = events.last_id().await?;
+    let started = Instant::now();
+    queues.submit(jobs).await?;
+    let (found, _) = reader
+        .wait_for(&ids, start, Duration::from_secs(600))
+        .await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if found.len() < ids.len() {
+        bail!(
+            "{} of {} jobs completed within 600 s",
+            found.len(),
+            ids.len()
+        );
+    }
+    let throughput = ids.len() as f64 / elapsed;
+    let mut samples = Vec::with_capacity(args.latency_jobs);
+    for n in 0..args.latency_jobs {
+        let job = Job::new(image, variant(n + args.jobs, args.cached), Priority::User);
+        let id = [job.job_id.clone()];
+        let start = events.last_id().await?;
+        let sent = Instant::now();
+        queues.submit(vec![job]).await?;
+        let (found, _) = reader.wait_for(&id, start, Duration::from_secs(30)).await?;
+        if found.is_empty() {
+            bail!("a latency job had no event within 30 s");
+        }
+        samples.push(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(latency_figures(samples, throughput))
+}
+
+async fn queue_bench(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
+    let client = redis::Client::open(url.as_str()).context("invalid --redis URL")?;
+    let prefix = format!("bench{}", opossum_fleet::new_job_id());
+    let temp = std::env::temp_dir().join(format!("opossum-bench-originals-{}", std::process::id()));
+    let (originals, image) = match (&args.originals, &args.image) {
+        (Some(dir), Some(image)) => (dir.clone(), image.clone()),
+        (None, None) => {
+            std::fs::create_dir_all(&temp)?;
+            let picture = image::RgbImage::from_fn(256, 256, |x, y| {
+                image::Rgb([x as u8, y as u8, (x ^ y) as u8])
+            });
+            picture
+                .save(temp.join("bench.png"))
+                .context("writing the benchmark image")?;
+            (temp.to_string_lossy().into_owned(), "bench.png".to_string())
+        }
+        _ => bail!("give both --originals and --image, or neither"),
+    };
+    let noop = baseline(
+        &client,
+        &prefix,
+        args.jobs,
+        args.latency_jobs,
+        args.concurrency,
+    )
+    .await?;
+    let ours = fleet_run(&url, &client, &prefix, &args, &image, &originals).await;
+    let _ = std::fs::remove_dir_all(&temp);
+    let ours = ours?;
+    let report = Report {
+        jobs: args.jobs,
+        concurrency: args.concurrency,
+        cached: args.cached,
+        baseline_noop_apalis: noop,
+        opossum_worker: ours,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("| run | jobs/s | submit-to-done p50 | p99 |");
+        println!("|---|---|---|---|");
+        for (name, f) in [
+            ("no-op apalis-redis worker (baseline)", noop),
+            ("opossum-worker", ours),
+        ] {
+            println!(
+                "| {name} | {:.0} | {:.2} ms | {:.2} ms |",
+                f.jobs_per_second, f.latency_p50_ms, f.latency_p99_ms
+            );
+        }
+        println!(
+            "\n{} jobs, concurrency {}, {}; worker throughput {:.2}x the no-op baseline",
+            args.jobs,
+            args.concurrency,
+            if args.cached {
+                "every job a cache hit"
+            } else {
+                "every job computed"
+            },
+            ours.jobs_per_second / noop.jobs_per_second
+        );
+    }
+    Ok(())
+}

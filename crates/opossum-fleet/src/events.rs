@@ -1,0 +1,268 @@
+//! Completion events: the Redis stream `{prefix}:events`, trimmed with `MAXLEN ~`.
+//!
+//! A worker writes one entry per finished job, after the cache write, so a consumer that sees
+//! the event finds the variant cached. Delivery is at-least-once (a worker killed between the
+//! write and its acknowledgement runs the job again and writes a second event); every entry
+//! carries the job id so consumers drop duplicates.
+//!
+//! Blocking reads (`XREAD BLOCK`) get a connection of their own: on the shared multiplexed
+//! connection they would hold up every command queued behind them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use serde::{Deserialize, Serialize};
+
+use crate::FleetError;
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// the variant is cached
+    Ok,
+    /// the job failed for good (bad input, or retries exhausted)
+    Error,
+}
+
+impl Status {
+    /// `ok` or `error`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// One completion event, with the fields DESIGN.md names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// the job's id (consumers drop duplicates by it)
+    pub job_id: String,
+    /// the image
+    pub image_id: String,
+    /// the variant's cache key (empty when the chain itself was invalid)
+    pub key: String,
+    /// how it ended
+    pub status: Status,
+    /// the tier that answered (`memory`, `disk`, `redis`), `computed` or `coalesced`; for
+    /// errors, where the error came from
+    pub source: String,
+    /// size of the variant
+    pub bytes: u64,
+    /// time the worker spent on the job
+    pub duration_ms: f64,
+    /// the error message; empty when `status` is `ok`
+    pub error: String,
+}
+
+impl Event {
+    fn fields(&self) -> [(&'static str, String); 8] {
+        [
+            ("job_id", self.job_id.clone()),
+            ("image_id", self.image_id.clone()),
+            ("key", self.key.clone()),
+            ("status", self.status.name().to_string()),
+            ("source", self.source.clone()),
+            ("bytes", self.bytes.to_string()),
+            ("duration_ms", format!("{:.3}", self.duration_ms)),
+            ("error", self.error.clone()),
+        ]
+    }
+
+    fn from_fields(map: &HashMap<String, redis::Value>) -> Option<Event> {
+        let text = |name: &str| -> Option<String> {
+            match map.get(name)? {
+                redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into()),
+                redis::Value::SimpleString(s) => Some(s.clone()),
+                _ => None,
+            }
+        };
+        Some(Event {
+            job_id: text("job_id")?,
+            image_id: text("image_id")?,
+            key: text("key").unwrap_or_default(),
+            status: match text("status")?.as_str() {
+                "ok" => Status::Ok,
+                _ => Status::Error,
+            },
+            source: text("source").unwrap_or_default(),
+            bytes: text("bytes").and_then(|b| b.parse().ok()).unwrap_or(0),
+            duration_ms: text("duration_ms")
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0.0),
+            error: text("error").unwrap_or_default(),
+        })
+    }
+}
+
+/// Writes and reads the event stream.
+#[derive(Clone)]
+pub struct Events {
+    client: redis::Client,
+    connection: ConnectionManager,
+    stream: String,
+    max_len: usize,
+}
+
+/// An entry read from the stream: its id and the event.
+pub type StreamEntry = (String, Event);
+
+impl Events {
+    /// The stream `{prefix}:events` on `connection`, trimmed to about `max_len` entries.
+    pub fn new(
+        client: redis::Client,
+        connection: ConnectionManager,
+        prefix: &str,
+        max_len: usize,
+    ) -> Events {
+        Events {
+            client,
+            connection,
+            stream: format!("{prefix}:events"),
+            max_len,
+        }
+    }
+
+    /// The stream's key.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Appends events in one round trip.
+    pub async fn publish(&self, events: &[Event]) -> Result<(), FleetError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for event in events {
+            pipe.cmd("XADD")
+                .arg(&self.stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.max_len)
+                .arg("*");
+            for (name, value) in event.fields() {
+                pipe.arg(name).arg(value);
+            }
+            pipe.ignore();
+        }
+        let mut connection = self.connection.clone();
+        pipe.query_async::<()>(&mut connection).await?;
+        Ok(())
+    }
+
+    /// The id of the newest entry (`0-0` for an empty stream): read it before submitting, then
+    /// read after it, and no event of the submitted job can be missed.
+    pub async fn last_id(&self) -> Result<String, FleetError> {
+        let mut connection = self.connection.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(&self.stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut connection)
+            .await?;
+        Ok(reply
+            .ids
+            .first()
+            .map_or_else(|| "0-0".to_string(), |entry| entry.id.clone()))
+    }
+
+    /// The latest `count` entries, oldest first.
+    pub async fn latest(&self, count: usize) -> Result<Vec<StreamEntry>, FleetError> {
+        let mut connection = self.connection.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(&self.stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut connection)
+            .await?;
+        let mut out: Vec<StreamEntry> = reply
+            .ids
+            .into_iter()
+            .filter_map(|entry| Event::from_fields(&entry.map).map(|event| (entry.id, event)))
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    /// A connection for blocking reads.
+    pub async fn reader(&self, block: Duration) -> Result<EventReader, FleetError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(block + Duration::from_secs(5)));
+        let connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(EventReader {
+            connection,
+            stream: self.stream.clone(),
+            block,
+        })
+    }
+}
+
+/// Reads the stream with blocking `XREAD`s on its own connection.
+pub struct EventReader {
+    connection: MultiplexedConnection,
+    stream: String,
+    block: Duration,
+}
+
+impl EventReader {
+    /// Entries after `after`, waiting up to the block time for the first; empty on timeout.
+    pub async fn next(
+        &mut self,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, FleetError> {
+        let options = redis::streams::StreamReadOptions::default()
+            .count(count)
+            .block(self.block.as_millis() as usize);
+        let reply: Option<redis::streams::StreamReadReply> = redis::AsyncCommands::xread_options(
+            &mut self.connection,
+            &[&self.stream],
+            &[after],
+            &options,
+        )
+        .await?;
+        let mut out = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in key.ids {
+                if let Some(event) = Event::from_fields(&entry.map) {
+                    out.push((entry.id, event));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits for the first event of any of `job_ids` after `after`, until `timeout`. Returns
+    /// the events found (one per job id, duplicates dropped) and the id to continue from.
+    pub async fn wait_for(
+        &mut self,
+        job_ids: &[String],
+        mut after: String,
+        timeout: Duration,
+    ) -> Result<(Vec<Event>, String), FleetError> {
+        let deadline = Instant::now() + timeout;
+        let mut pending: std::collections::HashSet<&str> =
+            job_ids.iter().map(String::as_str).collect();
+        let mut found = Vec::new();
+        while !pending.is_empty() && Instant::now() < deadline {
+            for (id, event) in self.next(&after, 1000).await? {
+                after = id;
+                if pending.remove(event.job_id.as_str()) {
+                    found.push(event);
+                }
+            }
+        }
+        Ok((found, after))
+    }
+}

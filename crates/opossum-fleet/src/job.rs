@@ -1,0 +1,87 @@
+//! What a queue carries: one request for one variant.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Which queue a job goes to. The Redis backend has no priorities inside a queue, so each class
+/// is its own queue with its own worker pool (warming never takes a slot user work needs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// work a user is waiting for (`opossum:process`)
+    User,
+    /// cache warming from the scheduler (`opossum:warm`)
+    Warm,
+}
+
+impl Priority {
+    /// Both classes, user first.
+    pub const ALL: [Priority; 2] = [Priority::User, Priority::Warm];
+
+    /// The queue's name after the prefix: `process` or `warm`.
+    pub fn queue_suffix(self) -> &'static str {
+        match self {
+            Priority::User => "process",
+            Priority::Warm => "warm",
+        }
+    }
+}
+
+/// One job: an image, an operation chain and options, as submitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// unique per submission; completion events carry it so consumers can drop duplicates
+    pub job_id: String,
+    /// the image, an object in the originals store
+    pub image_id: String,
+    /// the chain as submitted (either form; may name presets, resolved by the worker)
+    pub ops: String,
+    /// request options that take part in the key
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// user work or warming
+    pub priority: Priority,
+    /// when it was submitted (Unix milliseconds)
+    pub submitted_at_ms: u64,
+}
+
+impl Job {
+    /// A new job with a fresh id, submitted now.
+    pub fn new(image_id: impl Into<String>, ops: impl Into<String>, priority: Priority) -> Job {
+        Job {
+            job_id: new_job_id(),
+            image_id: image_id.into(),
+            ops: ops.into(),
+            options: BTreeMap::new(),
+            priority,
+            submitted_at_ms: opossum_cache::unix_millis(),
+        }
+    }
+}
+
+/// A job id: the submit time in milliseconds and 64 random bits, both hex, so ids sort roughly
+/// by submission and never collide in practice.
+pub fn new_job_id() -> String {
+    format!(
+        "{:012x}{:016x}",
+        opossum_cache::unix_millis(),
+        rand::random::<u64>()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_round_trip_through_messagepack() {
+        let mut job = Job::new("photos/cat.jpg", "thumbnail:200", Priority::Warm);
+        job.options.insert("dpr".into(), "2".into());
+        let bytes = rmp_serde::to_vec_named(&job).unwrap();
+        let back: Job = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, job);
+        assert_eq!(job.job_id.len(), 28);
+        assert_ne!(new_job_id(), new_job_id());
+    }
+}

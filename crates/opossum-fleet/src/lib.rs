@@ -1,0 +1,60 @@
+//! The worker fleet: jobs on Redis queues (apalis with apalis-redis), the job handler shared by
+//! the fleet and embedded mode, the originals store, and completion events.
+//!
+//! - [`Job`] and [`Priority`] (`job.rs`): what a queue carries; user work and warming are
+//!   separate queues (`{prefix}:process`, `{prefix}:warm`).
+//! - [`Queues`] (`queue.rs`): producers' admission control (jobs are pushed parked and promoted
+//!   under a due-backlog cap, because apalis-redis fails above about 8,000 due jobs), queue
+//!   depth from plain Redis commands, the dead set, cleanup of completed jobs.
+//! - [`WorkerState`] and [`run`] (`worker.rs`): the handler and error classification, the
+//!   worker process's monitor, wake-ups and graceful shutdown.
+//! - [`Events`] (`events.rs`): the `{prefix}:events` stream.
+//! - [`Originals`] (`originals.rs`): object_store, local directory or S3.
+//! - [`Embedded`] (`embedded.rs`): the same handler on an in-process queue.
+//! - [`open_tiers`] (`tiers.rs`): the cache tiers every process opens the same way.
+
+mod embedded;
+mod events;
+mod job;
+mod originals;
+mod queue;
+mod tiers;
+mod worker;
+
+pub use embedded::Embedded;
+pub use events::{Event, EventReader, Events, Status, StreamEntry};
+pub use job::{Job, Priority, new_job_id};
+pub use originals::{MAX_IMAGE_ID_LEN, Originals, OriginalsError, validate_image_id};
+pub use queue::{
+    DeadJob, Depth, JobStorage, MAX_DUE_CAP, PARK_BASE, PROMOTE_SCRIPT, QueueConfig, Queues,
+    connect,
+};
+pub use tiers::{DISK_MAX_BYTES, Tiers, default_data_dir, open_tiers};
+pub use worker::{
+    MAX_ATTEMPTS, Outcome, WorkerConfig, WorkerState, announce_invalidation, invalidation_channel,
+    run, unique_worker_name,
+};
+
+/// Default approximate length of the event stream.
+pub const EVENTS_MAX_LEN: usize = 100_000;
+
+/// Failures of queue and event operations.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// Redis failed or is unreachable.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The queue backend failed.
+    #[error("queue: {0}")]
+    Queue(String),
+    /// A queue's backlog is at its cap; the producer must wait or give up.
+    #[error("queue {queue} is full: {waiting} jobs waiting, the cap is {cap}; try again later")]
+    QueueFull {
+        /// the queue
+        queue: String,
+        /// jobs waiting now
+        waiting: u64,
+        /// the cap
+        cap: u64,
+    },
+}

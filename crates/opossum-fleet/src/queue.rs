@@ -1,0 +1,372 @@
+//! The Redis queues, on apalis-redis, with the project's admission control.
+//!
+//! apalis-redis keeps every pushed job in `{queue}:scheduled` (a sorted set by run time), and
+//! each fetch promotes *all* due jobs at once through `unpack()` in Lua, which fails with "too
+//! many results to unpack" above about 8,000 due jobs, and then every worker exits
+//! (notes/apalis-redis-1.0.md, pitfall 6; reproduced here with 12,000 jobs). So no producer
+//! ever makes a job due directly:
+//!
+//! - a producer pushes every job *parked*, with a run time far in the future
+//!   ([`PARK_BASE`] + the submit second, so parked jobs keep their submission order);
+//! - the promote script ([`PROMOTE_SCRIPT`]) moves parked jobs to "due now", atomically and
+//!   only while the due backlog (due in the sorted set plus the active list) is under the cap
+//!   ([`QueueConfig::due_cap`], default 4,000); it publishes a wake-up so idle workers fetch at
+//!   once instead of on their next poll;
+//! - producers promote after pushing, and every worker promotes on a short tick, so parked work
+//!   drains as fast as the fleet takes it.
+//!
+//! Jobs never leave Redis on the way (a parked job is an ordinary apalis job with a late run
+//! time), so a crash anywhere loses nothing. The total backlog (parked and due) has its own cap
+//! ([`QueueConfig::backlog_cap`]): a producer over it gets [`FleetError::QueueFull`], a clear
+//! error, instead of growing Redis without bound.
+//!
+//! Completed jobs leave their data behind in apalis-redis (`{queue}:done`, `{queue}:data`,
+//! `{queue}:meta:{id}`; pitfall 11); the janitor script removes them in bounded batches.
+
+use std::time::Duration;
+
+use apalis::prelude::{BackendExt, TaskBuilder, TaskSink};
+use apalis_codec::msgpack::MsgPackCodec;
+use apalis_redis::{Config as RedisQueueConfig, RedisStorage};
+use redis::aio::ConnectionManager;
+
+use crate::{FleetError, Job, Priority};
+
+/// Run time (Unix seconds) from which a job counts as parked: the year 5138.
+pub const PARK_BASE: u64 = 100_000_000_000;
+
+/// Largest due backlog the promote script allows; apalis-redis fails at about 8,000.
+pub const MAX_DUE_CAP: usize = 7_000;
+
+/// Moves parked jobs to due while the due backlog is under the cap; wakes workers.
+/// KEYS: scheduled set, active list. ARGV: now (s), cap, park base, batch, wake channel.
+/// Returns {promoted, due after}.
+pub const PROMOTE_SCRIPT: &str = r#"
+local due = redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[1]) + redis.call('LLEN', KEYS[2])
+local room = tonumber(ARGV[2]) - due
+if room <= 0 then return {0, due} end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], '+inf', 'LIMIT', 0, math.min(room, tonumber(ARGV[4])))
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[1], id)
+end
+if #ids > 0 then redis.call('PUBLISH', ARGV[5], #ids) end
+return {#ids, due + #ids}
+"#;
+
+/// Removes up to ARGV[2] completed jobs' data. KEYS: done set, data hash. ARGV: meta prefix, n.
+const JANITOR_SCRIPT: &str = r#"
+local ids = redis.call('SPOP', KEYS[1], ARGV[2])
+for _, id in ipairs(ids) do
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('DEL', ARGV[1] .. ':' .. id)
+end
+return #ids
+"#;
+
+/// Queue settings shared by producers and workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// key prefix (`opossum`): queues `{prefix}:process` and `{prefix}:warm`
+    pub prefix: String,
+    /// most jobs due at once per queue (at most [`MAX_DUE_CAP`])
+    pub due_cap: usize,
+    /// most jobs waiting (parked and due) per queue before producers are refused
+    pub backlog_cap: usize,
+    /// jobs a worker fetches per round trip
+    pub batch_size: usize,
+    /// worker heartbeat; a worker silent for `heartbeat * missed_heartbeats` is dead and its
+    /// jobs go back to the queue
+    pub heartbeat: Duration,
+    /// see `heartbeat`
+    pub missed_heartbeats: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig {
+            prefix: "opossum".into(),
+            due_cap: 4_000,
+            backlog_cap: 1_000_000,
+            batch_size: 50,
+            heartbeat: Duration::from_secs(2),
+            missed_heartbeats: 2,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The queue of `priority`: `{prefix}:process` or `{prefix}:warm`.
+    pub fn queue_name(&self, priority: Priority) -> String {
+        format!("{}:{}", self.prefix, priority.queue_suffix())
+    }
+
+    /// The pub/sub channel that wakes idle workers of `priority`'s queue.
+    pub fn wake_channel(&self, priority: Priority) -> String {
+        format!("{}:wake", self.queue_name(priority))
+    }
+
+    /// apalis-redis's settings for `priority`'s queue.
+    pub fn backend(&self, priority: Priority) -> RedisQueueConfig {
+        RedisQueueConfig::default()
+            .queue(self.queue_name(priority))
+            .batch_size(self.batch_size)
+            .heartbeat_interval(self.heartbeat)
+            .missed_heartbeats(self.missed_heartbeats)
+            // `persist_results` also switches acknowledgements on: without it apalis 1.0
+            // never acks a job, which stays in flight until orphan recovery reruns it.
+            .persist_results(true)
+            .emit_events(false)
+    }
+}
+
+/// The apalis backend of one queue: apalis-redis with MessagePack payloads.
+pub type JobStorage =
+    apalis_core::backend::ext::with_codec::WithCodec<RedisStorage<Job>, MsgPackCodec>;
+
+/// Where a queue's jobs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Depth {
+    /// waiting for room under the due cap
+    pub parked: u64,
+    /// due now: a worker will take them next
+    pub due: u64,
+    /// waiting to be retried after a transient failure
+    pub retrying: u64,
+    /// fetched by a worker and not yet acknowledged
+    pub in_flight: u64,
+    /// gave up after the last retry
+    pub dead: u64,
+}
+
+impl Depth {
+    /// Jobs still to run: parked, due, retrying and in flight (what autoscaling should read).
+    pub fn backlog(&self) -> u64 {
+        self.parked + self.due + self.retrying + self.in_flight
+    }
+}
+
+/// The queues of one prefix: push, promote, measure, clean.
+#[derive(Clone)]
+pub struct Queues {
+    config: QueueConfig,
+    connection: ConnectionManager,
+    promote: redis::Script,
+    janitor: redis::Script,
+}
+
+fn now_secs() -> u64 {
+    opossum_cache::unix_millis() / 1000
+}
+
+/// A connection manager for queue work: a generous response timeout (pitfall 12: the 500 ms
+/// default turns a busy moment into a fatal stream error) and reconnection with backoff.
+pub async fn connect(client: &redis::Client) -> Result<ConnectionManager, FleetError> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_max_delay(Duration::from_secs(2));
+    Ok(ConnectionManager::new_with_config(client.clone(), config).await?)
+}
+
+impl Queues {
+    /// The queues of `config` on `connection`.
+    pub fn new(mut config: QueueConfig, connection: ConnectionManager) -> Queues {
+        config.due_cap = config.due_cap.clamp(1, MAX_DUE_CAP);
+        config.batch_size = config.batch_size.clamp(1, 1000);
+        Queues {
+            config,
+            connection,
+            promote: redis::Script::new(PROMOTE_SCRIPT),
+            janitor: redis::Script::new(JANITOR_SCRIPT),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// The apalis backend of `priority`'s queue.
+    pub fn storage(&self, priority: Priority) -> JobStorage {
+        RedisStorage::new(self.connection.clone())
+            .with_config(self.config.backend(priority))
+            .with_codec(MsgPackCodec)
+    }
+
+    /// Submits jobs: refused with [`FleetError::QueueFull`] when a queue's backlog would pass
+    /// the cap; otherwise pushed parked, in batches of 1,000, and promoted as room allows.
+    pub async fn submit(&self, jobs: Vec<Job>) -> Result<(), FleetError> {
+        for priority in Priority::ALL {
+            let batch: Vec<Job> = jobs
+                .iter()
+                .filter(|j| j.priority == priority)
+                .cloned()
+                .collect();
+            if batch.is_empty() {
+                continue;
+            }
+            let depth = self.depth(priority).await?;
+            let waiting = depth.parked + depth.due + depth.retrying;
+            if waiting + batch.len() as u64 > self.config.backlog_cap as u64 {
+                return Err(FleetError::QueueFull {
+                    queue: self.config.queue_name(priority),
+                    waiting,
+                    cap: self.config.backlog_cap as u64,
+                });
+            }
+            let mut storage = self.storage(priority);
+            for chunk in batch.chunks(1000) {
+                let parked_at = PARK_BASE + now_secs();
+                let tasks = chunk
+                    .iter()
+                    .cloned()
+                    .map(|job| TaskBuilder::new(job).run_at_timestamp(parked_at).build());
+                storage
+                    .push_all(futures::stream::iter(tasks))
+                    .await
+                    .map_err(|e| FleetError::Queue(e.to_string()))?;
+                self.promote(priority).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Promotes parked jobs of `priority`'s queue while there is room; returns how many.
+    pub async fn promote(&self, priority: Priority) -> Result<u64, FleetError> {
+        let backend = self.config.backend(priority);
+        let mut connection = self.connection.clone();
+        let (promoted, _due): (u64, u64) = self
+            .promote
+            .key(backend.scheduled_jobs_set())
+            .key(backend.active_jobs_list())
+            .arg(now_secs())
+            .arg(self.config.due_cap)
+            .arg(PARK_BASE)
+            .arg(self.config.due_cap)
+            .arg(self.config.wake_channel(priority))
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(promoted)
+    }
+
+    /// Removes the data of up to `limit` completed jobs; returns how many.
+    pub async fn clean_done(&self, priority: Priority, limit: usize) -> Result<u64, FleetError> {
+        let backend = self.config.backend(priority);
+        let mut connection = self.connection.clone();
+        Ok(self
+            .janitor
+            .key(backend.done_jobs_set())
+            .key(backend.job_data_hash())
+            .arg(backend.job_meta_hash())
+            .arg(limit)
+            .invoke_async(&mut connection)
+            .await?)
+    }
+
+    /// Where `priority`'s jobs are, measured with plain commands (pitfalls 1 and 10: the
+    /// active list alone reads 0 and the backend's own metrics query fails).
+    pub async fn depth(&self, priority: Priority) -> Result<Depth, FleetError> {
+        let backend = self.config.backend(priority);
+        let now = now_secs();
+        let mut connection = self.connection.clone();
+        let (due_scheduled, retrying, parked, active, dead, workers): (
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            Vec<String>,
+        ) = redis::pipe()
+            .cmd("ZCOUNT")
+            .arg(backend.scheduled_jobs_set())
+            .arg("-inf")
+            .arg(now)
+            .cmd("ZCOUNT")
+            .arg(backend.scheduled_jobs_set())
+            .arg(format!("({now}"))
+            .arg(format!("({PARK_BASE}"))
+            .cmd("ZCOUNT")
+            .arg(backend.scheduled_jobs_set())
+            .arg(PARK_BASE)
+            .arg("+inf")
+            .cmd("LLEN")
+            .arg(backend.active_jobs_list())
+            .cmd("SCARD")
+            .arg(backend.dead_jobs_set())
+            .cmd("ZRANGE")
+            .arg(backend.workers_set())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut connection)
+            .await?;
+        let mut in_flight = 0;
+        if !workers.is_empty() {
+            let mut pipe = redis::pipe();
+            for worker in &workers {
+                pipe.cmd("SCARD")
+                    .arg(format!("{}:{worker}", backend.inflight_jobs_set()));
+            }
+            let counts: Vec<u64> = pipe.query_async(&mut connection).await?;
+            in_flight = counts.iter().sum();
+        }
+        Ok(Depth {
+            parked,
+            due: due_scheduled + active,
+            retrying,
+            in_flight,
+            dead,
+        })
+    }
+
+    /// Up to `limit` jobs of the dead set (retries exhausted), with their last error.
+    pub async fn dead(&self, priority: Priority, limit: usize) -> Result<Vec<DeadJob>, FleetError> {
+        let backend = self.config.backend(priority);
+        let mut connection = self.connection.clone();
+        let ids: Vec<String> = redis::cmd("SRANDMEMBER")
+            .arg(backend.dead_jobs_set())
+            .arg(limit)
+            .query_async(&mut connection)
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let data: Option<Vec<u8>> = redis::cmd("HGET")
+                .arg(backend.job_data_hash())
+                .arg(&id)
+                .query_async(&mut connection)
+                .await?;
+            let meta: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(format!("{}:{id}", backend.job_meta_hash()))
+                .query_async(&mut connection)
+                .await?;
+            let job = data.and_then(|bytes| rmp_serde::from_slice::<Job>(&bytes).ok());
+            out.push(DeadJob {
+                task_id: id,
+                job,
+                attempts: meta
+                    .get("attempts")
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(0),
+                last_error: meta.get("result").cloned().unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A job in the dead set.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadJob {
+    /// apalis's task id
+    pub task_id: String,
+    /// the job, when its payload is still readable
+    pub job: Option<Job>,
+    /// attempts made
+    pub attempts: u32,
+    /// what the last attempt reported, when the backend kept it
+    pub last_error: String,
+}

@@ -1,0 +1,398 @@
+//! What a worker does with one job, and the worker process's run loop.
+//!
+//! [`WorkerState::handle`] is the job handler, shared by the Redis fleet and embedded mode:
+//! resolve the chain (presets included), answer from the cache hierarchy or compute (the
+//! pipeline loads the original from the [`Originals`] store and runs the engine on tokio's
+//! blocking pool), then publish the completion event. Errors are classified once, here:
+//!
+//! - bad input (a corrupt image, an invalid chain, no such image, an id that leaves the store)
+//!   is permanent: no retry, an `error` event with the message, and the pipeline caches the
+//!   error result for 5 minutes so a resubmission answers at once;
+//! - anything else (the store or Redis timing out) is transient: the job fails and the backend
+//!   retries it after `attempt` seconds; after [`MAX_ATTEMPTS`] the job is aborted into the dead
+//!   set with a final `error` event, so nobody waits for it forever.
+//!
+//! [`run`] runs one apalis worker per queue, each with its own concurrency, under a monitor
+//! that restarts a worker whose backend failed (a Redis restart ends the stream with "broken
+//! pipe", pitfall 9), plus a ticker that promotes parked jobs and removes completed jobs' data.
+//! Idle workers wake on the promote script's pub/sub message, with a slow poll as a fallback.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::{
+    AbortError, Attempt, BackendExt, BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt,
+};
+use futures::StreamExt;
+use opossum_image::Limits;
+use opossum_ops::Options;
+use opossum_pipeline::{LoadError, Pipeline, PipelineError, PresetStore};
+
+use crate::events::{Event, Events, Status};
+use crate::originals::Originals;
+use crate::queue::Queues;
+use crate::{Job, Priority};
+
+/// Attempts before a transiently failing job is given up (and moved to the dead set).
+pub const MAX_ATTEMPTS: usize = 5;
+
+/// How a job ended, for the caller that publishes events or retries.
+#[derive(Debug)]
+pub enum Outcome {
+    /// finished (successfully or with a permanent error): publish this event
+    Done(Event),
+    /// a transient failure: retry later
+    Retry(String),
+}
+
+/// Everything a worker needs to run jobs.
+pub struct WorkerState {
+    /// the cache and the engine
+    pub pipeline: Arc<Pipeline>,
+    /// preset resolution
+    pub presets: Arc<PresetStore>,
+    /// where originals come from
+    pub originals: Originals,
+    /// input limits (the byte limit applies to originals before they are read)
+    pub limits: Limits,
+}
+
+impl WorkerState {
+    /// Runs one job to an [`Outcome`]; never panics on bad input.
+    pub async fn run(&self, job: &Job) -> Outcome {
+        let started = Instant::now();
+        let event = |status, key: String, source: &str, bytes: u64, error: String| Event {
+            job_id: job.job_id.clone(),
+            image_id: job.image_id.clone(),
+            key,
+            status,
+            source: source.to_string(),
+            bytes,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            error,
+        };
+        let chain = match self.presets.resolve(&job.ops).await {
+            Ok(chain) => chain,
+            Err(e) => {
+                return Outcome::Done(event(
+                    Status::Error,
+                    String::new(),
+                    "request",
+                    0,
+                    format!("invalid ops `{}`: {e}", job.ops),
+                ));
+            }
+        };
+        let mut options = Options::new();
+        for (name, value) in &job.options {
+            if let Err(e) = options.insert(name, value) {
+                return Outcome::Done(event(
+                    Status::Error,
+                    String::new(),
+                    "request",
+                    0,
+                    e.to_string(),
+                ));
+            }
+        }
+        let key = self
+            .pipeline
+            .key(&job.image_id, &chain, &options)
+            .to_string();
+        let limit = self.limits.max_bytes;
+        let originals = self.originals.clone();
+        let image_id = job.image_id.clone();
+        let load = move || async move {
+            originals
+                .load(&image_id, limit)
+                .await
+                .map_err(|e| LoadError {
+                    permanent: e.is_permanent(),
+                    message: e.to_string(),
+                })
+        };
+        match self
+            .pipeline
+            .run(&job.image_id, &chain, &options, load)
+            .await
+        {
+            Ok(response) => Outcome::Done(event(
+                Status::Ok,
+                key,
+                response.source.name(),
+                response.entry.body.len() as u64,
+                String::new(),
+            )),
+            Err(e) if e.is_permanent() => {
+                let source = match &e {
+                    PipelineError::BadInput { origin, .. } => origin.name(),
+                    _ => "computed",
+                };
+                Outcome::Done(event(Status::Error, key, source, 0, e.to_string()))
+            }
+            Err(e) => Outcome::Retry(e.to_string()),
+        }
+    }
+
+    /// The apalis handler: runs the job, publishes its event, and tells the backend whether
+    /// to retry (a plain error), give up (`AbortError`) or acknowledge (`Ok`).
+    pub async fn handle(
+        &self,
+        job: &Job,
+        attempt: usize,
+        events: &Events,
+    ) -> Result<(), BoxDynError> {
+        let event = match self.run(job).await {
+            Outcome::Done(event) => event,
+            Outcome::Retry(message) if attempt + 1 < MAX_ATTEMPTS => {
+                tracing::warn!(job_id = %job.job_id, attempt, error = %message, "transient failure; will retry");
+                return Err(message.into());
+            }
+            Outcome::Retry(message) => {
+                let final_event = Event {
+                    job_id: job.job_id.clone(),
+                    image_id: job.image_id.clone(),
+                    key: String::new(),
+                    status: Status::Error,
+                    source: "retries".into(),
+                    bytes: 0,
+                    duration_ms: 0.0,
+                    error: format!("gave up after {MAX_ATTEMPTS} attempts: {message}"),
+                };
+                events.publish(&[final_event]).await?;
+                return Err(AbortError::new(message).into());
+            }
+        };
+        // A failed publish fails the job: it runs again (now a cache hit) and the event is
+        // written then. At-least-once, never silently dropped.
+        events.publish(&[event]).await?;
+        Ok(())
+    }
+}
+
+/// Settings of the worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// this process's unique name (a restart gets a new one: pitfall 8)
+    pub name: String,
+    /// user jobs run at once
+    pub concurrency: usize,
+    /// warming jobs run at once (a separate pool, so warming never takes user slots)
+    pub warm_concurrency: usize,
+    /// how long in-flight jobs may take to finish after SIGTERM
+    pub grace_period: Duration,
+    /// how often parked jobs are promoted and completed jobs cleaned
+    pub tick: Duration,
+    /// the fallback poll of an idle worker, when no wake-up arrives
+    pub idle_poll: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> WorkerConfig {
+        WorkerConfig {
+            name: unique_worker_name(),
+            concurrency: 32,
+            warm_concurrency: 4,
+            grace_period: Duration::from_secs(30),
+            tick: Duration::from_millis(50),
+            idle_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// `{host}-{pid}-{random}`: unique per process start.
+pub fn unique_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "worker".into());
+    format!(
+        "{host}-{}-{:06x}",
+        std::process::id(),
+        rand::random::<u32>() & 0xff_ffff
+    )
+}
+
+/// A stream that yields whenever the queue's wake channel gets a message, and every
+/// `fallback` in any case (for retries coming due, orphans re-enqueued, a lost message).
+fn wake_stream(
+    client: redis::Client,
+    channel: String,
+    fallback: Duration,
+) -> impl futures::Stream<Item = ()> + Unpin + Send + 'static {
+    let (sender, receiver) = futures::channel::mpsc::channel::<()>(1);
+    let mut on_message = sender.clone();
+    tokio::spawn(async move {
+        loop {
+            let subscribed = async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                let mut messages = pubsub.on_message();
+                while messages.next().await.is_some() {
+                    // A full channel means a wake-up is already pending.
+                    let _ = on_message.try_send(());
+                }
+                Ok::<(), redis::RedisError>(())
+            };
+            if let Err(e) = subscribed.await {
+                tracing::debug!(error = %e, "wake-up subscription lost; resubscribing");
+            }
+            if on_message.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let ticks = futures::stream::unfold(tokio::time::interval(fallback), |mut interval| async {
+        interval.tick().await;
+        Some(((), interval))
+    });
+    drop(sender);
+    Box::pin(futures::stream::select(receiver, ticks))
+}
+
+/// Runs the worker process until `shutdown` resolves (SIGTERM), then lets in-flight jobs finish
+/// within the grace period; fetched jobs not yet started go back to their queue.
+pub async fn run(
+    state: Arc<WorkerState>,
+    queues: Queues,
+    events: Events,
+    client: redis::Client,
+    config: WorkerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), crate::FleetError> {
+    let ticker = {
+        let queues = queues.clone();
+        let tick = config.tick;
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            let mut cleaned_at = Instant::now();
+            loop {
+                interval.tick().await;
+                for priority in Priority::ALL {
+                    if let Err(e) = queues.promote(priority).await {
+                        tracing::debug!(error = %e, "promote failed");
+                    }
+                }
+                if cleaned_at.elapsed() >= Duration::from_secs(1) {
+                    cleaned_at = Instant::now();
+                    for priority in Priority::ALL {
+                        let _ = queues.clean_done(priority, 2000).await;
+                    }
+                }
+            }
+        })
+    };
+    let invalidations = tokio::spawn(follow_invalidations(
+        client.clone(),
+        invalidation_channel(&queues.config().prefix),
+        state.pipeline.hierarchy().clone(),
+    ));
+    let mut monitor = Monitor::new();
+    for priority in Priority::ALL {
+        let state = state.clone();
+        let queues = queues.clone();
+        let events = events.clone();
+        let client = client.clone();
+        let concurrency = match priority {
+            Priority::User => config.concurrency,
+            Priority::Warm => config.warm_concurrency,
+        };
+        let base = format!("{}-{}", config.name, priority.queue_suffix());
+        let idle_poll = config.idle_poll;
+        monitor = monitor.register(move |restarts| {
+            let wake = wake_stream(
+                client.clone(),
+                queues.config().wake_channel(priority),
+                idle_poll,
+            );
+            let backend = queues.storage(priority).poll_with_stream(wake);
+            // A restarted worker registers under a new name (pitfall 8).
+            let name = if restarts == 0 {
+                base.clone()
+            } else {
+                format!("{base}-r{restarts}")
+            };
+            WorkerBuilder::new(name)
+                .backend(backend)
+                .concurrency(concurrency.max(1))
+                .data(state.clone())
+                .data(events.clone())
+                .build(handle_job)
+        });
+    }
+    let grace = config.grace_period;
+    let result = monitor
+        .should_restart(|ctx, error| {
+            tracing::warn!(worker = %ctx.name(), %error, "worker stopped on an error; restarting");
+            true
+        })
+        .shutdown_timeout(grace)
+        .run_with_signal(async move {
+            shutdown.await;
+            Ok(())
+        })
+        .await;
+    ticker.abort();
+    invalidations.abort();
+    result.map_err(|e| crate::FleetError::Queue(e.to_string()))
+}
+
+/// The pub/sub channel on which `opossum cache invalidate` announces an invalidated image
+/// (the message is the image's key prefix), so long-running processes clear their own memory
+/// and disk tiers too.
+pub fn invalidation_channel(prefix: &str) -> String {
+    format!("{prefix}:invalidate")
+}
+
+/// Announces that `image_prefix` was invalidated; returns how many processes listened.
+pub async fn announce_invalidation(
+    connection: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    image_prefix: &str,
+) -> Result<u64, crate::FleetError> {
+    Ok(redis::cmd("PUBLISH")
+        .arg(invalidation_channel(prefix))
+        .arg(image_prefix)
+        .query_async(connection)
+        .await?)
+}
+
+async fn follow_invalidations(
+    client: redis::Client,
+    channel: String,
+    hierarchy: Arc<opossum_cache::Hierarchy>,
+) {
+    loop {
+        let followed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let Ok(image_prefix) = message.get_payload::<String>() else {
+                    continue;
+                };
+                let removed: u64 = hierarchy
+                    .invalidate_image_locally(&image_prefix)
+                    .await
+                    .iter()
+                    .filter_map(|(_, r)| r.as_ref().ok())
+                    .sum();
+                tracing::info!(%image_prefix, removed, "invalidated on request");
+            }
+            Ok::<(), redis::RedisError>(())
+        };
+        if let Err(e) = followed.await {
+            tracing::debug!(error = %e, "invalidation subscription lost; resubscribing");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn handle_job(
+    job: Job,
+    attempt: Attempt,
+    state: Data<Arc<WorkerState>>,
+    events: Data<Events>,
+) -> Result<(), BoxDynError> {
+    state.handle(&job, attempt.current(), &events).await
+}

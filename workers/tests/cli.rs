@@ -1,0 +1,284 @@
+//! `opossum submit`, `events`, `queue` and `process --originals` as a user runs them, against
+//! a real redis-server and a real worker process (and, without Redis, in embedded mode).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use opossum_testkit::{RedisServer, TempDir};
+
+fn opossum() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_opossum-worker")).with_file_name("opossum");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (`cargo test --workspace` builds it)",
+        path.display()
+    );
+    path
+}
+
+fn originals() -> TempDir {
+    let dir = TempDir::new("cli-originals");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    std::fs::copy(corpus.join("photos/kodim23.png"), dir.path().join("a.png"))
+        .expect("corpus photo (is ../shared beside the checkout?)");
+    std::fs::write(dir.path().join("corrupt.jpg"), b"\xff\xd8\xff garbage").unwrap();
+    dir
+}
+
+fn run(args: &[&str], data: &TempDir, stdin: Option<&str>) -> Output {
+    let mut child = Command::new(opossum())
+        .args(args)
+        .env("OPOSSUM_DATA_DIR", data.path())
+        .env_remove("OPOSSUM_REDIS_URL")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn submit_without_redis_runs_embedded_and_prints_the_event() {
+    let originals = originals();
+    let data = TempDir::new("cli-data");
+    let store = originals.path().to_str().unwrap();
+    let ok = run(
+        &[
+            "submit",
+            "a.png",
+            "--ops",
+            "thumbnail:64,format:webp",
+            "--originals",
+            store,
+        ],
+        &data,
+        None,
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let events = json_lines(&ok);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["status"], "ok");
+    assert_eq!(events[0]["source"], "computed");
+
+    let bad = run(
+        &[
+            "submit",
+            "corrupt.jpg",
+            "--ops",
+            "thumbnail:64",
+            "--originals",
+            store,
+        ],
+        &data,
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let events = json_lines(&bad);
+    assert_eq!(events[0]["status"], "error");
+    assert!(
+        stderr(&bad).starts_with("error: 1 job(s) ended with an error"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let escape = run(
+        &[
+            "submit",
+            "../a.png",
+            "--ops",
+            "thumbnail:64",
+            "--originals",
+            store,
+        ],
+        &data,
+        None,
+    );
+    assert_eq!(escape.status.code(), Some(1));
+    assert!(
+        stderr(&escape).contains("invalid image id `../a.png`"),
+        "{}",
+        stderr(&escape)
+    );
+
+    // `process --originals` reads the same store and names the object by its id.
+    let processed = run(
+        &[
+            "process",
+            "a.png",
+            "--originals",
+            store,
+            "--ops",
+            "thumbnail:64,format:webp",
+            "--json",
+        ],
+        &data,
+        None,
+    );
+    assert!(processed.status.success(), "{}", stderr(&processed));
+    let report = &json_lines(&processed)[0];
+    let key = run(
+        &["key", "a.png", "--ops", "thumbnail:64,format:webp"],
+        &data,
+        None,
+    );
+    assert_eq!(report["key"], String::from_utf8_lossy(&key.stdout).trim());
+    // The embedded submit cached it in the same data directory.
+    assert_eq!(report["source"], "disk");
+}
+
+#[test]
+fn submit_wait_events_and_queue_stats_against_a_worker() {
+    let redis = RedisServer::start();
+    let originals = originals();
+    let data = TempDir::new("cli-data");
+    let worker_data = TempDir::new("cli-worker");
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_opossum-worker"))
+        .args(["--redis", &redis.url()])
+        .arg("--originals")
+        .arg(originals.path())
+        .arg("--data-dir")
+        .arg(worker_data.path())
+        .env("OPOSSUM_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let url = redis.url();
+    let with_redis = |args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["--redis", url.as_str()];
+        all.extend_from_slice(args);
+        run(&all, &data, stdin)
+    };
+
+    let one = with_redis(
+        &[
+            "submit",
+            "a.png",
+            "--ops",
+            "thumbnail:96",
+            "--wait",
+            "--timeout",
+            "60s",
+        ],
+        None,
+    );
+    assert!(one.status.success(), "{}", stderr(&one));
+    let event = &json_lines(&one)[0];
+    assert_eq!(event["status"], "ok");
+    assert!(event["bytes"].as_u64().unwrap() > 0);
+    let again = with_redis(
+        &["submit", "a.png", "--ops", "thumbnail:96", "--wait"],
+        None,
+    );
+    assert_eq!(
+        json_lines(&again)[0]["source"],
+        "memory",
+        "{}",
+        stderr(&again)
+    );
+
+    // Invalidation reaches the worker's own memory and disk tiers, not only Redis.
+    let dropped = with_redis(&["cache", "invalidate", "a.png", "--json"], None);
+    assert!(dropped.status.success(), "{}", stderr(&dropped));
+    assert_eq!(json_lines(&dropped)[0]["processes_notified"], 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let recomputed = with_redis(
+        &["submit", "a.png", "--ops", "thumbnail:96", "--wait"],
+        None,
+    );
+    assert_eq!(
+        json_lines(&recomputed)[0]["source"],
+        "computed",
+        "{}",
+        stderr(&recomputed)
+    );
+
+    let batch = "{\"image_id\": \"a.png\", \"ops\": \"thumbnail:32\"}\n\
+                 {\"image_id\": \"a.png\", \"ops\": [{\"op\": \"thumbnail\", \"size\": 33}]}\n\
+                 {\"image_id\": \"corrupt.jpg\", \"ops\": \"thumbnail:32\"}\n";
+    let many = with_redis(
+        &["submit", "--batch", "-", "--wait", "--timeout", "60s"],
+        Some(batch),
+    );
+    assert_eq!(
+        many.status.code(),
+        Some(1),
+        "the corrupt image fails the batch: {}",
+        stderr(&many)
+    );
+    let events = json_lines(&many);
+    assert_eq!(events.len(), 3);
+    assert_eq!(events.iter().filter(|e| e["status"] == "ok").count(), 2);
+
+    let queued = with_redis(&["submit", "a.png", "--ops", "thumbnail:48"], None);
+    assert!(queued.status.success(), "{}", stderr(&queued));
+    let job_id = json_lines(&queued)[0]["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(json_lines(&queued)[0]["queue"], "opossum:process");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = with_redis(&["events", "--count", "20"], None);
+        assert!(listed.status.success(), "{}", stderr(&listed));
+        if json_lines(&listed)
+            .iter()
+            .any(|e| e["job_id"] == job_id.as_str())
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event for {job_id}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let stats = with_redis(&["queue", "stats", "--json"], None);
+    assert!(stats.status.success(), "{}", stderr(&stats));
+    let stats = &json_lines(&stats)[0];
+    assert_eq!(stats["opossum:process"]["dead"], 0);
+    assert_eq!(stats["opossum:warm"]["parked"], 0);
+
+    let bad_ops = with_redis(&["submit", "a.png", "--ops", "resize:abc"], None);
+    assert_eq!(bad_ops.status.code(), Some(1));
+    assert!(
+        stderr(&bad_ops).contains("invalid --ops `resize:abc`"),
+        "{}",
+        stderr(&bad_ops)
+    );
+    let no_redis = run(&["events"], &data, None);
+    assert_eq!(no_redis.status.code(), Some(1));
+    assert!(
+        stderr(&no_redis).contains("needs --redis"),
+        "{}",
+        stderr(&no_redis)
+    );
+
+    let _ = worker.kill();
+    let _ = worker.wait();
+}

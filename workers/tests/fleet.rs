@@ -1,0 +1,520 @@
+//! The fleet with real processes: a real redis-server on a free port, real `opossum-worker`
+//! processes (each with its own data directory), jobs submitted through the producer API and
+//! observed through the event stream. Kills are SIGKILL, as a crash would be.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use opossum_fleet::{EVENTS_MAX_LEN, Event, Events, Job, Priority, QueueConfig, Queues, Status};
+use opossum_testkit::{RedisServer, TempDir, unique_namespace};
+
+/// A worker process; SIGKILLed when dropped.
+struct Worker {
+    child: Child,
+    _data: TempDir,
+}
+
+impl Worker {
+    fn start(redis: &RedisServer, originals: &Path, prefix: &str) -> Worker {
+        let data = TempDir::new("worker-data");
+        let child = Command::new(env!("CARGO_BIN_EXE_opossum-worker"))
+            .args([
+                "--redis",
+                &redis.url(),
+                "--prefix",
+                prefix,
+                "--grace-period",
+                "5s",
+            ])
+            .arg("--originals")
+            .arg(originals)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("OPOSSUM_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start opossum-worker");
+        Worker { child, _data: data }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not stop within 20 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An originals directory with a few small real images and one corrupt file.
+fn originals() -> TempDir {
+    let dir = TempDir::new("originals");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    assert!(
+        corpus.join("photos").is_dir(),
+        "corpus not found at {}: check out ../shared beside the project",
+        corpus.display()
+    );
+    for (name, from) in [
+        ("a.png", "photos/kodim23.png"),
+        ("b.jpg", "photos/harvesters.jpeg"),
+    ] {
+        std::fs::copy(corpus.join(from), dir.path().join(name)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("corrupt.jpg"),
+        b"\xff\xd8\xff\xe0 definitely not a jpeg",
+    )
+    .unwrap();
+    dir
+}
+
+struct Fleet {
+    queues: Queues,
+    events: Events,
+    prefix: String,
+}
+
+async fn fleet(redis: &RedisServer) -> Fleet {
+    let prefix = unique_namespace("fleet");
+    let client = redis::Client::open(redis.url()).unwrap();
+    let connection = opossum_fleet::connect(&client).await.unwrap();
+    let queues = Queues::new(
+        QueueConfig {
+            prefix: prefix.clone(),
+            ..QueueConfig::default()
+        },
+        connection.clone(),
+    );
+    let events = Events::new(client, connection, &prefix, EVENTS_MAX_LEN);
+    Fleet {
+        queues,
+        events,
+        prefix,
+    }
+}
+
+/// `n` jobs over the two images and 40 thumbnail sizes: mostly cache hits after the first of
+/// each variant, as real traffic is.
+fn jobs(n: usize) -> Vec<Job> {
+    (0..n)
+        .map(|i| {
+            let image = if i % 2 == 0 { "a.png" } else { "b.jpg" };
+            Job::new(
+                image,
+                format!("thumbnail:{}", 24 + (i / 2) % 40),
+                Priority::User,
+            )
+        })
+        .collect()
+}
+
+/// Reads events from `after` until every id in `ids` has one or `timeout` passes; returns all
+/// events seen per job id (duplicates included).
+async fn collect(
+    events: &Events,
+    ids: &[String],
+    after: &str,
+    timeout: Duration,
+    mut on_progress: impl FnMut(usize),
+) -> HashMap<String, Vec<Event>> {
+    let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut seen: HashMap<String, Vec<Event>> = HashMap::new();
+    let mut reader = events.reader(Duration::from_millis(500)).await.unwrap();
+    let mut after = after.to_string();
+    let deadline = Instant::now() + timeout;
+    while seen.len() < wanted.len() && Instant::now() < deadline {
+        let batch = match reader.next(&after, 5000).await {
+            Ok(batch) => batch,
+            Err(_) => {
+                // Redis restarting under us: reconnect and go on.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Ok(r) = events.reader(Duration::from_millis(500)).await {
+                    reader = r;
+                }
+                continue;
+            }
+        };
+        for (id, event) in batch {
+            after = id;
+            if wanted.contains(event.job_id.as_str()) {
+                seen.entry(event.job_id.clone()).or_default().push(event);
+            }
+        }
+        on_progress(seen.len());
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_complete_and_a_corrupt_image_is_one_error_without_retries() {
+    let redis = RedisServer::start();
+    let originals = originals();
+    let fleet = fleet(&redis).await;
+    let mut worker = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let start = fleet.events.last_id().await.unwrap();
+    let good = Job::new("a.png", "thumbnail:64,format:webp", Priority::User);
+    let corrupt = Job::new("corrupt.jpg", "thumbnail:64", Priority::User);
+    let missing = Job::new("nope.jpg", "thumbnail:64", Priority::User);
+    let escape = Job::new("../etc/passwd", "thumbnail:64", Priority::User);
+    let ids: Vec<String> = [&good, &corrupt, &missing, &escape]
+        .iter()
+        .map(|j| j.job_id.clone())
+        .collect();
+    fleet
+        .queues
+        .submit(vec![
+            good.clone(),
+            corrupt.clone(),
+            missing.clone(),
+            escape.clone(),
+        ])
+        .await
+        .unwrap();
+    let seen = collect(&fleet.events, &ids, &start, Duration::from_secs(30), |_| {}).await;
+    let only = |job: &Job| -> &Event {
+        let events = seen
+            .get(&job.job_id)
+            .unwrap_or_else(|| panic!("no event for {}", job.image_id));
+        &events[0]
+    };
+    let ok = only(&good);
+    assert_eq!(ok.status, Status::Ok, "{ok:?}");
+    assert_eq!(ok.source, "computed");
+    assert!(ok.bytes > 0 && ok.key.starts_with(&fleet.prefix));
+    let bad = only(&corrupt);
+    assert_eq!(bad.status, Status::Error);
+    assert!(bad.error.contains("jpeg"), "{bad:?}");
+    assert!(
+        only(&missing).error.contains("no image `nope.jpg`"),
+        "{:?}",
+        only(&missing)
+    );
+    assert!(
+        only(&escape).error.contains("invalid image id"),
+        "{:?}",
+        only(&escape)
+    );
+
+    // No retry storm: after a while, still exactly one event for the corrupt image, nothing
+    // retrying or dead, and the worker alive and answering new work (now from its cache).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = collect(&fleet.events, &ids, &start, Duration::from_secs(2), |_| {}).await;
+    assert_eq!(
+        again[&corrupt.job_id].len(),
+        1,
+        "{:?}",
+        again[&corrupt.job_id]
+    );
+    let depth = fleet.queues.depth(Priority::User).await.unwrap();
+    assert_eq!(
+        (depth.retrying, depth.dead, depth.backlog()),
+        (0, 0, 0),
+        "{depth:?}"
+    );
+    assert!(worker.is_running());
+    let repeat = Job::new("a.png", "thumbnail:64,format:webp", Priority::User);
+    let start = fleet.events.last_id().await.unwrap();
+    fleet.queues.submit(vec![repeat.clone()]).await.unwrap();
+    let seen = collect(
+        &fleet.events,
+        std::slice::from_ref(&repeat.job_id),
+        &start,
+        Duration::from_secs(10),
+        |_| {},
+    )
+    .await;
+    assert_eq!(seen[&repeat.job_id][0].source, "memory");
+
+    // SIGTERM stops it cleanly.
+    assert!(worker.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_jobs_survive_three_sigkills_of_a_busy_worker() {
+    let redis = RedisServer::start();
+    let originals = originals();
+    let fleet = fleet(&redis).await;
+    let steady = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let mut victim = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let jobs = jobs(10_000);
+    let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+    let start = fleet.events.last_id().await.unwrap();
+    fleet.queues.submit(jobs).await.unwrap();
+    let mut kills = 0;
+    let mut next_kill = 1_500;
+    let seen = collect(
+        &fleet.events,
+        &ids,
+        &start,
+        Duration::from_secs(240),
+        |done| {
+            if kills < 3 && done >= next_kill {
+                victim.kill();
+                kills += 1;
+                next_kill += 2_500;
+                victim = Worker::start(&redis, originals.path(), &fleet.prefix);
+            }
+        },
+    )
+    .await;
+    assert_eq!(kills, 3, "the victim was not killed three times while busy");
+    let lost: Vec<&String> = ids.iter().filter(|id| !seen.contains_key(*id)).collect();
+    let duplicates: usize = seen.values().map(|v| v.len() - 1).sum();
+    eprintln!(
+        "10,000 jobs, 3 SIGKILLs: {} lost, {duplicates} duplicate events",
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "{} jobs lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    let failed: Vec<&Event> = seen
+        .values()
+        .flatten()
+        .filter(|e| e.status != Status::Ok)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    drop(steady);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_recover_from_a_redis_restart_by_themselves() {
+    let redis = RedisServer::start();
+    let originals = originals();
+    let fleet = fleet(&redis).await;
+    let mut worker = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let before = jobs(200);
+    let start = fleet.events.last_id().await.unwrap();
+    let ids: Vec<String> = before.iter().map(|j| j.job_id.clone()).collect();
+    fleet.queues.submit(before).await.unwrap();
+    let seen = collect(&fleet.events, &ids, &start, Duration::from_secs(60), |_| {}).await;
+    assert_eq!(seen.len(), 200);
+
+    redis.restart();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        worker.is_running(),
+        "the worker exited when Redis restarted"
+    );
+
+    // The restarted Redis is empty; jobs submitted now must complete with nobody's help.
+    let after = jobs(300);
+    let ids: Vec<String> = after.iter().map(|j| j.job_id.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let start = loop {
+        match fleet.events.last_id().await {
+            Ok(id) => break id,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for redis: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("redis did not come back: {e}"),
+        }
+    };
+    fleet.queues.submit(after).await.unwrap();
+    let seen = collect(&fleet.events, &ids, &start, Duration::from_secs(60), |_| {}).await;
+    assert_eq!(
+        seen.len(),
+        300,
+        "jobs submitted after the restart did not all complete"
+    );
+    assert!(worker.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_jobs_queued_before_any_worker_all_complete() {
+    let redis = RedisServer::start();
+    let originals = originals();
+    let fleet = fleet(&redis).await;
+    let jobs = jobs(50_000);
+    let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+    let start = fleet.events.last_id().await.unwrap();
+    fleet.queues.submit(jobs).await.unwrap();
+    let depth = fleet.queues.depth(Priority::User).await.unwrap();
+    assert_eq!(depth.backlog(), 50_000, "{depth:?}");
+    assert!(
+        depth.due <= opossum_fleet::MAX_DUE_CAP as u64,
+        "the due backlog passed the cap: {depth:?}"
+    );
+    let mut worker = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let seen = collect(
+        &fleet.events,
+        &ids,
+        &start,
+        Duration::from_secs(300),
+        |_| {},
+    )
+    .await;
+    assert!(
+        worker.is_running(),
+        "the worker died under a 50,000-job backlog"
+    );
+    assert_eq!(seen.len(), 50_000, "{} of 50,000 completed", seen.len());
+    let depth = fleet.queues.depth(Priority::User).await.unwrap();
+    assert_eq!(depth.backlog(), 0, "{depth:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_work_and_leaves_the_rest_queued() {
+    let redis = RedisServer::start();
+    let originals = originals();
+    let fleet = fleet(&redis).await;
+    let mut first = Worker::start(&redis, originals.path(), &fleet.prefix);
+    // Every job computes a new variant of the 2.7 MP JPEG, so the queue drains slowly.
+    let jobs: Vec<Job> = (0..300)
+        .map(|i| {
+            Job::new(
+                "b.jpg",
+                format!("resize:{}:{},sharpen", 300 + i, 200 + i),
+                Priority::User,
+            )
+        })
+        .collect();
+    let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+    let start = fleet.events.last_id().await.unwrap();
+    fleet.queues.submit(jobs).await.unwrap();
+    let mut stopped_at = None;
+    let mut second = None;
+    let seen = collect(
+        &fleet.events,
+        &ids,
+        &start,
+        Duration::from_secs(240),
+        |done| {
+            if stopped_at.is_none() && done >= 20 {
+                assert!(
+                    first.terminate().success(),
+                    "SIGTERM did not end the worker cleanly"
+                );
+                stopped_at = Some(done);
+                second = Some(Worker::start(&redis, originals.path(), &fleet.prefix));
+            }
+        },
+    )
+    .await;
+    let stopped_at = stopped_at.expect("the worker was never stopped");
+    eprintln!("SIGTERM after {stopped_at} of 300 events; the rest completed by a second worker");
+    assert_eq!(seen.len(), 300, "jobs were lost across a graceful stop");
+    assert!(seen.values().flatten().all(|e| e.status == Status::Ok));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_retried_then_lands_in_the_dead_set() {
+    let redis = RedisServer::start();
+    let originals = originals();
+    // A symlink to itself: reading it fails with an I/O error (ELOOP) that is not "not found",
+    // which is how a flaky store looks to the worker.
+    std::os::unix::fs::symlink("loop.jpg", originals.path().join("loop.jpg")).unwrap();
+    let fleet = fleet(&redis).await;
+    let _worker = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let job = Job::new("loop.jpg", "thumbnail:64", Priority::User);
+    let start = fleet.events.last_id().await.unwrap();
+    fleet.queues.submit(vec![job.clone()]).await.unwrap();
+    let seen = collect(
+        &fleet.events,
+        std::slice::from_ref(&job.job_id),
+        &start,
+        Duration::from_secs(60),
+        |_| {},
+    )
+    .await;
+    let events = &seen[&job.job_id];
+    assert_eq!(
+        events.len(),
+        1,
+        "one final event, none for the retried attempts: {events:?}"
+    );
+    assert_eq!(events[0].status, Status::Error);
+    assert!(
+        events[0].error.starts_with(&format!(
+            "gave up after {} attempts",
+            opossum_fleet::MAX_ATTEMPTS
+        )),
+        "{:?}",
+        events[0]
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = fleet.queues.dead(Priority::User, 10).await.unwrap();
+        if !dead.is_empty() || Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        dead[0].job.as_ref().map(|j| j.job_id.as_str()),
+        Some(job.job_id.as_str())
+    );
+    let depth = fleet.queues.depth(Priority::User).await.unwrap();
+    assert_eq!((depth.dead, depth.backlog()), (1, 0), "{depth:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_with_a_clear_error() {
+    let redis = RedisServer::start();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let connection = opossum_fleet::connect(&client).await.unwrap();
+    let prefix = unique_namespace("full");
+    let queues = Queues::new(
+        QueueConfig {
+            prefix: prefix.clone(),
+            backlog_cap: 10,
+            due_cap: 4,
+            ..QueueConfig::default()
+        },
+        connection,
+    );
+    queues.submit(jobs(8)).await.unwrap();
+    let depth = queues.depth(Priority::User).await.unwrap();
+    assert_eq!(
+        (depth.due, depth.parked),
+        (4, 4),
+        "the due cap holds: {depth:?}"
+    );
+    let err = queues.submit(jobs(3)).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("queue {prefix}:process is full: 8 jobs waiting, the cap is 10; try again later")
+    );
+    // Warming is a separate queue with its own backlog.
+    let warm: Vec<Job> = (0..3)
+        .map(|i| Job::new("a.png", format!("thumbnail:{}", 40 + i), Priority::Warm))
+        .collect();
+    queues.submit(warm).await.unwrap();
+    assert_eq!(queues.depth(Priority::Warm).await.unwrap().backlog(), 3);
+}
