@@ -285,6 +285,33 @@ async fn fleet_measure(
     Ok(latency_figures(samples, throughput))
 }
 
+/// Deletes every key the run made (queues, job data, events, cache entries). A benchmark may
+/// scan: it owns a prefix nobody else uses.
+async fn remove_prefix(client: &redis::Client, prefix: &str) -> anyhow::Result<()> {
+    let mut connection = opossum_fleet::connect(client).await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<()>(&mut connection)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
 async fn queue_bench(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
     let client = redis::Client::open(url.as_str()).context("invalid --redis URL")?;
     let prefix = format!("bench{}", opossum_fleet::new_job_id());
@@ -313,6 +340,9 @@ async fn queue_bench(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
     .await?;
     let ours = fleet_run(&url, &client, &prefix, &args, &image, &originals).await;
     let _ = std::fs::remove_dir_all(&temp);
+    if let Err(e) = remove_prefix(&client, &prefix).await {
+        eprintln!("warning: the benchmark's keys under {prefix}: were not all removed: {e}");
+    }
     let ours = ours?;
     let report = Report {
         jobs: args.jobs,
