@@ -264,6 +264,13 @@ fn submit_wait_events_and_queue_stats_against_a_worker() {
     assert_eq!(stats["opossum:process"]["dead"], 0);
     assert_eq!(stats["opossum:warm"]["parked"], 0);
 
+    let other = with_redis(&["--prefix", "tenant2", "queue", "stats", "--json"], None);
+    assert!(
+        json_lines(&other)[0]["tenant2:process"].is_object(),
+        "{}",
+        stderr(&other)
+    );
+
     let bad_ops = with_redis(&["submit", "a.png", "--ops", "resize:abc"], None);
     assert_eq!(bad_ops.status.code(), Some(1));
     assert!(

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::tiers::TierArgs;
-use crate::{NAMESPACE, runtime};
+use crate::{namespace, runtime};
 
 #[derive(clap::Subcommand)]
 pub(crate) enum CacheCommand {
@@ -167,7 +167,7 @@ fn stats(tiers: &TierArgs, as_json: bool) -> anyhow::Result<()> {
 }
 
 fn invalidate(tiers: &TierArgs, image_id: &str, as_json: bool) -> anyhow::Result<()> {
-    let prefix = format!("{NAMESPACE}:{}:", image_hash(image_id));
+    let prefix = format!("{}:{}:", namespace(), image_hash(image_id));
     runtime()?.block_on(async {
         let opened = tiers.open().await;
         let results = opened.hierarchy.invalidate_image(&prefix).await;
@@ -193,7 +193,7 @@ fn invalidate(tiers: &TierArgs, image_id: &str, as_json: bool) -> anyhow::Result
             let announced = async {
                 let client = redis::Client::open(url.as_str())?;
                 let mut connection = opossum_fleet::connect(&client).await?;
-                opossum_fleet::announce_invalidation(&mut connection, NAMESPACE, &prefix).await
+                opossum_fleet::announce_invalidation(&mut connection, namespace(), &prefix).await
             };
             match announced.await {
                 Ok(n) => notified = Some(n),

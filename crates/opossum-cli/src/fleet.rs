@@ -14,11 +14,11 @@ use opossum_fleet::{
     WorkerState, validate_image_id,
 };
 use opossum_ops::Chain;
-use opossum_pipeline::{Pipeline, PipelineConfig, PresetStore};
+use opossum_pipeline::{Pipeline, PresetStore};
 use serde::Serialize;
 
 use crate::tiers::TierArgs;
-use crate::{NAMESPACE, runtime};
+use crate::{namespace, runtime};
 
 #[derive(clap::Args)]
 pub(crate) struct SubmitArgs {
@@ -174,12 +174,12 @@ async fn submit_redis(url: &str, args: &SubmitArgs, jobs: Vec<Job>) -> anyhow::R
         .with_context(|| format!("connecting to {url}"))?;
     let queues = Queues::new(
         QueueConfig {
-            prefix: NAMESPACE.into(),
+            prefix: namespace().into(),
             ..QueueConfig::default()
         },
         connection.clone(),
     );
-    let events = Events::new(client, connection, NAMESPACE, EVENTS_MAX_LEN);
+    let events = Events::new(client, connection, namespace(), EVENTS_MAX_LEN);
     let start = if args.wait {
         Some(events.last_id().await?)
     } else {
@@ -226,7 +226,7 @@ async fn submit_embedded(
 ) -> anyhow::Result<usize> {
     let originals = Originals::open(&args.originals)?;
     let opened = tiers.open().await;
-    let pipeline_config = PipelineConfig::default();
+    let pipeline_config = crate::pipeline_config();
     let presets = Arc::new(PresetStore::new(
         config.presets.clone(),
         opened.hierarchy.clone(),
@@ -292,7 +292,7 @@ pub(crate) fn events(args: EventsArgs, tiers: &TierArgs) -> anyhow::Result<()> {
         let connection = opossum_fleet::connect(&client)
             .await
             .with_context(|| format!("connecting to {url}"))?;
-        let events = Events::new(client, connection, NAMESPACE, EVENTS_MAX_LEN);
+        let events = Events::new(client, connection, namespace(), EVENTS_MAX_LEN);
         let latest = events.latest(args.count).await?;
         let mut after = latest
             .last()
@@ -331,7 +331,7 @@ pub(crate) fn queue(command: QueueCommand, tiers: &TierArgs) -> anyhow::Result<(
             .with_context(|| format!("connecting to {url}"))?;
         let queues = Queues::new(
             QueueConfig {
-                prefix: NAMESPACE.into(),
+                prefix: namespace().into(),
                 ..QueueConfig::default()
             },
             connection,

@@ -21,8 +21,21 @@ use opossum_config::Config;
 use opossum_ops::{Category, Chain, Options, PROCESSING_VERSION, Presets, derive_key};
 use serde::Serialize;
 
-/// Key namespace, the default Redis prefix of the design.
-pub(crate) const NAMESPACE: &str = "opossum";
+/// The prefix of keys, queues and events (`--prefix`, default `opossum`), set once at start.
+static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The key namespace and Redis prefix in use.
+pub(crate) fn namespace() -> &'static str {
+    PREFIX.get().map_or("opossum", String::as_str)
+}
+
+/// Pipeline settings with this run's namespace.
+pub(crate) fn pipeline_config() -> opossum_pipeline::PipelineConfig {
+    opossum_pipeline::PipelineConfig {
+        namespace: namespace().to_string(),
+        ..opossum_pipeline::PipelineConfig::default()
+    }
+}
 
 /// A runtime for the commands that talk to the tiers.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -43,6 +56,9 @@ struct Cli {
     /// Configuration file (YAML); this version reads its `presets`
     #[arg(long, global = true, env = "OPOSSUM_CONFIG")]
     config: Option<PathBuf>,
+    /// Prefix of cache keys, queues (`{prefix}:process`, `{prefix}:warm`) and events
+    #[arg(long, global = true, env = "OPOSSUM_PREFIX", default_value = "opossum")]
+    prefix: String,
     #[command(flatten)]
     tiers: tiers::TierArgs,
     #[command(subcommand)]
@@ -119,6 +135,7 @@ fn main() -> ExitCode {
         .init();
 
     let cli = Cli::parse();
+    let _ = PREFIX.set(cli.prefix.clone());
     let result = load_config(cli.config.as_deref()).and_then(|config| match cli.command {
         Command::Process(args) => process::run(args, &cli.tiers, &config),
         Command::Key(args) => key(args, &config),
@@ -153,7 +170,7 @@ pub(crate) fn parse_chain(text: &str, presets: &Presets) -> anyhow::Result<Chain
 fn key(args: KeyArgs, config: &Config) -> anyhow::Result<()> {
     let chain = parse_chain(&args.ops, &config.presets)?;
     let key = derive_key(
-        NAMESPACE,
+        namespace(),
         PROCESSING_VERSION,
         &args.image_id,
         &chain,

@@ -11,11 +11,11 @@ use anyhow::{Context, bail};
 use opossum_config::Config;
 use opossum_image::Limits;
 use opossum_ops::{Options, PROCESSING_VERSION, derive_key};
-use opossum_pipeline::{LoadError, Pipeline, PipelineConfig, PipelineError, PresetStore};
+use opossum_pipeline::{LoadError, Pipeline, PipelineError, PresetStore};
 use serde::Serialize;
 
 use crate::tiers::TierArgs;
-use crate::{NAMESPACE, parse_chain, read_limited, runtime, write_file, write_stdout};
+use crate::{namespace, parse_chain, read_limited, runtime, write_file, write_stdout};
 
 #[derive(clap::Args)]
 pub(crate) struct ProcessArgs {
@@ -67,7 +67,7 @@ pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs, config: &Config) -> anyho
     let produced = if args.no_cache {
         let chain = parse_chain(&args.ops, &config.presets)?;
         let key = derive_key(
-            NAMESPACE,
+            namespace(),
             PROCESSING_VERSION,
             &image_id,
             &chain,
@@ -179,7 +179,7 @@ fn through_cache(
         let presets = PresetStore::new(
             config.presets.clone(),
             opened.hierarchy.clone(),
-            NAMESPACE,
+            namespace(),
             PROCESSING_VERSION,
         );
         let chain = presets
@@ -188,7 +188,7 @@ fn through_cache(
             .with_context(|| format!("invalid --ops `{ops}`"))?;
         let pipeline = Pipeline::new(
             opened.hierarchy.clone(),
-            PipelineConfig::default(),
+            crate::pipeline_config(),
             opened.leases,
         );
         let max_bytes = Limits::default().max_bytes;
