@@ -17,8 +17,6 @@ use opossum_config::Config;
 use opossum_fleet::{
     EVENTS_MAX_LEN, Events, Originals, QueueConfig, Queues, WorkerConfig, WorkerState,
 };
-use opossum_image::Limits;
-use opossum_pipeline::{Pipeline, PipelineConfig, PresetStore};
 
 #[derive(Parser)]
 #[command(name = "opossum-worker", version, about = "An Opossum worker process")]
@@ -96,27 +94,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(disk) = &tiers.disk {
         disk.spawn_cleanup();
     }
-    let pipeline_config = PipelineConfig {
-        namespace: args.prefix.clone(),
-        ..PipelineConfig::default()
-    };
-    let presets = Arc::new(PresetStore::new(
+    let state = Arc::new(WorkerState::new(
+        &tiers,
+        &args.prefix,
         config.presets.clone(),
-        tiers.hierarchy.clone(),
-        &pipeline_config.namespace,
-        &pipeline_config.version,
-    ));
-    let pipeline = Arc::new(Pipeline::new(
-        tiers.hierarchy.clone(),
-        pipeline_config,
-        tiers.leases.clone(),
-    ));
-    let state = Arc::new(WorkerState {
-        pipeline,
-        presets,
         originals,
-        limits: Limits::default(),
-    });
+    ));
     let client = redis::Client::open(args.redis.as_str()).context("invalid --redis URL")?;
     let connection = opossum_fleet::connect(&client)
         .await

@@ -14,7 +14,6 @@ use opossum_fleet::{
     WorkerState, validate_image_id,
 };
 use opossum_ops::Chain;
-use opossum_pipeline::{Pipeline, PresetStore};
 use serde::Serialize;
 
 use crate::tiers::TierArgs;
@@ -167,7 +166,8 @@ pub(crate) fn submit(args: SubmitArgs, tiers: &TierArgs, config: &Config) -> any
     Ok(())
 }
 
-async fn submit_redis(url: &str, args: &SubmitArgs, jobs: Vec<Job>) -> anyhow::Result<usize> {
+/// The queues and the event stream of this run's prefix at `url`.
+async fn connect_fleet(url: &str) -> anyhow::Result<(Queues, Events)> {
     let client = redis::Client::open(url).context("invalid --redis URL")?;
     let connection = opossum_fleet::connect(&client)
         .await
@@ -180,6 +180,11 @@ async fn submit_redis(url: &str, args: &SubmitArgs, jobs: Vec<Job>) -> anyhow::R
         connection.clone(),
     );
     let events = Events::new(client, connection, namespace(), EVENTS_MAX_LEN);
+    Ok((queues, events))
+}
+
+async fn submit_redis(url: &str, args: &SubmitArgs, jobs: Vec<Job>) -> anyhow::Result<usize> {
+    let (queues, events) = connect_fleet(url).await?;
     let start = if args.wait {
         Some(events.last_id().await?)
     } else {
@@ -226,24 +231,12 @@ async fn submit_embedded(
 ) -> anyhow::Result<usize> {
     let originals = Originals::open(&args.originals)?;
     let opened = tiers.open().await;
-    let pipeline_config = crate::pipeline_config();
-    let presets = Arc::new(PresetStore::new(
+    let state = Arc::new(WorkerState::new(
+        &opened,
+        namespace(),
         config.presets.clone(),
-        opened.hierarchy.clone(),
-        &pipeline_config.namespace,
-        &pipeline_config.version,
-    ));
-    let pipeline = Arc::new(Pipeline::new(
-        opened.hierarchy.clone(),
-        pipeline_config,
-        None,
-    ));
-    let state = Arc::new(WorkerState {
-        pipeline,
-        presets,
         originals,
-        limits: opossum_image::Limits::default(),
-    });
+    ));
     let embedded = Embedded::start(state, 2);
     let mut events = embedded.subscribe();
     let mut pending: std::collections::HashSet<String> =
@@ -288,11 +281,7 @@ struct EventLine<'a> {
 pub(crate) fn events(args: EventsArgs, tiers: &TierArgs) -> anyhow::Result<()> {
     let url = redis_url(tiers)?.to_string();
     runtime()?.block_on(async move {
-        let client = redis::Client::open(url.as_str()).context("invalid --redis URL")?;
-        let connection = opossum_fleet::connect(&client)
-            .await
-            .with_context(|| format!("connecting to {url}"))?;
-        let events = Events::new(client, connection, namespace(), EVENTS_MAX_LEN);
+        let (_, events) = connect_fleet(&url).await?;
         let latest = events.latest(args.count).await?;
         let mut after = latest
             .last()
@@ -325,17 +314,7 @@ pub(crate) fn events(args: EventsArgs, tiers: &TierArgs) -> anyhow::Result<()> {
 pub(crate) fn queue(command: QueueCommand, tiers: &TierArgs) -> anyhow::Result<()> {
     let url = redis_url(tiers)?.to_string();
     runtime()?.block_on(async move {
-        let client = redis::Client::open(url.as_str()).context("invalid --redis URL")?;
-        let connection = opossum_fleet::connect(&client)
-            .await
-            .with_context(|| format!("connecting to {url}"))?;
-        let queues = Queues::new(
-            QueueConfig {
-                prefix: namespace().into(),
-                ..QueueConfig::default()
-            },
-            connection,
-        );
+        let (queues, _) = connect_fleet(&url).await?;
         match command {
             QueueCommand::Stats { json } => {
                 let mut rows = Vec::new();

@@ -158,31 +158,32 @@ impl Events {
     /// read after it, and no event of the submitted job can be missed.
     pub async fn last_id(&self) -> Result<String, FleetError> {
         let mut connection = self.connection.clone();
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(&self.stream)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut connection)
-            .await?;
+        let reply = self.newest(&mut connection, 1).await?;
         Ok(reply
             .ids
             .first()
             .map_or_else(|| "0-0".to_string(), |entry| entry.id.clone()))
     }
 
-    /// The latest `count` entries, oldest first.
-    pub async fn latest(&self, count: usize) -> Result<Vec<StreamEntry>, FleetError> {
-        let mut connection = self.connection.clone();
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+    async fn newest(
+        &self,
+        connection: &mut ConnectionManager,
+        count: usize,
+    ) -> Result<redis::streams::StreamRangeReply, FleetError> {
+        Ok(redis::cmd("XREVRANGE")
             .arg(&self.stream)
             .arg("+")
             .arg("-")
             .arg("COUNT")
             .arg(count)
-            .query_async(&mut connection)
-            .await?;
+            .query_async(connection)
+            .await?)
+    }
+
+    /// The latest `count` entries, oldest first.
+    pub async fn latest(&self, count: usize) -> Result<Vec<StreamEntry>, FleetError> {
+        let mut connection = self.connection.clone();
+        let reply = self.newest(&mut connection, count).await?;
         let mut out: Vec<StreamEntry> = reply
             .ids
             .into_iter()

@@ -58,6 +58,38 @@ pub struct WorkerState {
 }
 
 impl WorkerState {
+    /// A state over `tiers`, with keys in `namespace`, presets from configuration and
+    /// originals from `originals`: how every process that runs jobs assembles one.
+    pub fn new(
+        tiers: &crate::Tiers,
+        namespace: &str,
+        presets: opossum_ops::Presets,
+        originals: Originals,
+    ) -> WorkerState {
+        let config = opossum_pipeline::PipelineConfig {
+            namespace: namespace.to_string(),
+            ..opossum_pipeline::PipelineConfig::default()
+        };
+        let presets = Arc::new(PresetStore::new(
+            presets,
+            tiers.hierarchy.clone(),
+            &config.namespace,
+            &config.version,
+        ));
+        let limits = config.limits.clone();
+        let pipeline = Arc::new(Pipeline::new(
+            tiers.hierarchy.clone(),
+            config,
+            tiers.leases.clone(),
+        ));
+        WorkerState {
+            pipeline,
+            presets,
+            originals,
+            limits,
+        }
+    }
+
     /// Runs one job to an [`Outcome`]; never panics on bad input.
     pub async fn run(&self, job: &Job) -> Outcome {
         let started = Instant::now();
