@@ -35,6 +35,9 @@ pub(crate) struct QueueBenchArgs {
     /// Worker concurrency (the fleet worker's and the baseline's)
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Jobs fetched per round trip, by the baseline and the worker alike
+    #[arg(long, default_value_t = 50)]
+    batch_size: usize,
     /// Jobs in the latency run, submitted one at a time
     #[arg(long, default_value_t = 300)]
     latency_jobs: usize,
@@ -116,11 +119,12 @@ async fn baseline(
     jobs: usize,
     latency_jobs: usize,
     concurrency: usize,
+    batch_size: usize,
 ) -> anyhow::Result<Figures> {
     let connection = opossum_fleet::connect(client).await?;
     let config = apalis_redis::Config::default()
         .queue(format!("{prefix}:bench-noop"))
-        .batch_size(50)
+        .batch_size(batch_size)
         .persist_results(true)
         .emit_events(false);
     let mut storage = apalis_redis::RedisStorage::<Noop>::new(connection)
@@ -203,6 +207,7 @@ async fn fleet_run(
     let mut worker = std::process::Command::new(&worker_binary)
         .args(["--prefix", prefix, "--originals", originals])
         .args(["--concurrency", &args.concurrency.to_string()])
+        .args(["--batch-size", &args.batch_size.to_string()])
         .args(["--redis", url])
         .arg("--data-dir")
         .arg(&data)
@@ -336,6 +341,7 @@ async fn queue_bench(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
         args.jobs,
         args.latency_jobs,
         args.concurrency,
+        args.batch_size,
     )
     .await?;
     let ours = fleet_run(&url, &client, &prefix, &args, &image, &originals).await;
@@ -366,9 +372,10 @@ async fn queue_bench(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
             );
         }
         println!(
-            "\n{} jobs, concurrency {}, {}; worker throughput {:.2}x the no-op baseline",
+            "\n{} jobs, concurrency {}, batch size {}, {}; worker throughput {:.2}x the no-op baseline",
             args.jobs,
             args.concurrency,
+            args.batch_size,
             if args.cached {
                 "every job a cache hit"
             } else {
