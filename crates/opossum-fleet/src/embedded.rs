@@ -1,57 +1,50 @@
-//! Embedded mode: the same job handler behind an in-process queue (apalis's `MemoryStorage`),
-//! for `opossum serve` and the CLI when no Redis is configured. Events go to an in-process
+//! Embedded mode: the same job handler ([`WorkerState::run`]) behind an in-process queue, for
+//! `opossum serve` and the CLI when no Redis is configured. Events go to an in-process
 //! broadcast channel instead of the Redis stream. Nothing survives the process: the one
 //! process is the whole fleet.
+//!
+//! The queue is a tokio channel and a semaphore, not apalis's `MemoryStorage`: with apalis 1.0
+//! an idle in-memory worker sometimes missed the wake-up of a job pushed while it was polling
+//! (the job waited forever, about one run in three of `workers/tests/cli.rs` under load), and
+//! a channel with a bounded pool of tasks is all this mode needs.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apalis::prelude::{
-    BackendExt, BoxDynError, Data, MemorySink, MemoryStorage, MemoryStorageError, Task,
-    TaskBuilder, WorkerBuilder, WorkerBuilderExt,
-};
-use futures::{Sink, SinkExt, StreamExt};
-use tokio::sync::broadcast;
+use tokio::sync::{Semaphore, broadcast, mpsc};
 
-use crate::events::Event;
+use crate::events::{Event, Status};
 use crate::worker::{MAX_ATTEMPTS, Outcome, WorkerState};
 use crate::{FleetError, Job};
-
-type JobSink = Box<dyn Sink<Task<Job>, Error = MemoryStorageError> + Send + Sync + Unpin>;
 
 /// A running in-process fleet: submit jobs, subscribe to their events.
 #[derive(Clone)]
 pub struct Embedded {
-    sink: MemorySink<Job>,
+    sender: mpsc::UnboundedSender<Job>,
     events: broadcast::Sender<Event>,
 }
 
 impl Embedded {
-    /// Starts one worker with `concurrency` slots on the current runtime.
+    /// Starts a dispatcher running up to `concurrency` jobs at once on the current runtime.
     pub fn start(state: Arc<WorkerState>, concurrency: usize) -> Embedded {
-        let (sender, receiver) = futures::channel::mpsc::unbounded::<Task<Job>>();
-        let sender: JobSink =
-            Box::new(sender.sink_map_err(|e| MemoryStorageError::Other(e.into())));
-        let sink = MemorySink::new(Arc::new(futures::lock::Mutex::new(sender)));
-        let receiver: Pin<Box<dyn futures::Stream<Item = Task<Job>> + Send>> = receiver.boxed();
-        let storage = MemoryStorage::new_with(sink.clone(), receiver);
+        let (sender, mut receiver) = mpsc::unbounded_channel::<Job>();
         let (events, _) = broadcast::channel(4096);
-        let worker = WorkerBuilder::new(format!("embedded-{}", std::process::id()))
-            // The in-memory backend does not always wake an idle worker on a push (seen with
-            // apalis 1.0: a job pushed after the worker's first poll waited forever); a 5 ms
-            // poll costs nothing measurable and bounds the pickup delay.
-            .backend(storage.poll_with_interval(Duration::from_millis(5)))
-            .concurrency(concurrency.max(1))
-            .data(state)
-            .data(events.clone())
-            .build(handle_embedded);
+        let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+        let publish = events.clone();
         tokio::spawn(async move {
-            if let Err(e) = worker.run().await {
-                tracing::error!(error = %e, "embedded worker stopped");
+            while let Some(job) = receiver.recv().await {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let state = state.clone();
+                let publish = publish.clone();
+                tokio::spawn(async move {
+                    let _ = publish.send(run_with_retries(&state, &job).await);
+                    drop(slot);
+                });
             }
         });
-        Embedded { sink, events }
+        Embedded { sender, events }
     }
 
     /// Events of jobs finishing from now on.
@@ -61,43 +54,36 @@ impl Embedded {
 
     /// Queues a job.
     pub async fn submit(&self, job: Job) -> Result<(), FleetError> {
-        let mut sink = self.sink.clone();
-        sink.send(TaskBuilder::new(job).build())
-            .await
-            .map_err(|e| FleetError::Queue(e.to_string()))
+        self.sender
+            .send(job)
+            .map_err(|_| FleetError::Queue("the embedded worker has stopped".into()))
     }
 }
 
-async fn handle_embedded(
-    job: Job,
-    state: Data<Arc<WorkerState>>,
-    events: Data<broadcast::Sender<Event>>,
-) -> Result<(), BoxDynError> {
-    // No backend to reschedule: transient failures are retried here, with the same budget
-    // and linear backoff as the Redis backend.
-    for attempt in 1..=MAX_ATTEMPTS {
-        match state.run(&job).await {
-            Outcome::Done(event) => {
-                let _ = events.send(event);
-                return Ok(());
-            }
+/// No backend to reschedule: transient failures are retried here, with the same budget and
+/// linear backoff as the Redis backend.
+async fn run_with_retries(state: &WorkerState, job: &Job) -> Event {
+    let mut attempt = 1;
+    loop {
+        match state.run(job).await {
+            Outcome::Done(event) => return event,
             Outcome::Retry(message) if attempt < MAX_ATTEMPTS => {
                 tracing::warn!(job_id = %job.job_id, attempt, error = %message, "transient failure; will retry");
                 tokio::time::sleep(Duration::from_secs(attempt as u64)).await;
+                attempt += 1;
             }
             Outcome::Retry(message) => {
-                let _ = events.send(Event {
+                return Event {
                     job_id: job.job_id.clone(),
                     image_id: job.image_id.clone(),
                     key: String::new(),
-                    status: crate::events::Status::Error,
+                    status: Status::Error,
                     source: "retries".into(),
                     bytes: 0,
                     duration_ms: 0.0,
                     error: format!("gave up after {MAX_ATTEMPTS} attempts: {message}"),
-                });
+                };
             }
         }
     }
-    Ok(())
 }
