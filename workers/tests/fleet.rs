@@ -142,7 +142,7 @@ async fn collect(
     ids: &[String],
     after: &str,
     timeout: Duration,
-    mut on_progress: impl FnMut(usize),
+    mut on_progress: impl FnMut(usize) -> bool,
 ) -> HashMap<String, Vec<Event>> {
     let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
     let mut seen: HashMap<String, Vec<Event>> = HashMap::new();
@@ -167,7 +167,9 @@ async fn collect(
                 seen.entry(event.job_id.clone()).or_default().push(event);
             }
         }
-        on_progress(seen.len());
+        if on_progress(seen.len()) {
+            break;
+        }
     }
     seen
 }
@@ -197,7 +199,10 @@ async fn jobs_complete_and_a_corrupt_image_is_one_error_without_retries() {
         ])
         .await
         .unwrap();
-    let seen = collect(&fleet.events, &ids, &start, Duration::from_secs(30), |_| {}).await;
+    let seen = collect(&fleet.events, &ids, &start, Duration::from_secs(30), |_| {
+        false
+    })
+    .await;
     let only = |job: &Job| -> &Event {
         let events = seen
             .get(&job.job_id)
@@ -225,7 +230,10 @@ async fn jobs_complete_and_a_corrupt_image_is_one_error_without_retries() {
     // No retry storm: after a while, still exactly one event for the corrupt image, nothing
     // retrying or dead, and the worker alive and answering new work (now from its cache).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let again = collect(&fleet.events, &ids, &start, Duration::from_secs(2), |_| {}).await;
+    let again = collect(&fleet.events, &ids, &start, Duration::from_secs(2), |_| {
+        false
+    })
+    .await;
     assert_eq!(
         again[&corrupt.job_id].len(),
         1,
@@ -247,7 +255,7 @@ async fn jobs_complete_and_a_corrupt_image_is_one_error_without_retries() {
         std::slice::from_ref(&repeat.job_id),
         &start,
         Duration::from_secs(10),
-        |_| {},
+        |_| false,
     )
     .await;
     assert_eq!(seen[&repeat.job_id][0].source, "memory");
@@ -281,6 +289,7 @@ async fn ten_thousand_jobs_survive_three_sigkills_of_a_busy_worker() {
                 next_kill += 2_500;
                 victim = Worker::start(&redis, originals.path(), &fleet.prefix);
             }
+            false
         },
     )
     .await;
@@ -321,7 +330,10 @@ async fn workers_recover_from_a_redis_restart_by_themselves() {
     let start = fleet.events.last_id().await.unwrap();
     let ids: Vec<String> = before.iter().map(|j| j.job_id.clone()).collect();
     fleet.queues.submit(before).await.unwrap();
-    let seen = collect(&fleet.events, &ids, &start, Duration::from_secs(60), |_| {}).await;
+    let seen = collect(&fleet.events, &ids, &start, Duration::from_secs(60), |_| {
+        false
+    })
+    .await;
     assert_eq!(seen.len(), 200);
 
     redis.restart();
@@ -346,7 +358,10 @@ async fn workers_recover_from_a_redis_restart_by_themselves() {
         }
     };
     fleet.queues.submit(after).await.unwrap();
-    let seen = collect(&fleet.events, &ids, &start, Duration::from_secs(60), |_| {}).await;
+    let seen = collect(&fleet.events, &ids, &start, Duration::from_secs(60), |_| {
+        false
+    })
+    .await;
     assert_eq!(
         seen.len(),
         300,
@@ -376,7 +391,7 @@ async fn fifty_thousand_jobs_queued_before_any_worker_all_complete() {
         &ids,
         &start,
         Duration::from_secs(300),
-        |_| {},
+        |_| false,
     )
     .await;
     assert!(
@@ -421,27 +436,55 @@ async fn sigterm_finishes_in_flight_work_and_leaves_the_rest_queued() {
     let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
     let start = fleet.events.last_id().await.unwrap();
     fleet.queues.submit(jobs).await.unwrap();
-    let mut stopped_at = None;
-    let mut second = None;
+    let early = collect(
+        &fleet.events,
+        &ids,
+        &start,
+        Duration::from_secs(120),
+        |done| done >= 20,
+    )
+    .await;
+    assert!(
+        early.len() >= 20,
+        "the first worker finished only {} jobs",
+        early.len()
+    );
+    assert!(
+        first.terminate().success(),
+        "SIGTERM did not end the worker cleanly"
+    );
+
+    // After a graceful stop nothing is left in flight: what the worker had fetched but not
+    // started went back to the queue at once, not after the orphan timeout.
+    let depth = fleet.queues.depth(Priority::User).await.unwrap();
+    assert_eq!(depth.in_flight, 0, "{depth:?}");
+    let after_stop = collect(
+        &fleet.events,
+        &ids,
+        &start,
+        Duration::from_millis(500),
+        |_| false,
+    )
+    .await;
+    assert_eq!(
+        after_stop.len() as u64 + depth.due,
+        300,
+        "every job is either done or back in the queue: {depth:?}"
+    );
+
+    let _second = Worker::start(&redis, originals.path(), &fleet.prefix);
     let seen = collect(
         &fleet.events,
         &ids,
         &start,
         Duration::from_secs(240),
-        |done| {
-            if stopped_at.is_none() && done >= 20 {
-                assert!(
-                    first.terminate().success(),
-                    "SIGTERM did not end the worker cleanly"
-                );
-                stopped_at = Some(done);
-                second = Some(Worker::start(&redis, originals.path(), &fleet.prefix));
-            }
-        },
+        |_| false,
     )
     .await;
-    let stopped_at = stopped_at.expect("the worker was never stopped");
-    eprintln!("SIGTERM after {stopped_at} of 300 events; the rest completed by a second worker");
+    eprintln!(
+        "SIGTERM after {} of 300 events; the rest completed by a second worker",
+        after_stop.len()
+    );
     assert_eq!(seen.len(), 300, "jobs were lost across a graceful stop");
     assert!(seen.values().flatten().all(|e| e.status == Status::Ok));
 }
@@ -463,7 +506,7 @@ async fn a_transient_failure_is_retried_then_lands_in_the_dead_set() {
         std::slice::from_ref(&job.job_id),
         &start,
         Duration::from_secs(60),
-        |_| {},
+        |_| false,
     )
     .await;
     let events = &seen[&job.job_id];
