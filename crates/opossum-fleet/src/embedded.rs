@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
-use crate::events::{Event, Status};
-use crate::worker::{MAX_ATTEMPTS, Outcome, WorkerState};
+use crate::events::Event;
+use crate::worker::{MAX_ATTEMPTS, Outcome, WorkerState, gave_up};
 use crate::{FleetError, Job};
 
 /// A running in-process fleet: submit jobs, subscribe to their events.
@@ -72,18 +72,7 @@ async fn run_with_retries(state: &WorkerState, job: &Job) -> Event {
                 tokio::time::sleep(Duration::from_secs(attempt as u64)).await;
                 attempt += 1;
             }
-            Outcome::Retry(message) => {
-                return Event {
-                    job_id: job.job_id.clone(),
-                    image_id: job.image_id.clone(),
-                    key: String::new(),
-                    status: Status::Error,
-                    source: "retries".into(),
-                    bytes: 0,
-                    duration_ms: 0.0,
-                    error: format!("gave up after {MAX_ATTEMPTS} attempts: {message}"),
-                };
-            }
+            Outcome::Retry(message) => return gave_up(job, &message),
         }
     }
 }

@@ -181,17 +181,7 @@ impl WorkerState {
                 return Err(message.into());
             }
             Outcome::Retry(message) => {
-                let final_event = Event {
-                    job_id: job.job_id.clone(),
-                    image_id: job.image_id.clone(),
-                    key: String::new(),
-                    status: Status::Error,
-                    source: "retries".into(),
-                    bytes: 0,
-                    duration_ms: 0.0,
-                    error: format!("gave up after {MAX_ATTEMPTS} attempts: {message}"),
-                };
-                events.publish(&[final_event]).await?;
+                events.publish(&[gave_up(job, &message)]).await?;
                 return Err(AbortError::new(message).into());
             }
         };
@@ -199,6 +189,20 @@ impl WorkerState {
         // written then. At-least-once, never silently dropped.
         events.publish(&[event]).await?;
         Ok(())
+    }
+}
+
+/// The final event of a job whose transient failures outlasted [`MAX_ATTEMPTS`].
+pub(crate) fn gave_up(job: &Job, message: &str) -> Event {
+    Event {
+        job_id: job.job_id.clone(),
+        image_id: job.image_id.clone(),
+        key: String::new(),
+        status: Status::Error,
+        source: "retries".into(),
+        bytes: 0,
+        duration_ms: 0.0,
+        error: format!("gave up after {MAX_ATTEMPTS} attempts: {message}"),
     }
 }
 
