@@ -122,11 +122,12 @@ async fn baseline(
     batch_size: usize,
 ) -> anyhow::Result<Figures> {
     let connection = opossum_fleet::connect(client).await?;
-    let config = apalis_redis::Config::default()
-        .queue(format!("{prefix}:bench-noop"))
-        .batch_size(batch_size)
-        .persist_results(true)
-        .emit_events(false);
+    let config = QueueConfig {
+        prefix: prefix.into(),
+        batch_size,
+        ..QueueConfig::default()
+    }
+    .backend_named(&format!("{prefix}:bench-noop"));
     let mut storage = apalis_redis::RedisStorage::<Noop>::new(connection)
         .with_config(config)
         .with_codec(apalis_codec::msgpack::MsgPackCodec);

@@ -107,8 +107,14 @@ impl QueueConfig {
 
     /// apalis-redis's settings for `priority`'s queue.
     pub fn backend(&self, priority: Priority) -> RedisQueueConfig {
+        self.backend_named(&self.queue_name(priority))
+    }
+
+    /// apalis-redis's settings for a queue of this name (the benchmark's no-op queue uses it
+    /// too, so both run with the same settings).
+    pub fn backend_named(&self, queue: &str) -> RedisQueueConfig {
         RedisQueueConfig::default()
-            .queue(self.queue_name(priority))
+            .queue(queue)
             .batch_size(self.batch_size)
             .heartbeat_interval(self.heartbeat)
             .missed_heartbeats(self.missed_heartbeats)
@@ -332,17 +338,21 @@ impl Queues {
             .arg(limit)
             .query_async(&mut connection)
             .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGET").arg(backend.job_data_hash()).arg(id);
+            pipe.cmd("HGETALL")
+                .arg(format!("{}:{id}", backend.job_meta_hash()));
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(&mut connection).await?;
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let data: Option<Vec<u8>> = redis::cmd("HGET")
-                .arg(backend.job_data_hash())
-                .arg(&id)
-                .query_async(&mut connection)
-                .await?;
-            let meta: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
-                .arg(format!("{}:{id}", backend.job_meta_hash()))
-                .query_async(&mut connection)
-                .await?;
+        for (id, pair) in ids.into_iter().zip(replies.chunks(2)) {
+            let data: Option<Vec<u8>> = redis::from_redis_value_ref(&pair[0]).ok().flatten();
+            let meta: std::collections::HashMap<String, String> =
+                redis::from_redis_value_ref(&pair[1]).unwrap_or_default();
             let job = data.and_then(|bytes| rmp_serde::from_slice::<Job>(&bytes).ok());
             out.push(DeadJob {
                 task_id: id,

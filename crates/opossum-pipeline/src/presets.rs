@@ -33,7 +33,7 @@ pub struct PresetStore {
     namespace: String,
     version: String,
     fetched: Mutex<HashMap<(String, u32), Chain>>,
-    published_at: tokio::sync::Mutex<Option<Instant>>,
+    published_at: Mutex<Option<Instant>>,
 }
 
 /// The configuration's presets, then versions read from the cache.
@@ -66,7 +66,7 @@ impl PresetStore {
             namespace: namespace.to_string(),
             version: version.to_string(),
             fetched: Mutex::new(HashMap::new()),
-            published_at: tokio::sync::Mutex::new(None),
+            published_at: Mutex::new(None),
         }
     }
 
@@ -115,7 +115,7 @@ impl PresetStore {
                 published += 1;
             }
         }
-        *self.published_at.lock().await = Some(Instant::now());
+        *self.published_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         published
     }
 
@@ -126,7 +126,7 @@ impl PresetStore {
         let due = self
             .published_at
             .lock()
-            .await
+            .unwrap_or_else(|e| e.into_inner())
             .is_none_or(|at| at.elapsed() >= REPUBLISH_AFTER);
         if due {
             self.publish().await;
@@ -158,16 +158,18 @@ impl PresetStore {
 
     /// Parses a chain in either form, expanding the presets it names.
     pub async fn resolve(&self, text: &str) -> Result<Chain, OpsError> {
-        let references = Chain::preset_refs(text)?;
-        if references.is_empty() {
-            return Chain::parse_any(text);
-        }
         self.publish_if_due().await;
-        for reference in &references {
+        // One parse in the common case: no presets, or only ones already known.
+        match self.parse_known(text) {
+            Err(OpsError::UnknownPreset { .. }) => {}
+            done => return done,
+        }
+        // An exact version neither configured nor read yet: read what is missing, parse again.
+        for reference in Chain::preset_refs(text)? {
             let Some(version) = reference.version else {
                 continue;
             };
-            let known = self.local.lookup(reference).is_some()
+            let known = self.local.lookup(&reference).is_some()
                 || self
                     .lock_fetched()
                     .contains_key(&(reference.name.clone(), version));
@@ -179,6 +181,11 @@ impl PresetStore {
                     .insert((preset.name, preset.version), preset.ops);
             }
         }
+        self.parse_known(text)
+    }
+
+    /// Parses with the configuration's presets and the versions read so far.
+    fn parse_known(&self, text: &str) -> Result<Chain, OpsError> {
         let fetched = self.lock_fetched();
         let lookup = Combined {
             local: &self.local,

@@ -349,17 +349,7 @@ fn process_uses_the_disk_tier_and_invalidate_removes_it() {
     assert_eq!(ok(&args).json()["source"], "computed");
 
     // --no-cache neither reads nor writes.
-    let bypass = ok(&[
-        "--data-dir",
-        &data,
-        "process",
-        &file,
-        "--ops",
-        "thumbnail:120,format:webp",
-        "--json",
-        "--no-cache",
-    ])
-    .json();
+    let bypass = ok(&[&args[..], &["--no-cache"]].concat()).json();
     assert_eq!(bypass["source"], "computed");
 }
 
