@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use opossum_analytics::{AnalyticsConfig, Recorder};
 use opossum_config::Config;
 use opossum_fleet::{
     EVENTS_MAX_LEN, Events, Originals, QueueConfig, Queues, WorkerConfig, WorkerState,
@@ -30,7 +31,7 @@ struct Args {
     /// Directory of the local disk tier [default: ~/.cache/opossum]
     #[arg(long, env = "OPOSSUM_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Configuration file (YAML); this version reads its `presets`
+    /// Configuration file (YAML): presets and analytics settings
     #[arg(long, env = "OPOSSUM_CONFIG")]
     config: Option<PathBuf>,
     /// Prefix of the queues, events and cache keys
@@ -94,16 +95,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(disk) = &tiers.disk {
         disk.spawn_cleanup();
     }
-    let state = Arc::new(WorkerState::new(
-        &tiers,
-        &args.prefix,
-        config.presets.clone(),
-        originals,
-    ));
     let client = redis::Client::open(args.redis.as_str()).context("invalid --redis URL")?;
     let connection = opossum_fleet::connect(&client)
         .await
         .with_context(|| format!("connecting to {}", args.redis))?;
+    let recorder = Recorder::start(
+        AnalyticsConfig::from_settings(&args.prefix, &config.analytics),
+        connection.clone(),
+    );
+    let state = Arc::new(
+        WorkerState::new(&tiers, &args.prefix, config.presets.clone(), originals)
+            .with_analytics(recorder.clone()),
+    );
     let queues = Queues::new(
         QueueConfig {
             prefix: args.prefix.clone(),
@@ -123,6 +126,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(worker = %worker.name, originals = %state.originals.location(), "worker started");
     let hierarchy = tiers.hierarchy.clone();
     let result = opossum_fleet::run(state, queues, events, client, worker, shutdown_signal()).await;
+    recorder.flush().await;
     if let Err(e) = hierarchy.flush_stats() {
         tracing::warn!(error = %e, "cache stats not saved");
     }

@@ -211,6 +211,27 @@ impl Hierarchy {
         results
     }
 
+    /// When each of `keys` expires in the tier that keeps it longest (Unix milliseconds),
+    /// `None` where no tier has it. A failing tier is skipped, as on reads.
+    pub async fn expiries(&self, keys: &[String]) -> Vec<Option<u64>> {
+        let mut latest = vec![None; keys.len()];
+        for slot in &self.slots {
+            if !self.usable(slot) {
+                continue;
+            }
+            match slot.tier.expiries(keys).await {
+                Ok(expiries) => {
+                    self.succeeded(slot);
+                    for (best, expiry) in latest.iter_mut().zip(expiries) {
+                        *best = (*best).max(expiry);
+                    }
+                }
+                Err(e) => self.failed(slot, &e),
+            }
+        }
+        latest
+    }
+
     /// Size and counters of every tier.
     pub async fn usage(&self) -> Vec<(TierKind, Result<TierUsage, TierError>)> {
         let mut results = Vec::new();

@@ -123,4 +123,14 @@ pub trait Tier: Send + Sync + 'static {
     async fn invalidate_image(&self, image_prefix: &str) -> Result<u64, TierError>;
     /// Current size and counters.
     async fn usage(&self) -> Result<TierUsage, TierError>;
+    /// When each of `keys` expires here (Unix milliseconds), `None` where absent. Warming uses
+    /// it to skip what is cached and fresh. The default reads each entry; a tier that can ask
+    /// for the expiry alone (Redis: `PTTL`) does.
+    async fn expiries(&self, keys: &[String]) -> Result<Vec<Option<u64>>, TierError> {
+        let mut expiries = Vec::with_capacity(keys.len());
+        for key in keys {
+            expiries.push(self.get(key).await?.map(|entry| entry.expires_at_ms()));
+        }
+        Ok(expiries)
+    }
 }

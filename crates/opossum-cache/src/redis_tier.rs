@@ -256,6 +256,24 @@ impl Tier for RedisTier {
         Ok(removed)
     }
 
+    async fn expiries(&self, keys: &[String]) -> Result<Vec<Option<u64>>, TierError> {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("PTTL").arg(key);
+        }
+        let mut connection = self.connection.clone();
+        let now = unix_millis();
+        let ttls: Vec<i64> = pipe
+            .query_async(&mut connection)
+            .await
+            .map_err(Self::fail)?;
+        // -2: no such key; -1: no TTL (never written by this tier).
+        Ok(ttls
+            .into_iter()
+            .map(|ttl| (ttl >= 0).then(|| now + ttl as u64))
+            .collect())
+    }
+
     async fn usage(&self) -> Result<TierUsage, TierError> {
         let mut connection = self.connection.clone();
         let items: u64 = redis::cmd("DBSIZE")

@@ -25,6 +25,8 @@ use crate::tiers::TierArgs;
 pub(crate) enum BenchCommand {
     /// Jobs/s and submit-to-event latency of the fleet, beside a no-op apalis baseline
     Queue(QueueBenchArgs),
+    /// A day of traffic through a real fleet, cache warming off then on
+    Replay(crate::replay::ReplayArgs),
 }
 
 #[derive(clap::Args)]
@@ -89,12 +91,14 @@ fn latency_figures(mut samples: Vec<f64>, jobs_per_second: f64) -> Figures {
 }
 
 pub(crate) fn run(command: BenchCommand, tiers: &TierArgs) -> anyhow::Result<()> {
-    let BenchCommand::Queue(args) = command;
     let url = tiers
         .redis
         .clone()
-        .context("bench queue needs --redis URL (or OPOSSUM_REDIS_URL)")?;
-    runtime()?.block_on(queue_bench(args, url))
+        .context("the fleet benchmarks need --redis URL (or OPOSSUM_REDIS_URL)")?;
+    match command {
+        BenchCommand::Queue(args) => runtime()?.block_on(queue_bench(args, url)),
+        BenchCommand::Replay(args) => crate::replay::run(args, url),
+    }
 }
 
 /// The no-op baseline's payload.
@@ -293,7 +297,7 @@ async fn fleet_measure(
 
 /// Deletes every key the run made (queues, job data, events, cache entries). A benchmark may
 /// scan: it owns a prefix nobody else uses.
-async fn remove_prefix(client: &redis::Client, prefix: &str) -> anyhow::Result<()> {
+pub(crate) async fn remove_prefix(client: &redis::Client, prefix: &str) -> anyhow::Result<()> {
     let mut connection = opossum_fleet::connect(client).await?;
     let mut cursor: u64 = 0;
     loop {

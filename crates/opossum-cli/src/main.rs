@@ -9,6 +9,8 @@ mod bench;
 mod cache;
 mod fleet;
 mod process;
+mod replay;
+mod stats;
 mod tiers;
 
 use std::io::Write;
@@ -53,7 +55,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     about = "Image processing with a multi-tier cache"
 )]
 struct Cli {
-    /// Configuration file (YAML); this version reads its `presets`
+    /// Configuration file (YAML): presets, analytics and warming settings
     #[arg(long, global = true, env = "OPOSSUM_CONFIG")]
     config: Option<PathBuf>,
     /// Prefix of cache keys, queues (`{prefix}:process`, `{prefix}:warm`) and events
@@ -81,6 +83,9 @@ enum Command {
     /// Inspect the job queues
     #[command(subcommand)]
     Queue(fleet::QueueCommand),
+    /// Usage analytics of the fleet
+    #[command(subcommand)]
+    Stats(stats::StatsCommand),
     /// Load generators
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -143,6 +148,7 @@ fn main() -> ExitCode {
         Command::Submit(args) => fleet::submit(args, &cli.tiers, &config),
         Command::Events(args) => fleet::events(args, &cli.tiers),
         Command::Queue(command) => fleet::queue(command, &cli.tiers),
+        Command::Stats(command) => stats::run(command, &cli.tiers, &config),
         Command::Bench(command) => bench::run(command, &cli.tiers),
     });
     match result {

@@ -1,10 +1,12 @@
 //! The configuration file: one YAML document that every binary accepts with `--config FILE`
 //! (or `OPOSSUM_CONFIG`).
 //!
-//! This version reads the `presets` section, the named operation chains of the cache's resource
-//! category. The seed's cache, Redis and disk keys, the environment overrides and
-//! `opossum config check` arrive with the operations issue; until then any other top-level key
-//! is an error naming it, so a file is never half-applied in silence.
+//! This version reads the `presets` section (the named operation chains of the cache's resource
+//! category), `analytics` (bucket length, retention and bounds of the usage analytics) and
+//! `warming` (the scheduler's strategies and budgets; [`WarmingSettings`]). The seed's cache,
+//! Redis and disk keys, the environment overrides and `opossum config check` arrive with the
+//! operations issue; until then any other key is an error naming it, so a file is never
+//! half-applied in silence.
 //!
 //! YAML is read with serde-saphyr: a pure-Rust parser that never panics on malformed input and
 //! bounds alias expansion, where the once-standard serde_yaml is archived and its fork
@@ -14,8 +16,12 @@ use std::path::Path;
 
 use opossum_ops::{OpsError, Presets};
 
+mod sections;
+
+pub use sections::{AnalyticsSettings, WarmingSettings};
+
 /// Top-level keys this version understands.
-const KNOWN_KEYS: &[&str] = &["presets"];
+const KNOWN_KEYS: &[&str] = &["presets", "analytics", "warming"];
 
 /// Largest configuration file read.
 const MAX_BYTES: u64 = 4 << 20;
@@ -49,6 +55,16 @@ pub enum ConfigError {
         /// the keys accepted there
         known: String,
     },
+    /// A setting has a bad value or an unknown key.
+    #[error("configuration {path}: {section}: {message}")]
+    Setting {
+        /// the file
+        path: String,
+        /// the section (and key, where known)
+        section: String,
+        /// what is wrong
+        message: String,
+    },
     /// A preset is malformed.
     #[error("configuration {path}: presets: {source}")]
     Preset {
@@ -60,10 +76,14 @@ pub enum ConfigError {
 }
 
 /// A loaded configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     /// named, versioned operation chains
     pub presets: Presets,
+    /// usage analytics
+    pub analytics: AnalyticsSettings,
+    /// cache warming
+    pub warming: WarmingSettings,
 }
 
 impl Config {
@@ -119,7 +139,23 @@ impl Config {
                 path: origin.to_string(),
                 source,
             })?;
-        Ok(Config { presets })
+        let setting_error = |section: &str, message: String| ConfigError::Setting {
+            path: origin.to_string(),
+            section: section.to_string(),
+            message,
+        };
+        let analytics: AnalyticsSettings = sections::section(top, "analytics")
+            .map_err(|message| setting_error("analytics", message))?;
+        let warming: WarmingSettings = sections::section(top, "warming")
+            .map_err(|message| setting_error("warming", message))?;
+        warming
+            .validate(&presets)
+            .map_err(|(key, message)| setting_error(&format!("warming.{key}"), message))?;
+        Ok(Config {
+            presets,
+            analytics,
+            warming,
+        })
     }
 }
 
@@ -153,7 +189,7 @@ mod tests {
         let err = Config::parse("presetz: {}\n", "a.yaml").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "configuration a.yaml: unknown key `presetz` (known: presets)"
+            "configuration a.yaml: unknown key `presetz` (known: presets, analytics, warming)"
         );
         let err = Config::parse("presets:\n  x:\n    ops: blur:abc\n", "a.yaml").unwrap_err();
         assert!(

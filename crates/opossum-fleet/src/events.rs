@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use serde::{Deserialize, Serialize};
 
-use crate::FleetError;
+use crate::{FleetError, Priority};
 
 /// How a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,10 +56,15 @@ pub struct Event {
     pub duration_ms: f64,
     /// the error message; empty when `status` is `ok`
     pub error: String,
+    /// the chain as submitted (presets by name), so consumers such as related-variant
+    /// warming can ask for siblings
+    pub ops: String,
+    /// `user` or `warm`: which queue the job came from
+    pub priority: Priority,
 }
 
 impl Event {
-    fn fields(&self) -> [(&'static str, String); 8] {
+    fn fields(&self) -> [(&'static str, String); 10] {
         [
             ("job_id", self.job_id.clone()),
             ("image_id", self.image_id.clone()),
@@ -69,6 +74,8 @@ impl Event {
             ("bytes", self.bytes.to_string()),
             ("duration_ms", format!("{:.3}", self.duration_ms)),
             ("error", self.error.clone()),
+            ("ops", self.ops.clone()),
+            ("priority", self.priority.name().to_string()),
         ]
     }
 
@@ -94,6 +101,11 @@ impl Event {
                 .and_then(|d| d.parse().ok())
                 .unwrap_or(0.0),
             error: text("error").unwrap_or_default(),
+            ops: text("ops").unwrap_or_default(),
+            priority: match text("priority").as_deref() {
+                Some("warm") => Priority::Warm,
+                _ => Priority::User,
+            },
         })
     }
 }

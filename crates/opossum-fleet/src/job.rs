@@ -19,6 +19,14 @@ impl Priority {
     /// Both classes, user first.
     pub const ALL: [Priority; 2] = [Priority::User, Priority::Warm];
 
+    /// `user` or `warm`, as events and analytics name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::User => "user",
+            Priority::Warm => "warm",
+        }
+    }
+
     /// The queue's name after the prefix: `process` or `warm`.
     pub fn queue_suffix(self) -> &'static str {
         match self {
@@ -44,6 +52,10 @@ pub struct Job {
     pub priority: Priority,
     /// when it was submitted (Unix milliseconds)
     pub submitted_at_ms: u64,
+    /// a cached answer expiring before this (Unix milliseconds) is recomputed: how warming
+    /// refreshes a popular variant before it expires; 0 for ordinary jobs
+    #[serde(default)]
+    pub fresh_until_ms: u64,
 }
 
 impl Job {
@@ -56,6 +68,7 @@ impl Job {
             options: BTreeMap::new(),
             priority,
             submitted_at_ms: opossum_cache::unix_millis(),
+            fresh_until_ms: 0,
         }
     }
 }

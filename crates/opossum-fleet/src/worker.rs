@@ -24,8 +24,9 @@ use apalis::prelude::{
     AbortError, Attempt, BackendExt, BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt,
 };
 use futures::StreamExt;
+use opossum_analytics::{Access, Recorder, Variant};
 use opossum_image::Limits;
-use opossum_ops::Options;
+use opossum_ops::{Category, Options};
 use opossum_pipeline::{LoadError, Pipeline, PipelineError, PresetStore};
 
 use crate::events::{Event, Events, Status};
@@ -55,6 +56,9 @@ pub struct WorkerState {
     pub originals: Originals,
     /// input limits (the byte limit applies to originals before they are read)
     pub limits: Limits,
+    /// where user requests are recorded for the scheduler and `opossum stats` (warm jobs are
+    /// not requests and are not recorded: warming must not feed its own popularity)
+    pub analytics: Option<Recorder>,
 }
 
 impl WorkerState {
@@ -87,7 +91,14 @@ impl WorkerState {
             presets,
             originals,
             limits,
+            analytics: None,
         }
+    }
+
+    /// Records user requests with `recorder`.
+    pub fn with_analytics(mut self, recorder: Recorder) -> WorkerState {
+        self.analytics = Some(recorder);
+        self
     }
 
     /// Runs one job to an [`Outcome`]; never panics on bad input.
@@ -102,6 +113,8 @@ impl WorkerState {
             bytes,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             error,
+            ops: job.ops.clone(),
+            priority: job.priority,
         };
         let chain = match self.presets.resolve(&job.ops).await {
             Ok(chain) => chain,
@@ -143,9 +156,9 @@ impl WorkerState {
                     message: e.to_string(),
                 })
         };
-        match self
+        let outcome = match self
             .pipeline
-            .run(&job.image_id, &chain, &options, load)
+            .run_fresh(&job.image_id, &chain, &options, job.fresh_until_ms, load)
             .await
         {
             Ok(response) => Outcome::Done(event(
@@ -163,7 +176,28 @@ impl WorkerState {
                 Outcome::Done(event(Status::Error, key, source, 0, e.to_string()))
             }
             Err(e) => Outcome::Retry(e.to_string()),
+        };
+        if let (Some(recorder), Outcome::Done(event), Priority::User) =
+            (&self.analytics, &outcome, job.priority)
+        {
+            recorder.record(&Access {
+                variant: Variant {
+                    image_id: job.image_id.clone(),
+                    chain: chain.to_string(),
+                    key: event.key.clone(),
+                    options: job.options.clone(),
+                },
+                category: Category::of(&chain),
+                source: match event.status {
+                    Status::Ok => event.source.clone(),
+                    Status::Error => "error".into(),
+                },
+                bytes: event.bytes,
+                duration_ms: event.duration_ms,
+                at_ms: opossum_cache::unix_millis(),
+            });
         }
+        outcome
     }
 
     /// The apalis handler: runs the job, publishes its event, and tells the backend whether
@@ -203,6 +237,8 @@ pub(crate) fn gave_up(job: &Job, message: &str) -> Event {
         bytes: 0,
         duration_ms: 0.0,
         error: format!("gave up after {MAX_ATTEMPTS} attempts: {message}"),
+        ops: job.ops.clone(),
+        priority: job.priority,
     }
 }
 

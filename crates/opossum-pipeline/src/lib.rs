@@ -152,6 +152,7 @@ struct Job<'a> {
     chain: &'a Chain,
     options: &'a Options,
     category: Category,
+    fresh_until_ms: u64,
 }
 
 /// Runs requests against a cache hierarchy.
@@ -214,9 +215,28 @@ impl Pipeline {
         L: FnOnce() -> F,
         F: Future<Output = Result<Vec<u8>, LoadError>>,
     {
+        self.run_fresh(image_id, chain, options, 0, load).await
+    }
+
+    /// [`Pipeline::run`], treating a cached answer that expires before `fresh_until_ms` (Unix
+    /// milliseconds) as a miss: how a warm job refreshes a variant that is about to expire.
+    pub async fn run_fresh<L, F>(
+        &self,
+        image_id: &str,
+        chain: &Chain,
+        options: &Options,
+        fresh_until_ms: u64,
+        load: L,
+    ) -> Result<Response, PipelineError>
+    where
+        L: FnOnce() -> F,
+        F: Future<Output = Result<Vec<u8>, LoadError>>,
+    {
         let key = self.key(image_id, chain, options);
         let category = Category::of(chain);
-        if let Some(hit) = self.hierarchy.get(&key.to_string(), category).await {
+        if let Some(hit) = self.hierarchy.get(&key.to_string(), category).await
+            && hit.entry.expires_at_ms() >= fresh_until_ms
+        {
             return answer(key, hit.entry, Source::Tier(hit.tier));
         }
         let key_text = key.to_string();
@@ -238,6 +258,7 @@ impl Pipeline {
                     chain,
                     options,
                     category,
+                    fresh_until_ms,
                 };
                 async move { self.compute_once(&job, load).await }
             })
@@ -263,7 +284,14 @@ impl Pipeline {
         L: FnOnce() -> F,
         F: Future<Output = Result<Vec<u8>, LoadError>>,
     {
-        let Job { key, category, .. } = *job;
+        let Job {
+            key,
+            category,
+            fresh_until_ms,
+            ..
+        } = *job;
+        // What another process finished while we waited counts only if it is fresh enough.
+        let fresh = |hit: &opossum_cache::Hit| hit.entry.expires_at_ms() >= fresh_until_ms;
         let Some(leases) = &self.leases else {
             return self.compute(job, load).await;
         };
@@ -272,7 +300,9 @@ impl Pipeline {
             match leases.acquire(key).await {
                 Ok(Some(token)) => {
                     // Another process may have finished between our miss and the lease.
-                    if let Some(hit) = self.hierarchy.get(key, category).await {
+                    if let Some(hit) = self.hierarchy.get(key, category).await
+                        && fresh(&hit)
+                    {
                         leases.release(key, &token).await;
                         return Ok((hit.entry, Source::Coalesced));
                     }
@@ -282,7 +312,9 @@ impl Pipeline {
                 }
                 Ok(None) => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    if let Some(hit) = self.hierarchy.get(key, category).await {
+                    if let Some(hit) = self.hierarchy.get(key, category).await
+                        && fresh(&hit)
+                    {
                         return Ok((hit.entry, Source::Coalesced));
                     }
                     if started.elapsed() > leases.ttl() + Duration::from_secs(1) {
@@ -309,6 +341,7 @@ impl Pipeline {
             chain,
             options,
             category,
+            ..
         } = *job;
         let started = Instant::now();
         match self.compute_inner(image_id, chain, options, load).await {

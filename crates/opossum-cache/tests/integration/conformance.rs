@@ -51,6 +51,21 @@ async fn conformance(tier: &dyn Tier) {
         "{name}: binary body"
     );
 
+    // Expiries: the entry's own, within a second (Redis rounds through PTTL); none when absent.
+    let absent = format!("{ns}:aaaaaaaaaaaaaaaa:0003");
+    let expiries = tier
+        .expiries(&[key.clone(), absent, big_key.clone()])
+        .await
+        .unwrap();
+    let expected = value.expires_at_ms();
+    let got = expiries[0].unwrap_or_else(|| panic!("{name}: no expiry for a present key"));
+    assert!(
+        got.abs_diff(expected) <= 1000,
+        "{name}: expiry {got} versus the entry's {expected}"
+    );
+    assert_eq!(expiries[1], None, "{name}: expiry of an absent key");
+    assert!(expiries[2].is_some(), "{name}: expiry of the second key");
+
     tier.remove(&key).await.unwrap();
     assert!(
         tier.get(&key).await.unwrap().is_none(),

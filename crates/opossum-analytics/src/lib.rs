@@ -1,0 +1,566 @@
+//! Usage analytics: what was asked for, which tier answered, and how much it cost, kept in
+//! Redis with memory bounded however long the fleet runs.
+//!
+//! - [`Access`]: one answered request (image, variant, category, source, bytes, time).
+//! - [`Recorder`]: what workers and the origin call for every request. It aggregates in process
+//!   and flushes once per `flush_interval` (one pipeline per flush, not a round trip per
+//!   request), so recording costs a hash-map update on the request path. A crash loses at most
+//!   one interval of analytics, never a job.
+//! - [`Analytics`]: the queries: top images, top variants (optionally weighted by an
+//!   exponential decay), per-bucket counts (the traffic profile) and hit rates per tier and
+//!   category over a window.
+//!
+//! # Layout and bounds
+//!
+//! Time is cut into buckets (`bucket`, one hour by default); bucket `S` (its start in Unix
+//! seconds) has three keys, each with a TTL of `retention` plus one bucket:
+//!
+//! - `{prefix}:stats:{S}:images`: a sorted set, image id -> requests;
+//! - `{prefix}:stats:{S}:variants`: a sorted set, variant (JSON `[image, chain, key, options]`)
+//!   -> requests;
+//! - `{prefix}:stats:{S}:counts`: a hash: `requests`, `bytes`, `r:{category}:{source}` (count),
+//!   `t:{category}:{source}` (milliseconds spent), and `s:{k}` for the 60 sub-buckets (minutes
+//!   of an hour bucket) that make the fine traffic profile.
+//!
+//! Counters rather than a sketch: the queries need exact per-tier counts and ranked members,
+//! and Redis sorted sets give both with `ZUNIONSTORE` doing the window arithmetic server side
+//! (including the decay weights). The sorted sets are bounded the way heavy-hitter summaries
+//! are: when one grows past twice its cap (`top_images`, `top_variants`) it is cut back to the
+//! cap's highest counts, so the head is exact and a newcomer has a full cap of room to rise
+//! before the next cut. Memory is therefore at most `retention / bucket` buckets of
+//! `2 * (top_images + top_variants)` members plus a fixed-size hash (about 150 MB with the
+//! defaults and 200-byte members; far less in practice).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use opossum_ops::Category;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+mod report;
+
+pub use report::{BucketCounts, CategoryRates, HitRates, Report, SourceCounts, TierRate, TopImage};
+
+/// The sources an answer can come from, in the order a request meets them.
+pub const SOURCES: [&str; 6] = ["memory", "disk", "redis", "coalesced", "computed", "error"];
+
+/// Sub-buckets per bucket in the fine traffic profile.
+pub const SUB_BUCKETS: u64 = 60;
+
+/// Accesses held in process before new ones are dropped (Redis unreachable for long).
+const MAX_PENDING: usize = 200_000;
+
+/// Cuts a sorted set back to its `ARGV[1]` highest members once it holds twice that many.
+const TRIM_SCRIPT: &str = r#"
+local cap = tonumber(ARGV[1])
+if redis.call('ZCARD', KEYS[1]) > 2 * cap then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(cap + 1))
+end
+return 0
+"#;
+
+/// Failures of analytics queries.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsError {
+    /// Redis failed or is unreachable.
+    #[error("analytics: redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Analytics settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyticsConfig {
+    /// key prefix (the fleet's prefix)
+    pub prefix: String,
+    /// bucket length; buckets are aligned to multiples of it since the Unix epoch
+    pub bucket: Duration,
+    /// how long a bucket is kept
+    pub retention: Duration,
+    /// images kept per bucket (the cut keeps the highest counts)
+    pub top_images: usize,
+    /// variants kept per bucket
+    pub top_variants: usize,
+    /// how often a recorder writes what it aggregated
+    pub flush_interval: Duration,
+}
+
+impl AnalyticsConfig {
+    /// The defaults under `prefix`: hourly buckets kept 72 hours, 5,000 images and 10,000
+    /// variants per bucket, flushed every second.
+    pub fn new(prefix: impl Into<String>) -> AnalyticsConfig {
+        AnalyticsConfig {
+            prefix: prefix.into(),
+            bucket: Duration::from_secs(3600),
+            retention: Duration::from_secs(72 * 3600),
+            top_images: 5_000,
+            top_variants: 10_000,
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// The settings of the configuration file's `analytics` section, under `prefix`.
+    pub fn from_settings(
+        prefix: impl Into<String>,
+        settings: &opossum_config::AnalyticsSettings,
+    ) -> AnalyticsConfig {
+        AnalyticsConfig {
+            bucket: settings.bucket.max(Duration::from_secs(1)),
+            retention: settings.retention,
+            top_images: settings.top_images.max(1),
+            top_variants: settings.top_variants.max(1),
+            ..AnalyticsConfig::new(prefix)
+        }
+    }
+
+    fn bucket_ms(&self) -> u64 {
+        (self.bucket.as_millis() as u64).max(1000)
+    }
+
+    /// The start (Unix milliseconds) of the bucket holding `at_ms`.
+    pub fn bucket_start(&self, at_ms: u64) -> u64 {
+        at_ms - at_ms % self.bucket_ms()
+    }
+
+    /// Bucket starts covering `window` up to and including the bucket of `now_ms`, oldest first.
+    pub fn buckets_in(&self, now_ms: u64, window: Duration) -> Vec<u64> {
+        let step = self.bucket_ms();
+        let last = self.bucket_start(now_ms);
+        let count = (window.as_millis() as u64).div_ceil(step).max(1);
+        (0..count)
+            .rev()
+            .filter_map(|back| last.checked_sub(back * step))
+            .collect()
+    }
+
+    fn key(&self, start_ms: u64, what: &str) -> String {
+        format!("{}:stats:{}:{what}", self.prefix, start_ms / 1000)
+    }
+}
+
+/// One variant of one image: what a warm job needs to ask for it again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Variant {
+    /// the image
+    pub image_id: String,
+    /// the normalised chain (presets expanded)
+    pub chain: String,
+    /// the cache key it had when recorded
+    pub key: String,
+    /// request options that took part in the key
+    pub options: BTreeMap<String, String>,
+}
+
+impl Variant {
+    /// The sorted-set member: compact JSON `[image, chain, key]` or `[image, chain, key, options]`.
+    pub fn member(&self) -> String {
+        let json = if self.options.is_empty() {
+            serde_json::to_string(&(&self.image_id, &self.chain, &self.key))
+        } else {
+            serde_json::to_string(&(&self.image_id, &self.chain, &self.key, &self.options))
+        };
+        json.unwrap_or_default()
+    }
+
+    /// The variant a member names; `None` for anything else.
+    pub fn from_member(member: &str) -> Option<Variant> {
+        if let Ok((image_id, chain, key)) = serde_json::from_str::<(String, String, String)>(member)
+        {
+            return Some(Variant {
+                image_id,
+                chain,
+                key,
+                options: BTreeMap::new(),
+            });
+        }
+        let (image_id, chain, key, options) = serde_json::from_str(member).ok()?;
+        Some(Variant {
+            image_id,
+            chain,
+            key,
+            options,
+        })
+    }
+}
+
+/// One answered request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    /// the variant asked for
+    pub variant: Variant,
+    /// its cache category
+    pub category: Category,
+    /// who answered: a tier (`memory`, `disk`, `redis`), `coalesced`, `computed`, or `error`
+    pub source: String,
+    /// bytes returned
+    pub bytes: u64,
+    /// time spent answering
+    pub duration_ms: f64,
+    /// when (Unix milliseconds)
+    pub at_ms: u64,
+}
+
+#[derive(Default)]
+struct BucketDelta {
+    images: HashMap<String, u64>,
+    variants: HashMap<String, u64>,
+    counts: HashMap<String, i64>,
+    times: HashMap<String, f64>,
+}
+
+#[derive(Default)]
+struct Pending {
+    buckets: HashMap<u64, BucketDelta>,
+    accesses: usize,
+}
+
+struct RecorderInner {
+    config: AnalyticsConfig,
+    connection: ConnectionManager,
+    pending: Mutex<Pending>,
+    recorded: AtomicU64,
+    dropped: AtomicU64,
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+/// Records accesses; cheap to clone. See the crate documentation for what it writes.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<RecorderInner>,
+}
+
+impl Recorder {
+    /// A recorder on `connection` that flushes every `config.flush_interval` from a background
+    /// task (which ends when the last clone is dropped). Must be called inside a tokio runtime.
+    pub fn start(config: AnalyticsConfig, connection: ConnectionManager) -> Recorder {
+        let interval = config.flush_interval;
+        let inner = Arc::new(RecorderInner {
+            config,
+            connection,
+            pending: Mutex::new(Pending::default()),
+            recorded: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            flush_lock: tokio::sync::Mutex::new(()),
+        });
+        let weak: Weak<RecorderInner> = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                Recorder { inner }.flush().await;
+            }
+        });
+        Recorder { inner }
+    }
+
+    /// Adds one access to the next flush. Never blocks on I/O.
+    pub fn record(&self, access: &Access) {
+        let config = &self.inner.config;
+        let Ok(mut pending) = self.inner.pending.lock() else {
+            return;
+        };
+        if pending.accesses >= MAX_PENDING {
+            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        pending.accesses += 1;
+        let start = config.bucket_start(access.at_ms);
+        let delta = pending.buckets.entry(start).or_default();
+        *delta
+            .images
+            .entry(access.variant.image_id.clone())
+            .or_default() += 1;
+        *delta.variants.entry(access.variant.member()).or_default() += 1;
+        let class = format!("{}:{}", access.category.name(), access.source);
+        *delta.counts.entry("requests".into()).or_default() += 1;
+        *delta.counts.entry("bytes".into()).or_default() += access.bytes as i64;
+        *delta.counts.entry(format!("r:{class}")).or_default() += 1;
+        let sub = (access.at_ms - start) * SUB_BUCKETS / config.bucket_ms();
+        *delta.counts.entry(format!("s:{sub}")).or_default() += 1;
+        *delta.times.entry(format!("t:{class}")).or_default() += access.duration_ms;
+    }
+
+    /// Accesses recorded and flushed to Redis so far.
+    pub fn recorded(&self) -> u64 {
+        self.inner.recorded.load(Ordering::Relaxed)
+    }
+
+    /// Accesses lost (Redis unreachable while too many were pending, or a failed flush).
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Writes everything aggregated so far: one pipeline. A failure is logged and the batch
+    /// counted as dropped; analytics never fail a request.
+    pub async fn flush(&self) {
+        let _one_at_a_time = self.inner.flush_lock.lock().await;
+        let pending = match self.inner.pending.lock() {
+            Ok(mut pending) => std::mem::take(&mut *pending),
+            Err(_) => return,
+        };
+        if pending.accesses == 0 {
+            return;
+        }
+        let config = &self.inner.config;
+        let ttl_secs = (config.retention + config.bucket).as_secs().max(1);
+        let mut pipe = redis::pipe();
+        for (start, delta) in &pending.buckets {
+            let images = config.key(*start, "images");
+            let variants = config.key(*start, "variants");
+            let counts = config.key(*start, "counts");
+            for (key, members, cap) in [
+                (&images, &delta.images, config.top_images),
+                (&variants, &delta.variants, config.top_variants),
+            ] {
+                for (member, count) in members {
+                    pipe.cmd("ZINCRBY")
+                        .arg(key)
+                        .arg(*count)
+                        .arg(member)
+                        .ignore();
+                }
+                pipe.cmd("EVAL")
+                    .arg(TRIM_SCRIPT)
+                    .arg(1)
+                    .arg(key)
+                    .arg(cap)
+                    .ignore();
+            }
+            for (field, count) in &delta.counts {
+                pipe.cmd("HINCRBY")
+                    .arg(&counts)
+                    .arg(field)
+                    .arg(*count)
+                    .ignore();
+            }
+            for (field, ms) in &delta.times {
+                pipe.cmd("HINCRBYFLOAT")
+                    .arg(&counts)
+                    .arg(field)
+                    .arg(*ms)
+                    .ignore();
+            }
+            for key in [&images, &variants, &counts] {
+                pipe.cmd("EXPIRE").arg(key).arg(ttl_secs).ignore();
+            }
+        }
+        let mut connection = self.inner.connection.clone();
+        match pipe.query_async::<()>(&mut connection).await {
+            Ok(()) => {
+                self.inner
+                    .recorded
+                    .fetch_add(pending.accesses as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.inner
+                    .dropped
+                    .fetch_add(pending.accesses as u64, Ordering::Relaxed);
+                tracing::warn!(error = %e, accesses = pending.accesses, "analytics flush failed; batch dropped");
+            }
+        }
+    }
+}
+
+/// Queries over recorded analytics.
+#[derive(Clone)]
+pub struct Analytics {
+    config: AnalyticsConfig,
+    connection: ConnectionManager,
+}
+
+impl Analytics {
+    /// Queries under `config` on `connection`.
+    pub fn new(config: AnalyticsConfig, connection: ConnectionManager) -> Analytics {
+        Analytics { config, connection }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AnalyticsConfig {
+        &self.config
+    }
+
+    /// Sums the `what` sorted sets of the buckets in `window` (each weighted by `weight(age)`,
+    /// age in buckets, 0 for the newest) and returns the `n` highest members.
+    async fn top(
+        &self,
+        what: &str,
+        now_ms: u64,
+        window: Duration,
+        n: usize,
+        weight: impl Fn(u64) -> f64,
+    ) -> Result<Vec<(String, f64)>, AnalyticsError> {
+        let starts = self.config.buckets_in(now_ms, window);
+        if n == 0 || starts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scratch = format!(
+            "{}:stats:scratch:{:016x}",
+            self.config.prefix,
+            rand_u64(now_ms)
+        );
+        let mut union = redis::cmd("ZUNIONSTORE");
+        union.arg(&scratch).arg(starts.len());
+        for start in &starts {
+            union.arg(self.config.key(*start, what));
+        }
+        union.arg("WEIGHTS");
+        let newest = starts.len() as u64 - 1;
+        for (index, _) in starts.iter().enumerate() {
+            union.arg(weight(newest - index as u64));
+        }
+        let mut connection = self.connection.clone();
+        let (members,): (Vec<(String, f64)>,) = redis::pipe()
+            .atomic()
+            .add_command(union)
+            .ignore()
+            .cmd("ZRANGE")
+            .arg(&scratch)
+            .arg(0)
+            .arg(n as i64 - 1)
+            .arg("REV")
+            .arg("WITHSCORES")
+            .cmd("DEL")
+            .arg(&scratch)
+            .ignore()
+            .query_async(&mut connection)
+            .await?;
+        Ok(members)
+    }
+
+    /// The `n` most requested images in `window` before `now_ms`.
+    pub async fn top_images(
+        &self,
+        now_ms: u64,
+        window: Duration,
+        n: usize,
+    ) -> Result<Vec<(String, f64)>, AnalyticsError> {
+        self.top("images", now_ms, window, n, |_| 1.0).await
+    }
+
+    /// The `n` most requested variants in `window` before `now_ms`, with request counts.
+    pub async fn top_variants(
+        &self,
+        now_ms: u64,
+        window: Duration,
+        n: usize,
+    ) -> Result<Vec<(Variant, f64)>, AnalyticsError> {
+        let members = self.top("variants", now_ms, window, n, |_| 1.0).await?;
+        Ok(parse_variants(members))
+    }
+
+    /// The `n` variants with the highest exponentially decayed request counts: a bucket
+    /// `age` buckets old counts `2^(-age * bucket / half_life)`.
+    pub async fn decayed_variants(
+        &self,
+        now_ms: u64,
+        window: Duration,
+        half_life: Duration,
+        n: usize,
+    ) -> Result<Vec<(Variant, f64)>, AnalyticsError> {
+        let ratio = self.config.bucket.as_secs_f64() / half_life.as_secs_f64().max(1e-3);
+        let members = self
+            .top("variants", now_ms, window, n, |age| {
+                (-(age as f64) * ratio).exp2()
+            })
+            .await?;
+        Ok(parse_variants(members))
+    }
+
+    /// The counters of every bucket in `window`, oldest first (empty buckets included).
+    pub async fn buckets(
+        &self,
+        now_ms: u64,
+        window: Duration,
+    ) -> Result<Vec<BucketCounts>, AnalyticsError> {
+        let starts = self.config.buckets_in(now_ms, window);
+        let mut pipe = redis::pipe();
+        for start in &starts {
+            pipe.cmd("HGETALL").arg(self.config.key(*start, "counts"));
+        }
+        let mut connection = self.connection.clone();
+        let maps: Vec<HashMap<String, f64>> = pipe.query_async(&mut connection).await?;
+        Ok(starts
+            .iter()
+            .zip(maps)
+            .map(|(start, fields)| BucketCounts::from_fields(*start, &fields))
+            .collect())
+    }
+
+    /// Everything `opossum stats top` prints: the `n` top images with up to `per_image` of
+    /// their top variants, the traffic profile and the hit rates over `window`.
+    pub async fn report(
+        &self,
+        now_ms: u64,
+        window: Duration,
+        n: usize,
+        per_image: usize,
+    ) -> Result<Report, AnalyticsError> {
+        let images = self.top_images(now_ms, window, n).await?;
+        let variants = self
+            .top_variants(now_ms, window, self.config.top_variants)
+            .await?;
+        let buckets = self.buckets(now_ms, window).await?;
+        Ok(Report::new(
+            window,
+            self.config.bucket,
+            images,
+            variants,
+            per_image,
+            buckets,
+        ))
+    }
+}
+
+fn parse_variants(members: Vec<(String, f64)>) -> Vec<(Variant, f64)> {
+    members
+        .into_iter()
+        .filter_map(|(member, score)| Some((Variant::from_member(&member)?, score)))
+        .collect()
+}
+
+/// A scratch-key suffix: unique enough among concurrent queries (time, process, a counter).
+fn rand_u64(now_ms: u64) -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    now_ms.rotate_left(20) ^ (u64::from(std::process::id()) << 32) ^ n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_round_trip_through_members() {
+        let mut variant = Variant {
+            image_id: "photos/a \"b\".jpg".into(),
+            chain: "thumbnail:200".into(),
+            key: "opossum:abc:def".into(),
+            options: BTreeMap::new(),
+        };
+        assert_eq!(
+            Variant::from_member(&variant.member()),
+            Some(variant.clone())
+        );
+        variant.options.insert("dpr".into(), "2".into());
+        assert_eq!(Variant::from_member(&variant.member()), Some(variant));
+        assert_eq!(Variant::from_member("not json"), None);
+    }
+
+    #[test]
+    fn buckets_cover_the_window() {
+        let config = AnalyticsConfig::new("p");
+        let hour = 3_600_000;
+        let now = 10 * hour + 5;
+        assert_eq!(config.bucket_start(now), 10 * hour);
+        assert_eq!(
+            config.buckets_in(now, Duration::from_secs(3 * 3600)),
+            vec![8 * hour, 9 * hour, 10 * hour]
+        );
+        assert_eq!(config.buckets_in(now, Duration::ZERO), vec![10 * hour]);
+        assert_eq!(config.key(10 * hour, "images"), "p:stats:36000:images");
+    }
+}

@@ -1,0 +1,203 @@
+//! Analytics against a real redis-server started on a free port.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use opossum_analytics::{Access, Analytics, AnalyticsConfig, Recorder, Variant};
+use opossum_ops::Category;
+use opossum_testkit::{RedisServer, unique_namespace};
+
+const HOUR_MS: u64 = 3_600_000;
+
+async fn connect(server: &RedisServer) -> redis::aio::ConnectionManager {
+    let client = redis::Client::open(server.url()).unwrap();
+    redis::aio::ConnectionManager::new(client).await.unwrap()
+}
+
+fn access(image: &str, chain: &str, source: &str, at_ms: u64) -> Access {
+    let category = if chain.starts_with("thumbnail") {
+        Category::Thumbnail
+    } else {
+        Category::Result
+    };
+    Access {
+        variant: Variant {
+            image_id: image.into(),
+            chain: chain.into(),
+            key: format!("ns:{image}:{chain}"),
+            options: BTreeMap::new(),
+        },
+        category,
+        source: source.into(),
+        bytes: 100,
+        duration_ms: 2.0,
+        at_ms,
+    }
+}
+
+fn config(prefix: &str) -> AnalyticsConfig {
+    AnalyticsConfig {
+        // the test flushes by hand
+        flush_interval: Duration::from_secs(3600),
+        ..AnalyticsConfig::new(prefix)
+    }
+}
+
+#[tokio::test]
+async fn records_and_answers_every_query() {
+    let server = RedisServer::start();
+    let connection = connect(&server).await;
+    let prefix = unique_namespace("analytics");
+    let config = config(&prefix);
+    let recorder = Recorder::start(config.clone(), connection.clone());
+    let now = 1_000 * HOUR_MS + 30 * 60_000;
+    // Two hours ago: b is hot. This hour: a is hot.
+    for _ in 0..10 {
+        recorder.record(&access("b", "thumbnail:200", "computed", now - 2 * HOUR_MS));
+    }
+    for i in 0..20 {
+        let source = if i < 15 { "memory" } else { "computed" };
+        recorder.record(&access("a", "thumbnail:200", source, now));
+    }
+    for _ in 0..5 {
+        recorder.record(&access("a", "resize:800:600", "redis", now));
+    }
+    recorder.record(&access("c", "blur:2", "error", now));
+    recorder.flush().await;
+    assert_eq!(recorder.recorded(), 36);
+    assert_eq!(recorder.dropped(), 0);
+
+    let analytics = Analytics::new(config, connection.clone());
+    let day = Duration::from_secs(24 * 3600);
+    let images = analytics.top_images(now, day, 2).await.unwrap();
+    assert_eq!(
+        images,
+        vec![("a".to_string(), 25.0), ("b".to_string(), 10.0)]
+    );
+    // A one-hour window no longer sees b.
+    let images = analytics
+        .top_images(now, Duration::from_secs(3600), 10)
+        .await
+        .unwrap();
+    assert!(images.iter().all(|(i, _)| i != "b"), "{images:?}");
+
+    let variants = analytics.top_variants(now, day, 10).await.unwrap();
+    assert_eq!(variants[0].0.image_id, "a");
+    assert_eq!(variants[0].0.chain, "thumbnail:200");
+    assert_eq!(variants[0].1, 20.0);
+
+    // With a one-hour half-life, b's 10 requests two hours ago weigh 2.5, below a's 5 resizes.
+    let decayed = analytics
+        .decayed_variants(now, day, Duration::from_secs(3600), 10)
+        .await
+        .unwrap();
+    let score = |image: &str, chain: &str| {
+        decayed
+            .iter()
+            .find(|(v, _)| v.image_id == image && v.chain == chain)
+            .map(|(_, s)| *s)
+            .unwrap()
+    };
+    assert!((score("b", "thumbnail:200") - 2.5).abs() < 1e-9);
+    assert_eq!(score("a", "resize:800:600"), 5.0);
+
+    let buckets = analytics.buckets(now, day).await.unwrap();
+    assert_eq!(buckets.len(), 24);
+    assert_eq!(buckets.last().unwrap().requests, 26);
+    assert_eq!(buckets[buckets.len() - 3].requests, 10);
+    assert_eq!(buckets.last().unwrap().sub[30], 26, "minute 30 of the hour");
+
+    let report = analytics.report(now, day, 10, 5).await.unwrap();
+    assert_eq!(report.requests, 36);
+    assert_eq!(report.top_images[0].image_id, "a");
+    assert_eq!(report.top_images[0].variants.len(), 2);
+    let thumbs = &report.hit_rates.categories["thumbnail"];
+    assert_eq!(thumbs.requests, 30);
+    assert!((thumbs.hit_rate - 0.5).abs() < 1e-9, "{thumbs:?}");
+    assert_eq!(report.hit_rates.categories["result"].errors, 1);
+    let text = report.to_text();
+    assert!(text.contains("thumbnail"), "{text}");
+
+    // Every key written has a TTL; nothing scratch is left behind.
+    let mut c = connection.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 6, "{keys:?}");
+    for key in keys {
+        assert!(!key.contains("scratch"), "{key}");
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(ttl > 72 * 3600 && ttl <= 73 * 3600, "{key}: {ttl}");
+    }
+}
+
+#[tokio::test]
+async fn sorted_sets_stay_bounded_and_keep_the_head() {
+    let server = RedisServer::start();
+    let connection = connect(&server).await;
+    let prefix = unique_namespace("bounded");
+    let config = AnalyticsConfig {
+        top_images: 50,
+        top_variants: 50,
+        ..config(&prefix)
+    };
+    let recorder = Recorder::start(config.clone(), connection.clone());
+    let now = 2_000 * HOUR_MS;
+    // One heavy hitter with 1,000 requests, and 2,000 images seen once or twice, in rounds.
+    for round in 0..20u64 {
+        for _ in 0..50 {
+            recorder.record(&access("hot", "thumbnail:200", "memory", now));
+        }
+        for i in 0..100 {
+            let id = format!("cold-{}", round * 100 + i);
+            recorder.record(&access(&id, "thumbnail:200", "computed", now));
+        }
+        recorder.flush().await;
+    }
+    let mut c = connection.clone();
+    for what in ["images", "variants"] {
+        let key = format!("{prefix}:stats:{}:{what}", now / 1000);
+        let members: u64 = redis::cmd("ZCARD")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(members <= 100, "{what}: {members} members, cap 2 x 50");
+    }
+    let analytics = Analytics::new(config, connection);
+    let top = analytics
+        .top_images(now, Duration::from_secs(3600), 1)
+        .await
+        .unwrap();
+    assert_eq!(top, vec![("hot".to_string(), 1000.0)]);
+}
+
+#[tokio::test]
+async fn a_dead_redis_drops_the_batch_and_the_recorder_carries_on() {
+    let server = RedisServer::start();
+    let connection = connect(&server).await;
+    let prefix = unique_namespace("dead");
+    let recorder = Recorder::start(config(&prefix), connection);
+    server.kill();
+    recorder.record(&access("a", "thumbnail:200", "memory", 5 * HOUR_MS));
+    tokio::time::timeout(Duration::from_secs(30), recorder.flush())
+        .await
+        .expect("a flush against a dead server returns");
+    assert_eq!(recorder.dropped(), 1);
+    assert_eq!(recorder.recorded(), 0);
+    server.restart();
+    recorder.record(&access("a", "thumbnail:200", "memory", 5 * HOUR_MS));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while recorder.recorded() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        recorder.record(&access("a", "thumbnail:200", "memory", 5 * HOUR_MS));
+        recorder.flush().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,220 @@
+//! Typed sections of the configuration file, each read with unknown keys refused.
+
+use std::time::Duration;
+
+use opossum_ops::{Chain, OutputFormat, Presets};
+use serde::{Deserialize, Deserializer};
+
+/// Reads section `name` of `top` (absent: the defaults). Errors are the serde message, which
+/// names the offending key.
+pub(crate) fn section<T>(
+    top: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<T, String>
+where
+    T: for<'de> Deserialize<'de> + Default,
+{
+    match top.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(T::default()),
+        Some(value) => serde_json::from_value(value.clone()).map_err(|e| e.to_string()),
+    }
+}
+
+/// A duration: seconds as a number, or text such as `90s`, `5m`, `24h`, `7d`.
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(f64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Seconds(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
+        Raw::Seconds(s) => Err(serde::de::Error::custom(format!(
+            "{s} is not a duration (seconds must be zero or more)"
+        ))),
+        Raw::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration ({e}); try `30s`, `5m` or `24h`"
+            ))
+        }),
+    }
+}
+
+/// `analytics:`: how usage is recorded (see the opossum-analytics crate).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsSettings {
+    /// bucket length (default 1h)
+    #[serde(deserialize_with = "duration")]
+    pub bucket: Duration,
+    /// how long buckets are kept (default 72h)
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
+    /// images kept per bucket (default 5,000)
+    pub top_images: usize,
+    /// variants kept per bucket (default 10,000)
+    pub top_variants: usize,
+}
+
+impl Default for AnalyticsSettings {
+    fn default() -> AnalyticsSettings {
+        AnalyticsSettings {
+            bucket: Duration::from_secs(3600),
+            retention: Duration::from_secs(72 * 3600),
+            top_images: 5_000,
+            top_variants: 10_000,
+        }
+    }
+}
+
+/// `warming:`: what the scheduler warms and how much it may enqueue.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarmingSettings {
+    /// operations the background strategy applies to the top images (the seed's list)
+    pub common_operations: Vec<String>,
+    /// output formats related-variant warming offers as siblings of a variant with a format
+    pub related_formats: Vec<String>,
+    /// images the background strategy covers
+    pub top_images: usize,
+    /// most warm jobs one run of one strategy enqueues
+    pub jobs_per_run: usize,
+    /// no warm jobs are enqueued while the warm queue holds this many
+    pub backlog_cap: u64,
+    /// cron schedule of the background strategy (default nightly, `0 3 * * *`, UTC)
+    pub schedule: String,
+    /// how often the predictive strategy runs and low traffic is checked (default 5m)
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    /// analytics window the strategies read (default 24h)
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    /// half-life of the decayed request rates of the predictive strategy (default 6h)
+    #[serde(deserialize_with = "duration")]
+    pub half_life: Duration,
+    /// the "next window" predictive warming prepares for (default 1h)
+    #[serde(deserialize_with = "duration")]
+    pub horizon: Duration,
+    /// predicted requests in the horizon that make a variant worth warming (default 1)
+    pub min_expected_requests: f64,
+    /// traffic below this share of the average counts as low (default 0.5)
+    pub low_traffic_fraction: f64,
+    /// how long a variant enqueued for warming is not enqueued again (default 10m)
+    #[serde(deserialize_with = "duration")]
+    pub claim_ttl: Duration,
+}
+
+impl Default for WarmingSettings {
+    fn default() -> WarmingSettings {
+        WarmingSettings {
+            common_operations: vec![
+                "resize:800:600".into(),
+                "thumbnail:200".into(),
+                "grayscale".into(),
+            ],
+            related_formats: vec!["jpeg".into(), "webp".into(), "avif".into()],
+            top_images: 100,
+            jobs_per_run: 1_000,
+            backlog_cap: 5_000,
+            schedule: "0 3 * * *".into(),
+            interval: Duration::from_secs(300),
+            window: Duration::from_secs(24 * 3600),
+            half_life: Duration::from_secs(6 * 3600),
+            horizon: Duration::from_secs(3600),
+            min_expected_requests: 1.0,
+            low_traffic_fraction: 0.5,
+            claim_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+impl WarmingSettings {
+    /// Checks values serde cannot: chains parse (presets included), formats exist, numbers are
+    /// in range. The error is (key, message).
+    pub(crate) fn validate(&self, presets: &Presets) -> Result<(), (String, String)> {
+        for (index, ops) in self.common_operations.iter().enumerate() {
+            Chain::parse_any_with(ops, presets).map_err(|e| {
+                (
+                    format!("common_operations[{index}]"),
+                    format!("`{ops}`: {e}"),
+                )
+            })?;
+        }
+        for (index, format) in self.related_formats.iter().enumerate() {
+            if OutputFormat::from_name(format).is_none() {
+                return Err((
+                    format!("related_formats[{index}]"),
+                    format!("unknown format `{format}` (known: jpeg, png, webp, avif, svg)"),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.low_traffic_fraction) {
+            return Err((
+                "low_traffic_fraction".into(),
+                format!("{} is not between 0 and 1", self.low_traffic_fraction),
+            ));
+        }
+        if !(self.min_expected_requests.is_finite() && self.min_expected_requests >= 0.0) {
+            return Err((
+                "min_expected_requests".into(),
+                format!("{} is not a number of requests", self.min_expected_requests),
+            ));
+        }
+        for (key, value) in [("half_life", self.half_life), ("interval", self.interval)] {
+            if value.is_zero() {
+                return Err((key.into(), "must be more than zero".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, ConfigError};
+
+    #[test]
+    fn reads_warming_and_analytics() {
+        let config = Config::parse(
+            "warming:\n  common_operations: [thumbnail:100]\n  interval: 90s\n  half_life: 7200\nanalytics:\n  bucket: 10m\n",
+            "w.yaml",
+        )
+        .unwrap();
+        assert_eq!(config.warming.common_operations, vec!["thumbnail:100"]);
+        assert_eq!(config.warming.interval.as_secs(), 90);
+        assert_eq!(config.warming.half_life.as_secs(), 7200);
+        assert_eq!(config.warming.jobs_per_run, 1_000);
+        assert_eq!(config.analytics.bucket.as_secs(), 600);
+        assert_eq!(config.analytics.retention.as_secs(), 72 * 3600);
+    }
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        let check = |yaml: &str, expected: &str| {
+            let err: ConfigError = Config::parse(yaml, "w.yaml").unwrap_err();
+            assert!(err.to_string().contains(expected), "{err}");
+        };
+        check(
+            "warming:\n  jobs_per_runs: 3\n",
+            "warming: unknown field `jobs_per_runs`",
+        );
+        check("warming:\n  interval: soon\n", "`soon` is not a duration");
+        check(
+            "warming:\n  common_operations: [\"blur:x\"]\n",
+            "warming.common_operations[0]: `blur:x`",
+        );
+        check(
+            "warming:\n  related_formats: [webp, tiff]\n",
+            "warming.related_formats[1]: unknown format `tiff`",
+        );
+        check(
+            "warming:\n  low_traffic_fraction: 2\n",
+            "warming.low_traffic_fraction: 2 is not between 0 and 1",
+        );
+        check(
+            "analytics:\n  buckets: 1h\n",
+            "analytics: unknown field `buckets`",
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! `opossum-scheduler`: reads usage analytics and enqueues low-priority cache-warming jobs on
+//! `{prefix}:warm` (the opossum-warming crate does the work; this binary wires it up).
+//!
+//! - `opossum-scheduler run`: the long-running scheduler (predictive every `warming.interval`,
+//!   background on `warming.schedule` and in low traffic, related-variant from completion
+//!   events), until SIGTERM or SIGINT.
+//! - `opossum-scheduler warm --once --strategy predictive|background|related [--dry-run]`: one
+//!   run of one strategy, with a progress bar on a terminal and a one-line summary.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use opossum_analytics::{Analytics, AnalyticsConfig};
+use opossum_cache::{Hierarchy, RedisConfig, RedisTier, Tier};
+use opossum_config::Config;
+use opossum_fleet::{EVENTS_MAX_LEN, Events, QueueConfig, Queues};
+use opossum_warming::{Strategy, Warmer, WarmerParts};
+
+#[derive(Parser)]
+#[command(
+    name = "opossum-scheduler",
+    version,
+    about = "Enqueues cache-warming jobs from usage analytics"
+)]
+struct Args {
+    /// Redis URL of the queues, analytics and the shared cache tier
+    #[arg(long, global = true, env = "OPOSSUM_REDIS_URL")]
+    redis: Option<String>,
+    /// Configuration file (YAML): presets, `analytics` and `warming` settings
+    #[arg(long, global = true, env = "OPOSSUM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Prefix of the queues, events, analytics and cache keys
+    #[arg(long, global = true, env = "OPOSSUM_PREFIX", default_value = "opossum")]
+    prefix: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the scheduler until SIGTERM or SIGINT
+    Run,
+    /// Run one strategy once and print a summary
+    Warm {
+        /// Run once and exit (the only mode of `warm`; `run` keeps the schedule)
+        #[arg(long)]
+        once: bool,
+        /// predictive, background or related
+        #[arg(long)]
+        strategy: Strategy,
+        /// Plan and check the cache, but enqueue nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the summary as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OPOSSUM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let url = args.redis.context(
+        "the scheduler needs Redis (its analytics, queues and events): pass --redis URL or set OPOSSUM_REDIS_URL",
+    )?;
+    let client = redis::Client::open(url.as_str()).context("invalid --redis URL")?;
+    let connection = opossum_fleet::connect(&client)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let redis_tier = RedisTier::new(&RedisConfig::new(&url))?;
+    let freshness = Arc::new(Hierarchy::new(
+        vec![Arc::new(redis_tier) as Arc<dyn Tier>],
+        None,
+    ));
+    let warmer = Warmer::new(WarmerParts {
+        settings: config.warming.clone(),
+        presets: config.presets.clone(),
+        namespace: args.prefix.clone(),
+        version: opossum_ops::PROCESSING_VERSION.to_string(),
+        analytics: Analytics::new(
+            AnalyticsConfig::from_settings(&args.prefix, &config.analytics),
+            connection.clone(),
+        ),
+        freshness,
+        queues: Queues::new(
+            QueueConfig {
+                prefix: args.prefix.clone(),
+                ..QueueConfig::default()
+            },
+            connection.clone(),
+        ),
+        events: Events::new(client, connection, &args.prefix, EVENTS_MAX_LEN),
+    })?;
+    match args.command {
+        Command::Run => Ok(warmer.run(shutdown_signal()).await?),
+        Command::Warm {
+            once: _,
+            strategy,
+            dry_run,
+            json,
+        } => warm(&warmer, strategy, dry_run, json).await,
+    }
+}
+
+async fn warm(
+    warmer: &Warmer,
+    strategy: Strategy,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let candidates = warmer
+        .plan(strategy, opossum_cache::unix_millis())
+        .await
+        .with_context(|| format!("planning {} warming", strategy.name()))?;
+    // Drawn only on a terminal; hidden (and free) when stderr is a pipe or a file.
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(candidates.len() as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("{} warming", strategy.name()));
+    let summary = warmer
+        .enqueue(candidates, dry_run, &|done| bar.set_position(done))
+        .await
+        .with_context(|| format!("enqueueing {} warming", strategy.name()))?;
+    bar.finish_and_clear();
+    if json {
+        let mut value = serde_json::to_value(summary)?;
+        value["strategy"] = strategy.name().into();
+        value["dry_run"] = dry_run.into();
+        println!("{value}");
+    } else {
+        let dry = if dry_run {
+            " (dry run: nothing enqueued)"
+        } else {
+            ""
+        };
+        println!("{}: {summary}{dry}", strategy.name());
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; SIGTERM will not stop gracefully");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+    }
+}
