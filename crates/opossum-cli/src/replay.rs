@@ -92,10 +92,10 @@ pub(crate) struct Request {
 }
 
 fn image_name(index: usize) -> String {
-    format!("img-{index:04}.png")
+    format!("img-{index:04}.jpg")
 }
 
-fn pick<'a>(rng: &mut impl Rng, weighted: &'a [(&'static str, f64)]) -> &'static str {
+fn pick(rng: &mut impl Rng, weighted: &[(&'static str, f64)]) -> &'static str {
     let mut x = rng.random::<f64>() * weighted.iter().map(|(_, w)| w).sum::<f64>();
     for (item, weight) in weighted {
         if x < *weight {
@@ -249,13 +249,14 @@ pub(crate) fn run(args: ReplayArgs, url: String) -> anyhow::Result<()> {
         let scratch = std::env::temp_dir().join(format!("opossum-replay-{}", std::process::id()));
         let originals = scratch.join("originals");
         std::fs::create_dir_all(&originals)?;
-        let source = originals.join("source.png");
+        let source = originals.join("source.jpg");
         let picture = image::RgbImage::from_fn(1024, 768, |x, y| {
             let n = x
                 .wrapping_mul(2654435761)
                 .wrapping_add(y.wrapping_mul(40503));
             image::Rgb([(x / 4) as u8, (y / 3) as u8, (n >> 24) as u8])
         });
+        // A JPEG, like most uploads (thumbnails can shrink on load).
         picture.save(&source).context("writing the replay image")?;
         for index in 0..args.images {
             std::os::unix::fs::symlink(&source, originals.join(image_name(index)))?;
@@ -526,7 +527,7 @@ mod tests {
         // New images (the last 10 ids) are never asked for before they arrive, and are asked for.
         let first_new = a
             .iter()
-            .position(|r| r.image_id.as_str() >= "img-0090.png")
+            .position(|r| r.image_id.as_str() >= "img-0090.jpg")
             .unwrap();
         assert!(first_new > 0);
         // Popularity is skewed: the top image draws more than 5% of requests.

@@ -18,6 +18,7 @@
 //! Idle workers wake on the promote script's pub/sub message, with a slow poll as a fallback.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{
@@ -26,8 +27,8 @@ use apalis::prelude::{
 use futures::StreamExt;
 use opossum_analytics::{Access, Recorder, Variant};
 use opossum_image::Limits;
-use opossum_ops::{Category, Options};
-use opossum_pipeline::{LoadError, Pipeline, PipelineError, PresetStore};
+use opossum_ops::{Category, Chain, Options};
+use opossum_pipeline::{LoadError, Pipeline, PipelineError, PresetStore, Response};
 
 use crate::events::{Event, Events, Status};
 use crate::originals::Originals;
@@ -59,6 +60,29 @@ pub struct WorkerState {
     /// where user requests are recorded for the scheduler and `opossum stats` (warm jobs are
     /// not requests and are not recorded: warming must not feed its own popularity)
     pub analytics: Option<Recorder>,
+    /// user jobs running in this process now; warm jobs wait for zero (see [`WARM_YIELD`])
+    user_in_flight: Arc<AtomicUsize>,
+}
+
+/// Longest a warm job waits for this process's user jobs to finish before it runs anyway.
+/// Warming yields to user work: it starts only when no user job is running here (or after
+/// this wait, so a steady stream of user work cannot starve it forever).
+pub const WARM_YIELD: Duration = Duration::from_secs(10);
+
+/// Counts a user job as running while alive.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl WorkerState {
@@ -92,6 +116,7 @@ impl WorkerState {
             originals,
             limits,
             analytics: None,
+            user_in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -103,6 +128,18 @@ impl WorkerState {
 
     /// Runs one job to an [`Outcome`]; never panics on bad input.
     pub async fn run(&self, job: &Job) -> Outcome {
+        let _counted = match job.priority {
+            Priority::User => Some(InFlight::new(&self.user_in_flight)),
+            Priority::Warm => {
+                let waiting = Instant::now();
+                while self.user_in_flight.load(Ordering::SeqCst) > 0
+                    && waiting.elapsed() < WARM_YIELD
+                {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                None
+            }
+        };
         let started = Instant::now();
         let event = |status, key: String, source: &str, bytes: u64, error: String| Event {
             job_id: job.job_id.clone(),
@@ -144,21 +181,8 @@ impl WorkerState {
             .pipeline
             .key(&job.image_id, &chain, &options)
             .to_string();
-        let limit = self.limits.max_bytes;
-        let originals = self.originals.clone();
-        let image_id = job.image_id.clone();
-        let load = move || async move {
-            originals
-                .load(&image_id, limit)
-                .await
-                .map_err(|e| LoadError {
-                    permanent: e.is_permanent(),
-                    message: e.to_string(),
-                })
-        };
         let outcome = match self
-            .pipeline
-            .run_fresh(&job.image_id, &chain, &options, job.fresh_until_ms, load)
+            .respond(&job.image_id, &chain, &options, job.fresh_until_ms)
             .await
         {
             Ok(response) => Outcome::Done(event(
@@ -198,6 +222,29 @@ impl WorkerState {
             });
         }
         outcome
+    }
+
+    /// Answers one request from the cache, or computes it from the original in the originals
+    /// store: the pipeline with this state's loader. What jobs and the HTTP origin both call.
+    pub async fn respond(
+        &self,
+        image_id: &str,
+        chain: &Chain,
+        options: &Options,
+        fresh_until_ms: u64,
+    ) -> Result<Response, PipelineError> {
+        let limit = self.limits.max_bytes;
+        let originals = self.originals.clone();
+        let id = image_id.to_string();
+        let load = move || async move {
+            originals.load(&id, limit).await.map_err(|e| LoadError {
+                permanent: e.is_permanent(),
+                message: e.to_string(),
+            })
+        };
+        self.pipeline
+            .run_fresh(image_id, chain, options, fresh_until_ms, load)
+            .await
     }
 
     /// The apalis handler: runs the job, publishes its event, and tells the backend whether
