@@ -124,7 +124,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         events: Events::new(client, connection, &args.prefix, EVENTS_MAX_LEN),
     })?;
     match args.command {
-        Command::Run => Ok(warmer.run(shutdown_signal()).await?),
+        Command::Run => Ok(warmer.run(opossum_fleet::shutdown_signal()).await?),
         Command::Warm {
             once: _,
             strategy,
@@ -173,19 +173,4 @@ async fn warm(
         println!("{}: {summary}{dry}", strategy.name());
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; SIGTERM will not stop gracefully");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
-    }
 }

@@ -125,27 +125,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!(worker = %worker.name, originals = %state.originals.location(), "worker started");
     let hierarchy = tiers.hierarchy.clone();
-    let result = opossum_fleet::run(state, queues, events, client, worker, shutdown_signal()).await;
+    let result = opossum_fleet::run(
+        state,
+        queues,
+        events,
+        client,
+        worker,
+        opossum_fleet::shutdown_signal(),
+    )
+    .await;
     recorder.flush().await;
     if let Err(e) = hierarchy.flush_stats() {
         tracing::warn!(error = %e, "cache stats not saved");
     }
     tracing::info!("worker stopped");
     Ok(result?)
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the worker runs until killed; say so once.
-        tracing::error!("cannot install signal handlers; SIGTERM will not stop gracefully");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight jobs"),
-        _ = interrupt.recv() => tracing::info!("SIGINT: finishing in-flight jobs"),
-    }
 }

@@ -111,6 +111,16 @@ impl Hierarchy {
     /// Looks `key` up tier by tier; on a hit, back-fills the faster tiers. Counted under
     /// `category`.
     pub async fn get(&self, key: &str, category: Category) -> Option<Hit> {
+        self.lookup(key, Some(category)).await
+    }
+
+    /// [`Hierarchy::get`] without counting hits or misses: a second look at a key whose
+    /// request was already counted (the origin reading what a worker just computed).
+    pub async fn get_uncounted(&self, key: &str) -> Option<Hit> {
+        self.lookup(key, None).await
+    }
+
+    async fn lookup(&self, key: &str, counted: Option<Category>) -> Option<Hit> {
         for (index, slot) in self.slots.iter().enumerate() {
             if !self.usable(slot) {
                 continue;
@@ -119,7 +129,9 @@ impl Hierarchy {
             match slot.tier.get(key).await {
                 Ok(Some(entry)) => {
                     self.succeeded(slot);
-                    self.record(|s| s.category(tier.name(), category.name()).hits += 1);
+                    if let Some(category) = counted {
+                        self.record(|s| s.category(tier.name(), category.name()).hits += 1);
+                    }
                     for faster in &self.slots[..index] {
                         self.put_into(faster, key, &entry).await;
                     }
@@ -127,7 +139,9 @@ impl Hierarchy {
                 }
                 Ok(None) => {
                     self.succeeded(slot);
-                    self.record(|s| s.category(tier.name(), category.name()).misses += 1);
+                    if let Some(category) = counted {
+                        self.record(|s| s.category(tier.name(), category.name()).misses += 1);
+                    }
                 }
                 Err(e) => self.failed(slot, &e),
             }

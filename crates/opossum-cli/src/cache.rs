@@ -24,6 +24,9 @@ pub(crate) enum CacheCommand {
     Invalidate {
         /// The image id (for a file, its path exactly as given to `opossum process`)
         image_id: String,
+        /// A CDN endpoint to send `PURGE` with the image's `Surrogate-Key` to; repeatable
+        #[arg(long = "purge", env = "OPOSSUM_CDN_PURGE", value_delimiter = ',')]
+        purge: Vec<String>,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -48,7 +51,11 @@ pub(crate) enum CacheCommand {
 pub(crate) fn run(command: CacheCommand, tiers: &TierArgs) -> anyhow::Result<()> {
     match command {
         CacheCommand::Stats { json } => stats(tiers, json),
-        CacheCommand::Invalidate { image_id, json } => invalidate(tiers, &image_id, json),
+        CacheCommand::Invalidate {
+            image_id,
+            purge,
+            json,
+        } => invalidate(tiers, &image_id, &purge, json),
         CacheCommand::Simulate {
             trace,
             capacity,
@@ -166,7 +173,32 @@ fn stats(tiers: &TierArgs, as_json: bool) -> anyhow::Result<()> {
     })
 }
 
-fn invalidate(tiers: &TierArgs, image_id: &str, as_json: bool) -> anyhow::Result<()> {
+/// Sends `PURGE` with `Surrogate-Key: surrogate_key` to `endpoint`; the CDN's status code.
+async fn purge(endpoint: &str, surrogate_key: &str) -> anyhow::Result<u16> {
+    let method = reqwest::Method::from_bytes(b"PURGE").context("purge method")?;
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("http client")?
+        .request(method, endpoint)
+        .header("Surrogate-Key", surrogate_key)
+        .send()
+        .await
+        .with_context(|| format!("purging {endpoint}"))?;
+    let status = response.status();
+    anyhow::ensure!(
+        status.is_success(),
+        "purging {endpoint}: the CDN answered {status}"
+    );
+    Ok(status.as_u16())
+}
+
+fn invalidate(
+    tiers: &TierArgs,
+    image_id: &str,
+    purge_endpoints: &[String],
+    as_json: bool,
+) -> anyhow::Result<()> {
     let prefix = format!("{}:{}:", namespace(), image_hash(image_id));
     runtime()?.block_on(async {
         let opened = tiers.open().await;
@@ -200,13 +232,27 @@ fn invalidate(tiers: &TierArgs, image_id: &str, as_json: bool) -> anyhow::Result
                 Err(e) => failed.push(format!("announcing to the fleet: {e}")),
             }
         }
+        // The CDN tier: one purge per endpoint drops every variant of the image.
+        let surrogate_key = image_hash(image_id);
+        let mut purged = Vec::new();
+        for endpoint in purge_endpoints.iter().filter(|e| !e.is_empty()) {
+            match purge(endpoint, &surrogate_key).await {
+                Ok(status) => purged.push(json!({ "endpoint": endpoint, "status": status })),
+                Err(e) => failed.push(format!("{e:#}")),
+            }
+        }
         if as_json {
             println!(
                 "{}",
-                json!({ "image_id": image_id, "prefix": prefix, "tiers": report, "processes_notified": notified })
+                json!({ "image_id": image_id, "prefix": prefix, "tiers": report, "processes_notified": notified, "cdn_purged": purged })
             );
-        } else if let Some(n) = notified {
-            println!("notified {n} running process(es)");
+        } else {
+            if let Some(n) = notified {
+                println!("notified {n} running process(es)");
+            }
+            for p in &purged {
+                println!("purged {}", p["endpoint"].as_str().unwrap_or_default());
+            }
         }
         if failed.is_empty() {
             Ok(())

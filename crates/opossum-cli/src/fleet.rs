@@ -168,6 +168,14 @@ pub(crate) fn submit(args: SubmitArgs, tiers: &TierArgs, config: &Config) -> any
 
 /// The queues and the event stream of this run's prefix at `url`.
 async fn connect_fleet(url: &str) -> anyhow::Result<(Queues, Events)> {
+    let (queues, events, _) = connect_fleet_with_connection(url).await?;
+    Ok((queues, events))
+}
+
+/// [`connect_fleet`], also returning the connection (for analytics).
+pub(crate) async fn connect_fleet_with_connection(
+    url: &str,
+) -> anyhow::Result<(Queues, Events, redis::aio::ConnectionManager)> {
     let client = redis::Client::open(url).context("invalid --redis URL")?;
     let connection = opossum_fleet::connect(&client)
         .await
@@ -179,8 +187,8 @@ async fn connect_fleet(url: &str) -> anyhow::Result<(Queues, Events)> {
         },
         connection.clone(),
     );
-    let events = Events::new(client, connection, namespace(), EVENTS_MAX_LEN);
-    Ok((queues, events))
+    let events = Events::new(client, connection.clone(), namespace(), EVENTS_MAX_LEN);
+    Ok((queues, events, connection))
 }
 
 async fn submit_redis(url: &str, args: &SubmitArgs, jobs: Vec<Job>) -> anyhow::Result<usize> {

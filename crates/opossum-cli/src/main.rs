@@ -10,6 +10,7 @@ mod cache;
 mod fleet;
 mod process;
 mod replay;
+mod serve;
 mod stats;
 mod tiers;
 
@@ -83,6 +84,8 @@ enum Command {
     /// Inspect the job queues
     #[command(subcommand)]
     Queue(fleet::QueueCommand),
+    /// The HTTP origin: variants over HTTP with CDN headers
+    Serve(serve::ServeArgs),
     /// Usage analytics of the fleet
     #[command(subcommand)]
     Stats(stats::StatsCommand),
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
         Command::Submit(args) => fleet::submit(args, &cli.tiers, &config),
         Command::Events(args) => fleet::events(args, &cli.tiers),
         Command::Queue(command) => fleet::queue(command, &cli.tiers),
+        Command::Serve(args) => serve::run(args, &cli.tiers, &config),
         Command::Stats(command) => stats::run(command, &cli.tiers, &config),
         Command::Bench(command) => bench::run(command, &cli.tiers),
     });

@@ -142,12 +142,10 @@ impl OriginalSource {
 
     async fn load(&self, image_id: &str, limit: u64) -> Result<Vec<u8>, LoadError> {
         match self {
-            OriginalSource::Store(store) => {
-                store.load(image_id, limit).await.map_err(|e| LoadError {
-                    permanent: e.is_permanent(),
-                    message: e.to_string(),
-                })
-            }
+            OriginalSource::Store(store) => store
+                .load(image_id, limit)
+                .await
+                .map_err(|e| e.to_load_error()),
             OriginalSource::File(path) => {
                 let path = path.clone();
                 match tokio::task::spawn_blocking(move || read_limited(&path, limit)).await {
@@ -155,10 +153,12 @@ impl OriginalSource {
                     Ok(Err(e)) => Err(LoadError {
                         message: format!("{e:#}"),
                         permanent: true,
+                        missing: false,
                     }),
                     Err(e) => Err(LoadError {
                         message: e.to_string(),
                         permanent: false,
+                        missing: false,
                     }),
                 }
             }

@@ -32,7 +32,7 @@ pub use queue::{
 pub use tiers::{DISK_MAX_BYTES, Tiers, default_data_dir, open_tiers};
 pub use worker::{
     MAX_ATTEMPTS, Outcome, WARM_YIELD, WorkerConfig, WorkerState, announce_invalidation,
-    invalidation_channel, run, unique_worker_name,
+    invalidation_channel, run, shutdown_signal, unique_worker_name,
 };
 
 /// Default approximate length of the event stream.

@@ -56,6 +56,15 @@ impl OriginalsError {
     pub fn is_permanent(&self) -> bool {
         !matches!(self, OriginalsError::Store(_))
     }
+
+    /// The pipeline's view of this failure.
+    pub fn to_load_error(&self) -> opossum_pipeline::LoadError {
+        opossum_pipeline::LoadError {
+            message: self.to_string(),
+            permanent: self.is_permanent(),
+            missing: matches!(self, OriginalsError::NotFound(_)),
+        }
+    }
 }
 
 /// Checks that `id` names an object inside the store: relative, no empty, `.` or `..`

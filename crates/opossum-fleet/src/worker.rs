@@ -28,7 +28,7 @@ use futures::StreamExt;
 use opossum_analytics::{Access, Recorder, Variant};
 use opossum_image::Limits;
 use opossum_ops::{Category, Chain, Options};
-use opossum_pipeline::{LoadError, Pipeline, PipelineError, PresetStore, Response};
+use opossum_pipeline::{Pipeline, PipelineError, PresetStore, Response};
 
 use crate::events::{Event, Events, Status};
 use crate::originals::Originals;
@@ -182,7 +182,7 @@ impl WorkerState {
             .key(&job.image_id, &chain, &options)
             .to_string();
         let outcome = match self
-            .respond(&job.image_id, &chain, &options, job.fresh_until_ms)
+            .respond(&job.image_id, &chain, &options, job.fresh_until_ms, false)
             .await
         {
             Ok(response) => Outcome::Done(event(
@@ -225,26 +225,35 @@ impl WorkerState {
     }
 
     /// Answers one request from the cache, or computes it from the original in the originals
-    /// store: the pipeline with this state's loader. What jobs and the HTTP origin both call.
+    /// store: the pipeline with this state's loader. What jobs and the HTTP origin both call;
+    /// `looked_up` says the caller has already looked the key up and missed (the miss is then
+    /// not looked up and counted again).
     pub async fn respond(
         &self,
         image_id: &str,
         chain: &Chain,
         options: &Options,
         fresh_until_ms: u64,
+        looked_up: bool,
     ) -> Result<Response, PipelineError> {
         let limit = self.limits.max_bytes;
         let originals = self.originals.clone();
         let id = image_id.to_string();
         let load = move || async move {
-            originals.load(&id, limit).await.map_err(|e| LoadError {
-                permanent: e.is_permanent(),
-                message: e.to_string(),
-            })
+            originals
+                .load(&id, limit)
+                .await
+                .map_err(|e| e.to_load_error())
         };
-        self.pipeline
-            .run_fresh(image_id, chain, options, fresh_until_ms, load)
-            .await
+        if looked_up {
+            self.pipeline
+                .run_missed(image_id, chain, options, fresh_until_ms, load)
+                .await
+        } else {
+            self.pipeline
+                .run_fresh(image_id, chain, options, fresh_until_ms, load)
+                .await
+        }
     }
 
     /// The apalis handler: runs the job, publishes its event, and tells the backend whether
@@ -514,4 +523,21 @@ async fn handle_job(
     events: Data<Events>,
 ) -> Result<(), BoxDynError> {
     state.handle(&job, attempt.current(), &events).await
+}
+
+/// Resolves on SIGTERM or SIGINT: the graceful stop of every long-running process (worker,
+/// scheduler, origin). Without signal handlers it never resolves, and says so once.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; SIGTERM will not stop gracefully");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping gracefully"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: stopping gracefully"),
+    }
 }

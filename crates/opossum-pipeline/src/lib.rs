@@ -92,6 +92,8 @@ pub enum PipelineError {
         message: String,
         /// true when retrying cannot help (no such image)
         permanent: bool,
+        /// true when the original does not exist (an HTTP origin answers 404)
+        missing: bool,
     },
     /// A bug or an environmental failure inside the engine.
     #[error("internal error: {0}")]
@@ -116,6 +118,8 @@ pub struct LoadError {
     pub message: String,
     /// true when retrying cannot help
     pub permanent: bool,
+    /// true when the original does not exist
+    pub missing: bool,
 }
 
 /// Pipeline settings.
@@ -239,6 +243,26 @@ impl Pipeline {
         {
             return answer(key, hit.entry, Source::Tier(hit.tier));
         }
+        self.run_missed(image_id, chain, options, fresh_until_ms, load)
+            .await
+    }
+
+    /// The miss path of [`Pipeline::run_fresh`], for a caller that has just looked the key up
+    /// itself and missed (so the miss is not counted twice): coalescing, lease, computation.
+    pub async fn run_missed<L, F>(
+        &self,
+        image_id: &str,
+        chain: &Chain,
+        options: &Options,
+        fresh_until_ms: u64,
+        load: L,
+    ) -> Result<Response, PipelineError>
+    where
+        L: FnOnce() -> F,
+        F: Future<Output = Result<Vec<u8>, LoadError>>,
+    {
+        let key = self.key(image_id, chain, options);
+        let category = Category::of(chain);
         let key_text = key.to_string();
         let (cell, leader_cell) = {
             let mut in_flight = self
@@ -433,6 +457,7 @@ impl Pipeline {
                         image_id: image_id.to_string(),
                         message: e.message,
                         permanent: e.permanent,
+                        missing: e.missing,
                     })
                 })?;
                 let hint = opossum_image::decode_hint(chain);

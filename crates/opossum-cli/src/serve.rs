@@ -1,0 +1,104 @@
+//! `opossum serve`: the HTTP origin (the opossum-origin crate) with this process's tiers. With
+//! `--redis` it joins the fleet (misses become jobs on `{prefix}:process`, the shared tier is
+//! on, requests it answers are recorded in the analytics); without, it computes misses itself
+//! with the memory and disk tiers (embedded mode).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use opossum_config::Config;
+use opossum_fleet::{Originals, WorkerState};
+use opossum_origin::{Compute, Origin, OriginConfig};
+
+use crate::namespace;
+use crate::tiers::TierArgs;
+
+#[derive(clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "OPOSSUM_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The originals store: a directory, or s3://bucket/prefix
+    #[arg(long, env = "OPOSSUM_ORIGINALS", default_value = ".")]
+    originals: String,
+    /// HMAC key for signed URLs; repeat for rotation. With any key set, unsigned requests get 403
+    #[arg(
+        long = "signing-key",
+        env = "OPOSSUM_SIGNING_KEYS",
+        value_delimiter = ','
+    )]
+    signing_keys: Vec<String>,
+    /// Misses computed (or submitted to the fleet) at once
+    #[arg(long, default_value_t = 4)]
+    max_computations: usize,
+    /// Misses allowed to wait for a computation; beyond that, 503 with Retry-After
+    #[arg(long, default_value_t = 64)]
+    max_waiting: usize,
+    /// Longest a miss may take before 503 or 504
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let originals = Originals::open(&args.originals)?;
+        let opened = tiers.open().await;
+        if let Some(disk) = &opened.disk {
+            disk.spawn_cleanup();
+        }
+        let mut state = WorkerState::new(&opened, namespace(), config.presets.clone(), originals);
+        let compute = match &tiers.redis {
+            None => Compute::Embedded,
+            Some(url) => {
+                let (queues, events, connection) =
+                    crate::fleet::connect_fleet_with_connection(url).await?;
+                state = state.with_analytics(opossum_analytics::Recorder::start(
+                    opossum_analytics::AnalyticsConfig::from_settings(
+                        namespace(),
+                        &config.analytics,
+                    ),
+                    connection,
+                ));
+                Compute::Fleet {
+                    queues: Box::new(queues),
+                    events: Box::new(events),
+                }
+            }
+        };
+        let origin = Origin::start(
+            Arc::new(state),
+            compute,
+            OriginConfig {
+                signing_keys: args
+                    .signing_keys
+                    .iter()
+                    .filter(|k| !k.is_empty())
+                    .map(|k| k.as_bytes().to_vec())
+                    .collect(),
+                max_computations: args.max_computations,
+                max_waiting: args.max_waiting,
+                timeout: args.timeout,
+                ..OriginConfig::default()
+            },
+        )
+        .await?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let bound = listener.local_addr()?;
+        // One line on stdout, so scripts and tests that pass port 0 learn the address.
+        println!("listening on http://{bound}");
+        tracing::info!(address = %bound, mode = if tiers.redis.is_some() { "fleet" } else { "embedded" }, "origin started");
+        opossum_origin::serve_on(origin, listener, opossum_fleet::shutdown_signal()).await?;
+        if let Err(e) = opened.hierarchy.flush_stats() {
+            tracing::warn!(error = %e, "cache stats not saved");
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,263 @@
+//! The status page (`/`) and the Prometheus text (`/metrics`), both rendered on the server from
+//! the same counters: the hierarchy's per-tier and per-category stats, the origin's own request
+//! counters, and (in a fleet) the queue depths. The page has no JavaScript: numbers sit in
+//! elements with `data-metric` attributes, and a small inline SVG draws the hit rate over the
+//! last ten minutes. It refreshes itself every five seconds.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use opossum_cache::StatsSnapshot;
+use opossum_fleet::{Depth, Priority};
+
+use crate::{Compute, Origin};
+
+/// Categories that are answers to requests (intermediates and presets are not).
+const REQUEST_CATEGORIES: [&str; 4] = ["result", "thumbnail", "analysis", "error"];
+
+/// Tiers in read order.
+const TIERS: [&str; 3] = ["memory", "disk", "redis"];
+
+/// Lookups answered by any tier over lookups made (every lookup starts at memory), counting
+/// request categories only; `None` before the first lookup.
+pub(crate) fn overall_hit_rate(stats: &StatsSnapshot) -> Option<f64> {
+    let count = |tier: &str, hits: bool| -> u64 {
+        stats.tiers.get(tier).map_or(0, |t| {
+            REQUEST_CATEGORIES
+                .iter()
+                .filter_map(|c| t.categories.get(*c))
+                .map(|c| if hits { c.hits } else { c.hits + c.misses })
+                .sum()
+        })
+    };
+    let lookups = count("memory", false);
+    let hits: u64 = TIERS.iter().map(|t| count(t, true)).sum();
+    (lookups > 0).then(|| hits as f64 / lookups as f64)
+}
+
+async fn depths(origin: &Origin) -> Vec<(String, Depth)> {
+    let Compute::Fleet { queues, .. } = &origin.compute else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for priority in Priority::ALL {
+        if let Ok(depth) = queues.depth(priority).await {
+            out.push((queues.config().queue_name(priority), depth));
+        }
+    }
+    out
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The status page.
+pub(crate) async fn page(origin: &Origin) -> String {
+    let stats = origin.state.pipeline.hierarchy().stats();
+    let mut html = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
+         <title>Opossum origin</title><style>body{font-family:sans-serif;margin:2em}\
+         td,th{padding:2px 10px;text-align:right}th:first-child,td:first-child{text-align:left}\
+         table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}</style></head><body>\
+         <h1>Opossum origin</h1>",
+    );
+    let rate = overall_hit_rate(&stats);
+    let _ = write!(
+        html,
+        "<p>hit rate <b data-metric=\"hit-rate\">{}</b> &middot; requests <b data-metric=\"requests\">{}</b> \
+         &middot; computations <b data-metric=\"computations\">{}</b> &middot; errors <b data-metric=\"errors\">{}</b> \
+         &middot; up {} s</p>",
+        rate.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0)),
+        origin.counters.requests.load(Ordering::Relaxed),
+        origin.counters.computations.load(Ordering::Relaxed),
+        origin.counters.errors.load(Ordering::Relaxed),
+        origin.started.elapsed().as_secs()
+    );
+    html.push_str("<h2>Hit rate by tier and category</h2><table><tr><th>category</th>");
+    for tier in TIERS {
+        let _ = write!(html, "<th>{tier}</th>");
+    }
+    html.push_str("</tr>");
+    for category in REQUEST_CATEGORIES {
+        let _ = write!(html, "<tr><td>{category}</td>");
+        for tier in TIERS {
+            let counters = stats
+                .tiers
+                .get(tier)
+                .and_then(|t| t.categories.get(category));
+            let cell = counters
+                .and_then(|c| c.hit_rate())
+                .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
+            let _ = write!(
+                html,
+                "<td data-metric=\"tier-hit-rate\" data-tier=\"{tier}\" data-category=\"{category}\" \
+                 data-hits=\"{}\" data-misses=\"{}\">{cell}</td>",
+                counters.map_or(0, |c| c.hits),
+                counters.map_or(0, |c| c.misses),
+            );
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table><h2>Queues</h2>");
+    let depths = depths(origin).await;
+    if depths.is_empty() {
+        html.push_str("<p>embedded mode: misses are computed in this process</p>");
+    } else {
+        html.push_str(
+            "<table><tr><th>queue</th><th>parked</th><th>due</th><th>retrying</th><th>in flight</th><th>dead</th></tr>",
+        );
+        for (name, d) in &depths {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td data-metric=\"queue-parked\">{}</td><td data-metric=\"queue-due\">{}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(name),
+                d.parked,
+                d.due,
+                d.retrying,
+                d.in_flight,
+                d.dead
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("<h2>Hit rate over time</h2>");
+    let history: Vec<(u64, f64)> = origin
+        .history
+        .lock()
+        .map(|h| h.iter().copied().collect())
+        .unwrap_or_default();
+    let points: Vec<String> = history
+        .iter()
+        .enumerate()
+        .map(|(i, (_, r))| format!("{},{:.1}", i * 5, 100.0 - r * 100.0))
+        .collect();
+    let _ = write!(
+        html,
+        "<svg id=\"hit-rate-chart\" width=\"600\" height=\"100\" viewBox=\"0 0 600 100\" \
+         style=\"border:1px solid #ccc\" data-points=\"{}\"><polyline fill=\"none\" stroke=\"#2a7\" \
+         stroke-width=\"2\" points=\"{}\"/></svg>",
+        history.len(),
+        points.join(" ")
+    );
+    html.push_str(
+        "<h2>Recent requests</h2><table id=\"recent\"><tr><th>image</th><th>chain</th><th>status</th><th>source</th><th>ms</th></tr>",
+    );
+    let recent: Vec<crate::RecentRequest> = origin
+        .recent
+        .lock()
+        .map(|r| r.iter().cloned().collect())
+        .unwrap_or_default();
+    for r in recent {
+        let _ = write!(
+            html,
+            "<tr data-metric=\"recent\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td></tr>",
+            escape(&r.image_id),
+            escape(&r.chain),
+            r.status,
+            escape(&r.source),
+            r.ms
+        );
+    }
+    html.push_str("</table></body></html>\n");
+    html
+}
+
+/// The Prometheus text exposition. Labels are bounded: tiers, categories, sources, queues.
+pub(crate) async fn metrics(origin: &Origin) -> String {
+    let mut out = String::new();
+    let c = &origin.counters;
+    for (name, help, value) in [
+        (
+            "opossum_http_requests_total",
+            "image and info requests answered",
+            c.requests.load(Ordering::Relaxed),
+        ),
+        (
+            "opossum_http_errors_total",
+            "requests answered with an error status",
+            c.errors.load(Ordering::Relaxed),
+        ),
+        (
+            "opossum_http_not_modified_total",
+            "requests answered 304",
+            c.not_modified.load(Ordering::Relaxed),
+        ),
+        (
+            "opossum_http_rejected_total",
+            "misses refused with 503 (computation queue full or timed out)",
+            c.rejected.load(Ordering::Relaxed),
+        ),
+        (
+            "opossum_origin_computations_total",
+            "misses this origin computed or submitted to the fleet",
+            c.computations.load(Ordering::Relaxed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP opossum_http_answers_total requests by where the answer came from\n# TYPE opossum_http_answers_total counter"
+    );
+    if let Ok(by_source) = c.by_source.lock() {
+        let mut sources: Vec<_> = by_source.iter().collect();
+        sources.sort();
+        for (source, n) in sources {
+            let _ = writeln!(out, "opossum_http_answers_total{{source=\"{source}\"}} {n}");
+        }
+    }
+    let stats = origin.state.pipeline.hierarchy().stats();
+    for (name, help, hits) in [
+        (
+            "opossum_cache_hits_total",
+            "cache lookups answered by a tier",
+            true,
+        ),
+        (
+            "opossum_cache_misses_total",
+            "cache lookups a tier could not answer",
+            false,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (tier, counters) in &stats.tiers {
+            for (category, counts) in &counters.categories {
+                let value = if hits { counts.hits } else { counts.misses };
+                let _ = writeln!(
+                    out,
+                    "{name}{{tier=\"{tier}\",category=\"{category}\"}} {value}"
+                );
+            }
+        }
+    }
+    let depths = depths(origin).await;
+    if !depths.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP opossum_queue_jobs jobs in a queue by state\n# TYPE opossum_queue_jobs gauge"
+        );
+        for (queue, d) in depths {
+            for (state, n) in [
+                ("parked", d.parked),
+                ("due", d.due),
+                ("retrying", d.retrying),
+                ("in_flight", d.in_flight),
+                ("dead", d.dead),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "opossum_queue_jobs{{queue=\"{queue}\",state=\"{state}\"}} {n}"
+                );
+            }
+        }
+    }
+    out
+}
