@@ -242,11 +242,12 @@ impl Queues {
         Ok(())
     }
 
-    /// Promotes parked jobs of `priority`'s queue while there is room; returns how many.
-    pub async fn promote(&self, priority: Priority) -> Result<u64, FleetError> {
+    /// Promotes parked jobs of `priority`'s queue while there is room; returns how many, and
+    /// how many jobs of the queue are due (waiting for a worker, fleet-wide) after it.
+    pub async fn promote(&self, priority: Priority) -> Result<(u64, u64), FleetError> {
         let backend = self.config.backend(priority);
         let mut connection = self.connection.clone();
-        let (promoted, _due): (u64, u64) = self
+        let (promoted, due): (u64, u64) = self
             .promote
             .key(backend.scheduled_jobs_set())
             .key(backend.active_jobs_list())
@@ -257,7 +258,7 @@ impl Queues {
             .arg(self.config.wake_channel(priority))
             .invoke_async(&mut connection)
             .await?;
-        Ok(promoted)
+        Ok((promoted, due))
     }
 
     /// Removes the data of up to `limit` completed jobs; returns how many.

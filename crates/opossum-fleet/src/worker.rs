@@ -18,7 +18,7 @@
 //! Idle workers wake on the promote script's pub/sub message, with a slow poll as a fallback.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{
@@ -62,11 +62,14 @@ pub struct WorkerState {
     pub analytics: Option<Recorder>,
     /// user jobs running in this process now; warm jobs wait for zero (see [`WARM_YIELD`])
     user_in_flight: Arc<AtomicUsize>,
+    /// user jobs due fleet-wide (waiting for any worker), as the last promote tick saw them
+    user_due: AtomicU64,
 }
 
-/// Longest a warm job waits for this process's user jobs to finish before it runs anyway.
-/// Warming yields to user work: it starts only when no user job is running here (or after
-/// this wait, so a steady stream of user work cannot starve it forever).
+/// Longest a warm job waits for user work before it runs anyway. Warming yields to user work:
+/// a warm job starts only when no user job is running in this process and none is waiting
+/// for a worker anywhere in the fleet (the promote tick's count, 50 ms old at most), or after
+/// this wait, so a steady stream of user work cannot starve warming forever.
 pub const WARM_YIELD: Duration = Duration::from_secs(10);
 
 /// Counts a user job as running while alive.
@@ -117,7 +120,13 @@ impl WorkerState {
             limits,
             analytics: None,
             user_in_flight: Arc::new(AtomicUsize::new(0)),
+            user_due: AtomicU64::new(0),
         }
+    }
+
+    /// True while user work runs here or waits anywhere: what warm jobs yield to.
+    fn user_work_pending(&self) -> bool {
+        self.user_in_flight.load(Ordering::SeqCst) > 0 || self.user_due.load(Ordering::Relaxed) > 0
     }
 
     /// Records user requests with `recorder`.
@@ -132,9 +141,7 @@ impl WorkerState {
             Priority::User => Some(InFlight::new(&self.user_in_flight)),
             Priority::Warm => {
                 let waiting = Instant::now();
-                while self.user_in_flight.load(Ordering::SeqCst) > 0
-                    && waiting.elapsed() < WARM_YIELD
-                {
+                while self.user_work_pending() && waiting.elapsed() < WARM_YIELD {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 None
@@ -181,10 +188,13 @@ impl WorkerState {
             .pipeline
             .key(&job.image_id, &chain, &options)
             .to_string();
-        let outcome = match self
-            .respond(&job.image_id, &chain, &options, job.fresh_until_ms, false)
-            .await
-        {
+        let respond = self.respond(&job.image_id, &chain, &options, job.fresh_until_ms, false);
+        // Warm jobs compute at background priority: the kernel serves user work first.
+        let result = match job.priority {
+            Priority::User => respond.await,
+            Priority::Warm => opossum_pipeline::in_background(respond).await,
+        };
+        let outcome = match result {
             Ok(response) => Outcome::Done(event(
                 Status::Ok,
                 key,
@@ -390,6 +400,7 @@ pub async fn run(
 ) -> Result<(), crate::FleetError> {
     let ticker = {
         let queues = queues.clone();
+        let state = state.clone();
         let tick = config.tick;
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(tick);
@@ -397,8 +408,12 @@ pub async fn run(
             loop {
                 interval.tick().await;
                 for priority in Priority::ALL {
-                    if let Err(e) = queues.promote(priority).await {
-                        tracing::debug!(error = %e, "promote failed");
+                    match queues.promote(priority).await {
+                        Ok((_, due)) if priority == Priority::User => {
+                            state.user_due.store(due, Ordering::Relaxed);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(error = %e, "promote failed"),
                     }
                 }
                 if cleaned_at.elapsed() >= Duration::from_secs(1) {

@@ -18,6 +18,7 @@
 //! [`PresetStore`] resolves chains that name presets, from configuration and, for versions
 //! this process does not have, from the cache where other processes published them.
 
+mod background;
 mod lease;
 mod presets;
 mod raw;
@@ -32,6 +33,7 @@ use opossum_image::{ImageError, Limits, SourceInfo};
 use opossum_ops::{CacheKey, Category, Chain, Options, TtlInputs, adaptive_ttl, derive_key};
 use tokio::sync::OnceCell;
 
+pub use background::in_background;
 pub use lease::Leases;
 pub use presets::{PRESET_MEDIA_TYPE, PresetStore};
 
@@ -496,10 +498,17 @@ enum Failure {
     Pipeline(PipelineError),
 }
 
-/// CPU work runs on the blocking pool, never on the async threads.
+/// CPU work runs on the blocking pool, never on the async threads; inside
+/// [`in_background`], on the low-priority background pool.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ImageError> + Send + 'static,
 ) -> Result<T, Failure> {
+    if background::is_background() {
+        return match background::run(work).await {
+            Ok(result) => result.map_err(Failure::Image),
+            Err(e) => Err(Failure::Pipeline(PipelineError::Internal(e))),
+        };
+    }
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(Failure::Image),
         Err(e) => Err(Failure::Pipeline(PipelineError::Internal(format!(
