@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use opossum_analytics::{Analytics, AnalyticsConfig};
 use opossum_cache::{Hierarchy, RedisConfig, RedisTier, Tier};
 use opossum_config::Config;
-use opossum_fleet::{EVENTS_MAX_LEN, Events, QueueConfig, Queues};
+use opossum_fleet::Fleet;
 use opossum_warming::{Strategy, Warmer, WarmerParts};
 
 #[derive(Parser)]
@@ -60,31 +60,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OPOSSUM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return std::process::ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-            std::process::ExitCode::from(1)
-        }
-    }
+    opossum_fleet::process_main(run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -96,7 +73,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "the scheduler needs Redis (its analytics, queues and events): pass --redis URL or set OPOSSUM_REDIS_URL",
     )?;
     let client = redis::Client::open(url.as_str()).context("invalid --redis URL")?;
-    let connection = opossum_fleet::connect(&client)
+    let Fleet {
+        queues,
+        events,
+        connection,
+    } = Fleet::connect(&client, &args.prefix)
         .await
         .with_context(|| format!("connecting to {url}"))?;
     let redis_tier = RedisTier::new(&RedisConfig::new(&url))?;
@@ -111,17 +92,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         version: opossum_ops::PROCESSING_VERSION.to_string(),
         analytics: Analytics::new(
             AnalyticsConfig::from_settings(&args.prefix, &config.analytics),
-            connection.clone(),
+            connection,
         ),
         freshness,
-        queues: Queues::new(
-            QueueConfig {
-                prefix: args.prefix.clone(),
-                ..QueueConfig::default()
-            },
-            connection.clone(),
-        ),
-        events: Events::new(client, connection, &args.prefix, EVENTS_MAX_LEN),
+        queues,
+        events,
     })?;
     match args.command {
         Command::Run => Ok(warmer.run(opossum_fleet::shutdown_signal()).await?),

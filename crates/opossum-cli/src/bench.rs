@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use apalis::prelude::{BackendExt, Data, TaskSink, WorkerBuilder, WorkerBuilderExt};
-use opossum_fleet::{EVENTS_MAX_LEN, Events, Job, Priority, QueueConfig, Queues};
+use opossum_fleet::{Events, Fleet, Job, Priority, QueueConfig, Queues};
 use serde::Serialize;
 
 use crate::runtime;
@@ -198,15 +198,7 @@ async fn fleet_run(
     image: &str,
     originals: &str,
 ) -> anyhow::Result<Figures> {
-    let connection = opossum_fleet::connect(client).await?;
-    let queues = Queues::new(
-        QueueConfig {
-            prefix: prefix.into(),
-            ..QueueConfig::default()
-        },
-        connection.clone(),
-    );
-    let events = Events::new(client.clone(), connection, prefix, EVENTS_MAX_LEN);
+    let Fleet { queues, events, .. } = Fleet::connect(client, prefix).await?;
     let data = std::env::temp_dir().join(format!("opossum-bench-{}", std::process::id()));
     let worker_binary = std::env::current_exe()?.with_file_name("opossum-worker");
     let mut worker = std::process::Command::new(&worker_binary)

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use opossum_config::Config;
 use opossum_fleet::{
-    EVENTS_MAX_LEN, Embedded, Event, Events, Job, Originals, Priority, QueueConfig, Queues, Status,
-    WorkerState, validate_image_id,
+    Embedded, Event, Events, Fleet, Job, Originals, Priority, Queues, Status, WorkerState,
+    validate_image_id,
 };
 use opossum_ops::Chain;
 use serde::Serialize;
@@ -168,27 +168,16 @@ pub(crate) fn submit(args: SubmitArgs, tiers: &TierArgs, config: &Config) -> any
 
 /// The queues and the event stream of this run's prefix at `url`.
 async fn connect_fleet(url: &str) -> anyhow::Result<(Queues, Events)> {
-    let (queues, events, _) = connect_fleet_with_connection(url).await?;
-    Ok((queues, events))
+    let fleet = connect_fleet_with_connection(url).await?;
+    Ok((fleet.queues, fleet.events))
 }
 
-/// [`connect_fleet`], also returning the connection (for analytics).
-pub(crate) async fn connect_fleet_with_connection(
-    url: &str,
-) -> anyhow::Result<(Queues, Events, redis::aio::ConnectionManager)> {
+/// [`connect_fleet`], also keeping the connection (for analytics).
+pub(crate) async fn connect_fleet_with_connection(url: &str) -> anyhow::Result<Fleet> {
     let client = redis::Client::open(url).context("invalid --redis URL")?;
-    let connection = opossum_fleet::connect(&client)
+    Fleet::connect(&client, namespace())
         .await
-        .with_context(|| format!("connecting to {url}"))?;
-    let queues = Queues::new(
-        QueueConfig {
-            prefix: namespace().into(),
-            ..QueueConfig::default()
-        },
-        connection.clone(),
-    );
-    let events = Events::new(client, connection.clone(), namespace(), EVENTS_MAX_LEN);
-    Ok((queues, events, connection))
+        .with_context(|| format!("connecting to {url}"))
 }
 
 async fn submit_redis(url: &str, args: &SubmitArgs, jobs: Vec<Job>) -> anyhow::Result<usize> {

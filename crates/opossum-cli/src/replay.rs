@@ -22,7 +22,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use opossum_fleet::{EVENTS_MAX_LEN, Events, Job, Priority, QueueConfig, Queues};
+use opossum_fleet::{Fleet, Job, Priority};
 use rand::{Rng, SeedableRng};
 use rand_distr::Distribution;
 use serde::Serialize;
@@ -375,15 +375,7 @@ async fn replay(
     requests: &[Request],
     warming: bool,
 ) -> anyhow::Result<PhaseFigures> {
-    let connection = opossum_fleet::connect(client).await?;
-    let queues = Queues::new(
-        QueueConfig {
-            prefix: prefix.into(),
-            ..QueueConfig::default()
-        },
-        connection.clone(),
-    );
-    let events = Events::new(client.clone(), connection, prefix, EVENTS_MAX_LEN);
+    let Fleet { queues, events, .. } = Fleet::connect(client, prefix).await?;
     // Give the processes a moment to connect (the scheduler reads events from its start).
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Events are read by a task of their own, so a blocking read never delays a submission.

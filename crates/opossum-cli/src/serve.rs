@@ -56,8 +56,11 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
         let compute = match &tiers.redis {
             None => Compute::Embedded,
             Some(url) => {
-                let (queues, events, connection) =
-                    crate::fleet::connect_fleet_with_connection(url).await?;
+                let opossum_fleet::Fleet {
+                    queues,
+                    events,
+                    connection,
+                } = crate::fleet::connect_fleet_with_connection(url).await?;
                 state = state.with_analytics(opossum_analytics::Recorder::start(
                     opossum_analytics::AnalyticsConfig::from_settings(
                         namespace(),

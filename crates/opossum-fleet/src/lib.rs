@@ -32,11 +32,42 @@ pub use queue::{
 pub use tiers::{DISK_MAX_BYTES, Tiers, default_data_dir, open_tiers};
 pub use worker::{
     MAX_ATTEMPTS, Outcome, WARM_YIELD, WorkerConfig, WorkerState, announce_invalidation,
-    invalidation_channel, run, shutdown_signal, unique_worker_name,
+    invalidation_channel, process_main, run, shutdown_signal, unique_worker_name,
 };
 
 /// Default approximate length of the event stream.
 pub const EVENTS_MAX_LEN: usize = 100_000;
+
+/// The queues and the event stream of one prefix on one connection: what every producer and
+/// reader (CLI, scheduler, origin, benchmarks) opens.
+pub struct Fleet {
+    /// the queues, with default settings
+    pub queues: Queues,
+    /// the completion events
+    pub events: Events,
+    /// the shared connection (for analytics and anything else on the same server)
+    pub connection: redis::aio::ConnectionManager,
+}
+
+impl Fleet {
+    /// Connects to `client` and opens `prefix`'s queues and events.
+    pub async fn connect(client: &redis::Client, prefix: &str) -> Result<Fleet, FleetError> {
+        let connection = connect(client).await?;
+        let queues = Queues::new(
+            QueueConfig {
+                prefix: prefix.into(),
+                ..QueueConfig::default()
+            },
+            connection.clone(),
+        );
+        let events = Events::new(client.clone(), connection.clone(), prefix, EVENTS_MAX_LEN);
+        Ok(Fleet {
+            queues,
+            events,
+            connection,
+        })
+    }
+}
 
 /// Failures of queue and event operations.
 #[derive(Debug, thiserror::Error)]

@@ -556,3 +556,35 @@ pub async fn shutdown_signal() {
         _ = interrupt.recv() => tracing::info!("SIGINT: stopping gracefully"),
     }
 }
+
+/// The `main` of a long-running process (worker, scheduler): logs to stderr filtered by
+/// `OPOSSUM_LOG` (default `info`), runs `future` on a multi-threaded runtime, and turns an
+/// error into one `error: ...` line and exit status 1.
+pub fn process_main<E: std::fmt::Display>(
+    future: impl Future<Output = Result<(), E>>,
+) -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OPOSSUM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -96,7 +96,7 @@ pub struct RecentRequest {
     /// HTTP status
     pub status: u16,
     /// `memory`, `disk`, `redis`, `computed`, `coalesced` or `error`
-    pub source: String,
+    pub source: &'static str,
     /// time to answer
     pub ms: f64,
 }
@@ -236,15 +236,7 @@ impl Origin {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
         if let Ok(mut by_source) = self.counters.by_source.lock() {
-            let source = match request.source.as_str() {
-                "memory" => "memory",
-                "disk" => "disk",
-                "redis" => "redis",
-                "computed" => "computed",
-                "coalesced" => "coalesced",
-                _ => "error",
-            };
-            *by_source.entry(source).or_default() += 1;
+            *by_source.entry(request.source).or_default() += 1;
         }
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == 20 {
@@ -598,7 +590,7 @@ async fn serve(
         image_id: image_id.chars().take(200).collect(),
         chain: served_chain.chars().take(200).collect(),
         status,
-        source: source.to_string(),
+        source,
         ms: started.elapsed().as_secs_f64() * 1000.0,
     });
     response

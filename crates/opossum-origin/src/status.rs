@@ -159,7 +159,7 @@ pub(crate) async fn page(origin: &Origin) -> String {
             escape(&r.image_id),
             escape(&r.chain),
             r.status,
-            escape(&r.source),
+            r.source,
             r.ms
         );
     }
