@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use opossum_analytics::{Analytics, AnalyticsConfig};
 use opossum_cache::{Hierarchy, RedisConfig, RedisTier, Tier};
 use opossum_config::Config;
-use opossum_fleet::Fleet;
+use opossum_fleet::{Fleet, Sources};
 use opossum_warming::{Strategy, Warmer, WarmerParts};
 
 #[derive(Parser)]
@@ -25,15 +25,18 @@ use opossum_warming::{Strategy, Warmer, WarmerParts};
     about = "Enqueues cache-warming jobs from usage analytics"
 )]
 struct Args {
-    /// Redis URL of the queues, analytics and the shared cache tier
+    /// Redis URL of the queues, analytics and the shared cache tier [default: caching.redis_cache]
     #[arg(long, global = true, env = "OPOSSUM_REDIS_URL")]
     redis: Option<String>,
     /// Configuration file (YAML): presets, `analytics` and `warming` settings
     #[arg(long, global = true, env = "OPOSSUM_CONFIG")]
     config: Option<PathBuf>,
-    /// Prefix of the queues, events, analytics and cache keys
-    #[arg(long, global = true, env = "OPOSSUM_PREFIX", default_value = "opossum")]
-    prefix: String,
+    /// Prefix of the queues, events, analytics and cache keys [default: `prefix`, else opossum]
+    #[arg(long, global = true, env = "OPOSSUM_PREFIX")]
+    prefix: Option<String>,
+    /// Serve Prometheus /metrics here (`run` only) [default: telemetry.metrics_listen]
+    #[arg(long, global = true, env = "OPOSSUM_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,26 +64,31 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    opossum_fleet::process_main(run(args))
+    let config_path = args.config.clone();
+    opossum_telemetry::main("opossum-scheduler", config_path.as_deref(), |config| {
+        run(args, config)
+    })
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    let url = args.redis.context(
-        "the scheduler needs Redis (its analytics, queues and events): pass --redis URL or set OPOSSUM_REDIS_URL",
+async fn run(args: Args, config: Config) -> anyhow::Result<()> {
+    let prefix = args
+        .prefix
+        .clone()
+        .or_else(|| config.prefix.clone())
+        .unwrap_or_else(|| "opossum".into());
+    let url = config.redis_url(args.redis.as_deref())?.context(
+        "the scheduler needs Redis (its analytics, queues and events): pass --redis URL, set OPOSSUM_REDIS_URL or caching.redis_cache.host",
     )?;
-    let client = redis::Client::open(url.as_str()).context("invalid --redis URL")?;
+    let client = redis::Client::open(url.as_str()).context("invalid Redis URL")?;
     let Fleet {
         queues,
         events,
         connection,
-    } = Fleet::connect(&client, &args.prefix)
+    } = Fleet::connect(&client, &prefix)
         .await
-        .with_context(|| format!("connecting to {url}"))?;
+        .with_context(|| format!("connecting to {}", opossum_fleet::redact(&url)))?;
     let redis_tier = RedisTier::new(&RedisConfig::new(&url))?;
+    let depth_queues = queues.clone();
     let freshness = Arc::new(Hierarchy::new(
         vec![Arc::new(redis_tier) as Arc<dyn Tier>],
         None,
@@ -88,18 +96,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let warmer = Warmer::new(WarmerParts {
         settings: config.warming.clone(),
         presets: config.presets.clone(),
-        namespace: args.prefix.clone(),
+        namespace: prefix.clone(),
         version: opossum_ops::PROCESSING_VERSION.to_string(),
         analytics: Analytics::new(
-            AnalyticsConfig::from_settings(&args.prefix, &config.analytics),
+            AnalyticsConfig::from_settings(&prefix, &config.analytics),
             connection,
         ),
-        freshness,
+        freshness: freshness.clone(),
         queues,
         events,
     })?;
     match args.command {
-        Command::Run => Ok(warmer.run(opossum_fleet::shutdown_signal()).await?),
+        Command::Run => {
+            // The scheduler is the fleet's singleton: its /metrics carries the shared tier's
+            // usage and every queue's depth, the signal autoscaling reads.
+            let sources: Arc<dyn opossum_telemetry::Refresh> = Arc::new(Sources {
+                hierarchy: Some(freshness),
+                queues: Some(depth_queues),
+            });
+            if let Some(listen) = args
+                .metrics_listen
+                .as_deref()
+                .or(config.telemetry.metrics_listen.as_deref())
+            {
+                opossum_telemetry::serve_metrics(
+                    listen,
+                    sources.clone(),
+                    opossum_fleet::shutdown_signal(),
+                )
+                .await?;
+            }
+            opossum_telemetry::spawn_reporter(sources, &config.telemetry);
+            Ok(warmer.run(opossum_fleet::shutdown_signal()).await?)
+        }
         Command::Warm {
             once: _,
             strategy,

@@ -22,6 +22,11 @@
 //!   `t:{category}:{source}` (milliseconds spent), and `s:{k}` for the 60 sub-buckets (minutes
 //!   of an hour bucket) that make the fine traffic profile.
 //!
+//! One more key samples the request stream for miss-ratio curves (`mrc.rs`, SHARDS): the
+//! stream `{prefix}:stats:sample` holds key, bytes and time of the requests whose key hashes
+//! into the `sample_rate` share of the key space (the same keys on every process), trimmed to
+//! about `sample_cap` entries and expiring with the buckets.
+//!
 //! Counters rather than a sketch: the queries need exact per-tier counts and ranked members,
 //! and Redis sorted sets give both with `ZUNIONSTORE` doing the window arithmetic server side
 //! (including the decay weights). The sorted sets are bounded the way heavy-hitter summaries
@@ -40,7 +45,10 @@ use opossum_ops::Category;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
+mod mrc;
 mod report;
+
+pub use mrc::{MissRatioCurve, sampled};
 
 pub use report::{BucketCounts, CategoryRates, HitRates, Report, SourceCounts, TierRate, TopImage};
 
@@ -85,6 +93,10 @@ pub struct AnalyticsConfig {
     pub top_variants: usize,
     /// how often a recorder writes what it aggregated
     pub flush_interval: Duration,
+    /// share of the key space whose requests are kept for miss-ratio curves (SHARDS)
+    pub sample_rate: f64,
+    /// most sampled requests kept (the stream is trimmed to about this many)
+    pub sample_cap: usize,
 }
 
 impl AnalyticsConfig {
@@ -98,6 +110,8 @@ impl AnalyticsConfig {
             top_images: 5_000,
             top_variants: 10_000,
             flush_interval: Duration::from_secs(1),
+            sample_rate: 0.1,
+            sample_cap: 200_000,
         }
     }
 
@@ -111,6 +125,8 @@ impl AnalyticsConfig {
             retention: settings.retention,
             top_images: settings.top_images.max(1),
             top_variants: settings.top_variants.max(1),
+            sample_rate: settings.sample_rate,
+            sample_cap: settings.sample_cap,
             ..AnalyticsConfig::new(prefix)
         }
     }
@@ -137,6 +153,11 @@ impl AnalyticsConfig {
 
     fn key(&self, start_ms: u64, what: &str) -> String {
         format!("{}:stats:{}:{what}", self.prefix, start_ms / 1000)
+    }
+
+    /// The stream of sampled requests (SHARDS).
+    pub fn sample_key(&self) -> String {
+        format!("{}:stats:sample", self.prefix)
     }
 }
 
@@ -214,6 +235,8 @@ struct BucketDelta {
 struct Pending {
     buckets: HashMap<u64, BucketDelta>,
     accesses: usize,
+    /// sampled requests: key, bytes, time
+    samples: Vec<(String, u64, u64)>,
 }
 
 struct RecorderInner {
@@ -282,6 +305,11 @@ impl Recorder {
         let sub = (access.at_ms - start) * SUB_BUCKETS / config.bucket_ms();
         *delta.counts.entry(format!("s:{sub}")).or_default() += 1;
         *delta.times.entry(format!("t:{class}")).or_default() += access.duration_ms;
+        if !access.variant.key.is_empty() && mrc::sampled(&access.variant.key, config.sample_rate) {
+            pending
+                .samples
+                .push((access.variant.key.clone(), access.bytes, access.at_ms));
+        }
     }
 
     /// Accesses recorded and flushed to Redis so far.
@@ -347,6 +375,25 @@ impl Recorder {
             for key in [&images, &variants, &counts] {
                 pipe.cmd("EXPIRE").arg(key).arg(ttl_secs).ignore();
             }
+        }
+        if !pending.samples.is_empty() {
+            let stream = config.sample_key();
+            for (key, bytes, at_ms) in &pending.samples {
+                pipe.cmd("XADD")
+                    .arg(&stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(config.sample_cap.max(1))
+                    .arg("*")
+                    .arg("k")
+                    .arg(key)
+                    .arg("b")
+                    .arg(*bytes)
+                    .arg("t")
+                    .arg(*at_ms)
+                    .ignore();
+            }
+            pipe.cmd("EXPIRE").arg(&stream).arg(ttl_secs).ignore();
         }
         let mut connection = self.inner.connection.clone();
         match pipe.query_async::<()>(&mut connection).await {
@@ -488,6 +535,60 @@ impl Analytics {
             .zip(maps)
             .map(|(start, fields)| BucketCounts::from_fields(*start, &fields))
             .collect())
+    }
+
+    /// The sampled requests (key, bytes) from `since_ms` on, oldest first, read in pages.
+    pub async fn samples(&self, since_ms: u64) -> Result<Vec<(String, u64)>, AnalyticsError> {
+        let stream = self.config.sample_key();
+        let mut connection = self.connection.clone();
+        let mut out = Vec::new();
+        let mut start = format!("{since_ms}-0");
+        loop {
+            let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(&mut connection)
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            start = format!("({last}");
+            let full = page.len() == 10_000;
+            for (_, fields) in page {
+                let field = |name: &str| {
+                    fields
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                };
+                if let (Some(key), Some(bytes)) = (field("k"), field("b")) {
+                    out.push((key, bytes.parse().unwrap_or(0)));
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The miss-ratio curve of the requests in `window` (whole buckets, so the SHARDS-adj
+    /// correction counts the same requests the sample covers).
+    pub async fn miss_ratio_curve(
+        &self,
+        now_ms: u64,
+        window: Duration,
+    ) -> Result<MissRatioCurve, AnalyticsError> {
+        let buckets = self.buckets(now_ms, window).await?;
+        let since_ms = buckets.first().map_or(now_ms, |b| b.start_ms);
+        let requests: u64 = buckets.iter().map(|b| b.requests).sum();
+        let samples = self.samples(since_ms).await?;
+        Ok(MissRatioCurve::from_trace(
+            samples.iter().map(|(k, b)| (k.as_str(), *b)),
+            self.config.sample_rate,
+            Some(requests),
+        ))
     }
 
     /// Everything `opossum stats top` prints: the `n` top images with up to `per_image` of

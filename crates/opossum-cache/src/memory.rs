@@ -52,6 +52,8 @@ pub struct MemoryConfig {
     pub max_item_bytes: u64,
     /// eviction policy
     pub policy: EvictionPolicy,
+    /// longest an entry stays, whatever its own TTL (`caching.memory_cache.ttl`)
+    pub max_ttl: Option<Duration>,
 }
 
 impl Default for MemoryConfig {
@@ -60,11 +62,21 @@ impl Default for MemoryConfig {
             max_bytes: 512 << 20,
             max_item_bytes: 4 << 20,
             policy: EvictionPolicy::TinyLfu,
+            max_ttl: None,
         }
     }
 }
 
-struct EntryExpiry;
+struct EntryExpiry {
+    max_ttl: Option<Duration>,
+}
+
+impl EntryExpiry {
+    fn lifetime(&self, entry: &Entry) -> Duration {
+        let remaining = entry.remaining(unix_millis()).unwrap_or(Duration::ZERO);
+        self.max_ttl.map_or(remaining, |cap| remaining.min(cap))
+    }
+}
 
 impl moka::Expiry<String, Arc<Entry>> for EntryExpiry {
     fn expire_after_create(
@@ -73,7 +85,7 @@ impl moka::Expiry<String, Arc<Entry>> for EntryExpiry {
         entry: &Arc<Entry>,
         _now: Instant,
     ) -> Option<Duration> {
-        Some(entry.remaining(unix_millis()).unwrap_or(Duration::ZERO))
+        Some(self.lifetime(entry))
     }
 
     fn expire_after_update(
@@ -83,7 +95,7 @@ impl moka::Expiry<String, Arc<Entry>> for EntryExpiry {
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        Some(entry.remaining(unix_millis()).unwrap_or(Duration::ZERO))
+        Some(self.lifetime(entry))
     }
 }
 
@@ -105,7 +117,9 @@ impl MemoryTier {
                 entry.weight().try_into().unwrap_or(u32::MAX)
             })
             .eviction_policy(config.policy.to_moka())
-            .expire_after(EntryExpiry)
+            .expire_after(EntryExpiry {
+                max_ttl: config.max_ttl,
+            })
             .support_invalidation_closures()
             .eviction_listener(move |_key, _value, cause| {
                 if cause == RemovalCause::Size {

@@ -48,6 +48,8 @@ pub struct RedisConfig {
     pub url: String,
     /// how long one command may take before the tier counts as failed
     pub response_timeout: Duration,
+    /// longest an entry stays, whatever its own TTL (`caching.redis_cache.ttl`)
+    pub max_ttl: Option<Duration>,
 }
 
 impl RedisConfig {
@@ -56,6 +58,7 @@ impl RedisConfig {
         RedisConfig {
             url: url.into(),
             response_timeout: Duration::from_millis(1000),
+            max_ttl: None,
         }
     }
 }
@@ -65,6 +68,7 @@ pub struct RedisTier {
     connection: ConnectionManager,
     touch_script: redis::Script,
     invalidate_script: redis::Script,
+    max_ttl: Option<Duration>,
 }
 
 impl RedisTier {
@@ -84,6 +88,7 @@ impl RedisTier {
             connection,
             touch_script: redis::Script::new(TOUCH_SCRIPT),
             invalidate_script: redis::Script::new(INVALIDATE_SCRIPT),
+            max_ttl: config.max_ttl,
         })
     }
 
@@ -91,25 +96,50 @@ impl RedisTier {
         TierError::new(TierKind::Redis, e)
     }
 
-    /// Warns when the server's eviction policy is not an LFU one: the design relies on Redis
-    /// evicting the least frequently used entries when it fills (`allkeys-lfu`).
-    pub async fn check_eviction_policy(&self) -> Result<String, TierError> {
+    /// Compares the server's `maxmemory-policy` (and `maxmemory`, when `max_memory` is given)
+    /// with the configured ones and warns on a mismatch: Redis is configured on the server,
+    /// and the design relies on it evicting the least frequently used entries when it fills.
+    /// Returns the server's policy.
+    pub async fn check_server(
+        &self,
+        policy: &str,
+        max_memory: Option<u64>,
+    ) -> Result<String, TierError> {
         let mut connection = self.connection.clone();
         let reply: Vec<String> = redis::cmd("CONFIG")
             .arg("GET")
-            .arg("maxmemory-policy")
+            .arg("maxmemory*")
             .query_async(&mut connection)
             .await
             .map_err(Self::fail)?;
-        let policy = reply.get(1).cloned().unwrap_or_default();
-        if !policy.contains("lfu") {
+        let setting = |name: &str| {
+            reply
+                .chunks(2)
+                .find(|pair| pair[0] == name)
+                .and_then(|pair| pair.get(1).cloned())
+                .unwrap_or_default()
+        };
+        let server_policy = setting("maxmemory-policy");
+        if server_policy != policy {
             tracing::warn!(
                 tier = "redis",
-                maxmemory_policy = %policy,
-                "redis maxmemory-policy is not an lfu policy; set allkeys-lfu so a full cache evicts rarely used entries"
+                maxmemory_policy = %server_policy,
+                expected = %policy,
+                "redis maxmemory-policy differs from caching.redis_cache.eviction_policy; set it on the server (allkeys-lfu evicts rarely used entries when the cache fills)"
             );
         }
-        Ok(policy)
+        if let Some(expected) = max_memory {
+            let server: u64 = setting("maxmemory").parse().unwrap_or(0);
+            if server != expected {
+                tracing::warn!(
+                    tier = "redis",
+                    maxmemory = server,
+                    expected,
+                    "redis maxmemory differs from caching.redis_cache.max_memory (0 is unbounded); set it on the server"
+                );
+            }
+        }
+        Ok(server_policy)
     }
 
     /// A connection for callers that need Redis directly (leases, events).
@@ -176,6 +206,7 @@ impl Tier for RedisTier {
         let Some(remaining) = entry.remaining(unix_millis()) else {
             return Ok(false);
         };
+        let remaining = self.max_ttl.map_or(remaining, |cap| remaining.min(cap));
         let ttl_ms = remaining.as_millis().max(1) as u64;
         let body = entry.to_msgpack();
         let meta = format!("{key}:meta");

@@ -25,8 +25,22 @@ pub(crate) enum CacheCommand {
         /// The image id (for a file, its path exactly as given to `opossum process`)
         image_id: String,
         /// A CDN endpoint to send `PURGE` with the image's `Surrogate-Key` to; repeatable
+        /// [default: cdn.purge]
         #[arg(long = "purge", env = "OPOSSUM_CDN_PURGE", value_delimiter = ',')]
         purge: Vec<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recommend memory, Redis and disk sizes for a target hit rate from the recorded traffic
+    /// (a miss-ratio curve from the analytics' SHARDS sample)
+    Size {
+        /// The hit rate to reach, between 0 and 1
+        #[arg(long)]
+        target_hit_rate: f64,
+        /// The traffic to size for
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        window: std::time::Duration,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -48,21 +62,160 @@ pub(crate) enum CacheCommand {
     },
 }
 
-pub(crate) fn run(command: CacheCommand, tiers: &TierArgs) -> anyhow::Result<()> {
+pub(crate) fn run(
+    command: CacheCommand,
+    tiers: &TierArgs,
+    config: &opossum_config::Config,
+) -> anyhow::Result<()> {
     match command {
         CacheCommand::Stats { json } => stats(tiers, json),
         CacheCommand::Invalidate {
             image_id,
             purge,
             json,
-        } => invalidate(tiers, &image_id, &purge, json),
+        } => {
+            let purge = if purge.is_empty() {
+                config.cdn.purge.clone()
+            } else {
+                purge
+            };
+            invalidate(tiers, &image_id, &purge, json)
+        }
         CacheCommand::Simulate {
             trace,
             capacity,
             policy,
             json,
         } => simulate(&trace, capacity, &policy, json),
+        CacheCommand::Size {
+            target_hit_rate,
+            window,
+            json,
+        } => size(tiers, config, target_hit_rate, window, json),
     }
+}
+
+fn bytes(n: u64) -> String {
+    bytesize::ByteSize(n).display().iec().to_string()
+}
+
+/// `opossum cache size`: sizes from the miss-ratio curve of the recorded traffic.
+///
+/// Tiers are inclusive LRU-like caches, so the fleet's hit rate is about that of its largest
+/// tier. The memory tier is sized to reach the target by itself (by Che's approximation a
+/// process that sees a random share of the requests needs the same size as one cache seeing
+/// them all); Redis, shared, and each machine's disk are sized to hold the window's reused
+/// working set, the best hit rate any size reaches (first requests miss whatever the size).
+fn size(
+    tiers: &TierArgs,
+    config: &opossum_config::Config,
+    target: f64,
+    window: std::time::Duration,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    if !(target > 0.0 && target <= 1.0) {
+        anyhow::bail!("--target-hit-rate {target} is not between 0 and 1");
+    }
+    let url = tiers.redis.as_deref().context(
+        "sizing reads the analytics in Redis: pass --redis URL or set caching.redis_cache.host",
+    )?;
+    runtime()?.block_on(async {
+        let client = redis::Client::open(url).context("invalid Redis URL")?;
+        let connection = opossum_fleet::connect(&client)
+            .await
+            .with_context(|| format!("connecting to {}", opossum_fleet::redact(url)))?;
+        let settings = opossum_analytics::AnalyticsConfig::from_settings(namespace(), &config.analytics);
+        let rate = settings.sample_rate;
+        let analytics = opossum_analytics::Analytics::new(settings, connection);
+        let curve = analytics
+            .miss_ratio_curve(opossum_cache::unix_millis(), window)
+            .await?;
+        if curve.requests() < 1.0 || curve.footprint() == 0 {
+            anyhow::bail!(
+                "no sampled requests in the last {}: nothing recorded yet, or analytics.sample_rate is 0",
+                humantime::format_duration(window)
+            );
+        }
+        let ceiling = curve.ceiling();
+        let reachable = target <= ceiling + 1e-12;
+        let memory = curve.size_for(target.min(ceiling)).unwrap_or(curve.footprint());
+        let shared = curve.size_for(ceiling).unwrap_or(curve.footprint());
+        let mut points = Vec::new();
+        let mut size = 1u64 << 20;
+        while size < shared {
+            points.push((size, curve.hit_rate(size)));
+            size *= 2;
+        }
+        points.push((shared, curve.hit_rate(shared)));
+        let configured_redis = config.caching.redis_cache.max_memory;
+        if as_json {
+            let out = json!({
+                "window_seconds": window.as_secs(),
+                "requests": curve.requests().round(),
+                "sample_rate": rate,
+                "working_set_bytes": curve.footprint(),
+                "best_hit_rate": ceiling,
+                "target_hit_rate": target,
+                "target_reachable": reachable,
+                "recommended": {
+                    "memory_bytes_per_process": memory,
+                    "redis_bytes": shared,
+                    "disk_bytes_per_machine": shared,
+                },
+                "configured": {
+                    "memory_bytes_per_process": config.caching.memory_cache.max_size,
+                    "redis_bytes": configured_redis,
+                    "disk_bytes_per_machine": config.caching.disk_cache.max_size,
+                },
+                "curve": points.iter().map(|(s, h)| json!({"bytes": s, "hit_rate": h})).collect::<Vec<_>>(),
+            });
+            println!("{out}");
+            return Ok(());
+        }
+        println!(
+            "last {}: {:.0} requests (sampled at {:.0}% of keys), working set {}, best hit rate {:.1}%",
+            humantime::format_duration(window),
+            curve.requests(),
+            rate * 100.0,
+            bytes(curve.footprint()),
+            ceiling * 100.0
+        );
+        println!("{:>12}  hit rate", "LRU size");
+        for (size, hit) in &points {
+            println!("{:>12}  {:.1}%", bytes(*size), hit * 100.0);
+        }
+        if !reachable {
+            println!(
+                "target {:.1}% is out of reach in this window: first requests always miss; sizing for {:.1}%",
+                target * 100.0,
+                ceiling * 100.0
+            );
+        }
+        println!("recommended for a {:.1}% hit rate:", target.min(ceiling) * 100.0);
+        let configured = |value: Option<u64>, needed: u64| {
+            value.map_or(String::new(), |v| {
+                let verdict = if v >= needed { "enough" } else { "too small" };
+                format!("  configured {}: {verdict}", bytes(v))
+            })
+        };
+        println!(
+            "  memory (per process)  {:>12}{}",
+            bytes(memory),
+            configured(Some(config.caching.memory_cache.max_size), memory)
+        );
+        println!(
+            "  redis (shared)        {:>12}{}",
+            bytes(shared),
+            configured(configured_redis, shared)
+        );
+        println!(
+            "  disk (per machine)    {:>12}{}",
+            bytes(shared),
+            configured(Some(config.caching.disk_cache.max_size), shared)
+        );
+        println!("sizes are of cached bytes; leave about 25% for keys, metadata and fragmentation");
+        Ok(())
+    })
 }
 
 fn rate(value: Option<f64>) -> String {

@@ -233,6 +233,7 @@ async fn submit_embedded(
         namespace(),
         config.presets.clone(),
         originals,
+        opossum_fleet::limits(&config.limits),
     ));
     let embedded = Embedded::start(state, 2);
     let mut events = embedded.subscribe();

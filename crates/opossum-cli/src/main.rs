@@ -7,6 +7,7 @@
 
 mod bench;
 mod cache;
+mod config;
 mod fleet;
 mod process;
 mod replay;
@@ -32,10 +33,11 @@ pub(crate) fn namespace() -> &'static str {
     PREFIX.get().map_or("opossum", String::as_str)
 }
 
-/// Pipeline settings with this run's namespace.
-pub(crate) fn pipeline_config() -> opossum_pipeline::PipelineConfig {
+/// Pipeline settings with this run's namespace and the configuration's limits.
+pub(crate) fn pipeline_config(config: &Config) -> opossum_pipeline::PipelineConfig {
     opossum_pipeline::PipelineConfig {
         namespace: namespace().to_string(),
+        limits: opossum_fleet::limits(&config.limits),
         ..opossum_pipeline::PipelineConfig::default()
     }
 }
@@ -60,8 +62,9 @@ struct Cli {
     #[arg(long, global = true, env = "OPOSSUM_CONFIG")]
     config: Option<PathBuf>,
     /// Prefix of cache keys, queues (`{prefix}:process`, `{prefix}:warm`) and events
-    #[arg(long, global = true, env = "OPOSSUM_PREFIX", default_value = "opossum")]
-    prefix: String,
+    /// [default: the configuration's `prefix`, else opossum]
+    #[arg(long, global = true, env = "OPOSSUM_PREFIX")]
+    prefix: Option<String>,
     #[command(flatten)]
     tiers: tiers::TierArgs,
     #[command(subcommand)]
@@ -92,6 +95,9 @@ enum Command {
     /// Load generators
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Check configuration files
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 #[derive(clap::Args)]
@@ -134,42 +140,64 @@ fn main() -> ExitCode {
             message.replace('\n', " ")
         );
     }));
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OPOSSUM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-
-    let cli = Cli::parse();
-    let _ = PREFIX.set(cli.prefix.clone());
-    let result = load_config(cli.config.as_deref()).and_then(|config| match cli.command {
-        Command::Process(args) => process::run(args, &cli.tiers, &config),
-        Command::Key(args) => key(args, &config),
-        Command::Cache(command) => cache::run(command, &cli.tiers),
-        Command::Submit(args) => fleet::submit(args, &cli.tiers, &config),
-        Command::Events(args) => fleet::events(args, &cli.tiers),
-        Command::Queue(command) => fleet::queue(command, &cli.tiers),
-        Command::Serve(args) => serve::run(args, &cli.tiers, &config),
-        Command::Stats(command) => stats::run(command, &cli.tiers, &config),
-        Command::Bench(command) => bench::run(command, &cli.tiers),
-    });
+    let mut cli = Cli::parse();
+    if let Command::Config(command) = cli.command {
+        // `config check` reads only the file it is given.
+        return match config::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
+    let config = match Config::resolve(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => return fail(&e.into()),
+    };
+    // Commands print their results; only the origin is a service that logs by default.
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let _telemetry = match opossum_telemetry::init("opossum", &config, default_level) {
+        Ok(telemetry) => telemetry,
+        Err(e) => return fail(&e),
+    };
+    let _ = PREFIX.set(
+        cli.prefix
+            .clone()
+            .or_else(|| config.prefix.clone())
+            .unwrap_or_else(|| "opossum".into()),
+    );
+    cli.tiers.caching = config.caching.clone();
+    let result = config
+        .redis_url(cli.tiers.redis.as_deref())
+        .map_err(anyhow::Error::from)
+        .and_then(|url| {
+            cli.tiers.redis = url;
+            match cli.command {
+                Command::Process(args) => process::run(args, &cli.tiers, &config),
+                Command::Key(args) => key(args, &config),
+                Command::Cache(command) => cache::run(command, &cli.tiers, &config),
+                Command::Submit(args) => fleet::submit(args, &cli.tiers, &config),
+                Command::Events(args) => fleet::events(args, &cli.tiers),
+                Command::Queue(command) => fleet::queue(command, &cli.tiers),
+                Command::Serve(args) => serve::run(args, &cli.tiers, &config),
+                Command::Stats(command) => stats::run(command, &cli.tiers, &config),
+                Command::Bench(command) => bench::run(command, &cli.tiers),
+                Command::Config(command) => config::run(command),
+            }
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // `{:#}` joins the context chain on one line: "processing x.jpg: corrupt jpeg ...".
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-            ExitCode::from(1)
-        }
+        Err(e) => fail(&e),
     }
 }
 
-fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    Ok(match path {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    })
+/// One `error: ...` line (`{:#}` joins the context chain: "processing x.jpg: corrupt jpeg
+/// ..."), exit code 1.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+    ExitCode::from(1)
 }
 
 /// Parses `--ops`, expanding presets from the configuration only (no cache is open).

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use opossum_config::Config;
-use opossum_image::Limits;
 use opossum_ops::{Options, PROCESSING_VERSION, derive_key};
 use opossum_pipeline::{LoadError, Pipeline, PipelineError, PresetStore};
 use serde::Serialize;
@@ -73,7 +72,7 @@ pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs, config: &Config) -> anyho
             &chain,
             &Options::new(),
         );
-        let limits = Limits::default();
+        let limits = opossum_fleet::limits(&config.limits);
         let source = OriginalSource::new(&args)?;
         let input = runtime()?
             .block_on(source.load(&image_id, limits.max_bytes))
@@ -188,10 +187,10 @@ fn through_cache(
             .with_context(|| format!("invalid --ops `{ops}`"))?;
         let pipeline = Pipeline::new(
             opened.hierarchy.clone(),
-            crate::pipeline_config(),
+            crate::pipeline_config(config),
             opened.leases,
         );
-        let max_bytes = Limits::default().max_bytes;
+        let max_bytes = config.limits.max_source_size;
         let load = || async move { source.load(image_id, max_bytes).await };
         let result = pipeline.run(image_id, &chain, &Options::new(), load).await;
         if let Err(e) = opened.hierarchy.flush_stats() {

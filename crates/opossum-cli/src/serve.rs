@@ -17,28 +17,30 @@ use crate::tiers::TierArgs;
 
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on
-    #[arg(long, env = "OPOSSUM_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// The originals store: a directory, or s3://bucket/prefix
-    #[arg(long, env = "OPOSSUM_ORIGINALS", default_value = ".")]
-    originals: String,
-    /// HMAC key for signed URLs; repeat for rotation. With any key set, unsigned requests get 403
+    /// Address to listen on [default: origin.listen, 127.0.0.1:8080]
+    #[arg(long, env = "OPOSSUM_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The originals store: a directory, or s3://bucket/prefix [default: `originals`, else .]
+    #[arg(long, env = "OPOSSUM_ORIGINALS")]
+    originals: Option<String>,
+    /// HMAC key for signed URLs; repeat for rotation. With any key set, unsigned requests get
+    /// 403 [default: origin.signing_keys]
     #[arg(
         long = "signing-key",
         env = "OPOSSUM_SIGNING_KEYS",
         value_delimiter = ','
     )]
     signing_keys: Vec<String>,
-    /// Misses computed (or submitted to the fleet) at once
-    #[arg(long, default_value_t = 4)]
-    max_computations: usize,
+    /// Misses computed (or submitted to the fleet) at once [default: origin.max_computations, 4]
+    #[arg(long)]
+    max_computations: Option<usize>,
     /// Misses allowed to wait for a computation; beyond that, 503 with Retry-After
-    #[arg(long, default_value_t = 64)]
-    max_waiting: usize,
-    /// Longest a miss may take before 503 or 504
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
+    /// [default: origin.max_waiting, 64]
+    #[arg(long)]
+    max_waiting: Option<usize>,
+    /// Longest a miss may take before 503 or 504 [default: origin.timeout, 30s]
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
 }
 
 pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow::Result<()> {
@@ -47,12 +49,30 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let originals = Originals::open(&args.originals)?;
+        let settings = &config.origin;
+        let listen: SocketAddr = match args.listen {
+            Some(listen) => listen,
+            None => settings.listen.parse().with_context(|| {
+                format!("origin.listen `{}` is not an address", settings.listen)
+            })?,
+        };
+        let originals = Originals::open(
+            args.originals
+                .as_deref()
+                .or(config.originals.as_deref())
+                .unwrap_or("."),
+        )?;
         let opened = tiers.open().await;
         if let Some(disk) = &opened.disk {
             disk.spawn_cleanup();
         }
-        let mut state = WorkerState::new(&opened, namespace(), config.presets.clone(), originals);
+        let mut state = WorkerState::new(
+            &opened,
+            namespace(),
+            config.presets.clone(),
+            originals,
+            opossum_fleet::limits(&config.limits),
+        );
         let compute = match &tiers.redis {
             None => Compute::Embedded,
             Some(url) => {
@@ -78,22 +98,41 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
             Arc::new(state),
             compute,
             OriginConfig {
-                signing_keys: args
-                    .signing_keys
+                signing_keys: if args.signing_keys.is_empty() {
+                    &settings.signing_keys
+                } else {
+                    &args.signing_keys
+                }
+                .iter()
+                .filter(|k| !k.is_empty())
+                .map(|k| k.as_bytes().to_vec())
+                .collect(),
+                max_computations: args.max_computations.unwrap_or(settings.max_computations),
+                max_waiting: args.max_waiting.unwrap_or(settings.max_waiting),
+                timeout: args.timeout.unwrap_or(settings.timeout),
+                max_path_bytes: settings.max_path_bytes,
+                max_output_bytes: usize::try_from(settings.max_output_bytes).unwrap_or(usize::MAX),
+                negotiate: settings
+                    .negotiate
                     .iter()
-                    .filter(|k| !k.is_empty())
-                    .map(|k| k.as_bytes().to_vec())
+                    .filter_map(|name| opossum_ops::OutputFormat::from_name(name))
                     .collect(),
-                max_computations: args.max_computations,
-                max_waiting: args.max_waiting,
-                timeout: args.timeout,
-                ..OriginConfig::default()
             },
         )
         .await?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        opossum_telemetry::spawn_reporter(
+            Arc::new(opossum_fleet::Sources {
+                hierarchy: Some(opened.hierarchy.clone()),
+                queues: match &tiers.redis {
+                    Some(url) => Some(crate::fleet::connect_fleet_with_connection(url).await?.queues),
+                    None => None,
+                },
+            }),
+            &config.telemetry,
+        );
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let bound = listener.local_addr()?;
         // One line on stdout, so scripts and tests that pass port 0 learn the address.
         println!("listening on http://{bound}");

@@ -1,5 +1,7 @@
-//! The `--data-dir` and `--redis` options every command takes; the tiers themselves are
-//! opened by `opossum_fleet::open_tiers`, as every binary opens them.
+//! The `--data-dir` and `--redis` options every command takes, completed from the
+//! configuration (`caching.redis_cache` gives the URL when `--redis` is absent, and its
+//! credentials and TLS in any case); the tiers themselves are opened by
+//! `opossum_fleet::open_tiers`, as every binary opens them.
 
 use std::path::PathBuf;
 
@@ -14,6 +16,9 @@ pub(crate) struct TierArgs {
     /// Redis URL (redis://host:port/db); enables the shared tier, the queues and events
     #[arg(long, global = true, env = "OPOSSUM_REDIS_URL")]
     pub(crate) redis: Option<String>,
+    /// the configuration's `caching:` block (set after the configuration is read)
+    #[arg(skip)]
+    pub(crate) caching: opossum_config::CachingSettings,
 }
 
 impl TierArgs {
@@ -25,6 +30,6 @@ impl TierArgs {
 
     /// Opens the tiers. Must run inside a tokio runtime (the Redis connection lives on it).
     pub(crate) async fn open(&self) -> Tiers {
-        opossum_fleet::open_tiers(&self.data_dir(), self.redis.as_deref()).await
+        opossum_fleet::open_tiers(&self.data_dir(), self.redis.as_deref(), &self.caching).await
     }
 }

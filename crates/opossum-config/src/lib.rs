@@ -1,32 +1,46 @@
-//! The configuration file: one YAML document that every binary accepts with `--config FILE`
-//! (or `OPOSSUM_CONFIG`).
+//! The configuration: one YAML document that every binary accepts with `--config FILE` (or
+//! `OPOSSUM_CONFIG`), then `OPOSSUM_*` environment overrides, then each binary's flags.
 //!
-//! This version reads the `presets` section (the named operation chains of the cache's resource
-//! category), `analytics` (bucket length, retention and bounds of the usage analytics) and
-//! `warming` (the scheduler's strategies and budgets; [`WarmingSettings`]). The seed's cache,
-//! Redis and disk keys, the environment overrides and `opossum config check` arrive with the
-//! operations issue; until then any other key is an error naming it, so a file is never
-//! half-applied in silence.
+//! The file has the seed's keys exactly (`caching.enabled`, `caching.log_level`,
+//! `caching.memory_cache.*`, `caching.redis_cache.*`, `caching.disk_cache.*`, as in the seed's
+//! "Configuration Options" example, which passes `opossum config check` unchanged) and the
+//! project's own sections: `prefix`, `originals`, `worker`, `origin`, `cdn`, `limits`,
+//! `telemetry`, `presets`, `analytics` and `warming`. `deploy/opossum.example.yaml` shows every
+//! key with its default.
 //!
-//! YAML is read with serde-saphyr: a pure-Rust parser that never panics on malformed input and
-//! bounds alias expansion, where the once-standard serde_yaml is archived and its fork
-//! serde_yml was withdrawn as unsound.
+//! Environment overrides name a key path with `__` between levels:
+//! `OPOSSUM_CACHING__MEMORY_CACHE__MAX_SIZE=1GiB` sets `caching.memory_cache.max_size`. Values
+//! are YAML scalars (`true`, `600`, `2GB`, `[a, b]`); quote a value that must stay text. The
+//! single-word variables (`OPOSSUM_REDIS_URL`, `OPOSSUM_PREFIX`, ...) are the flags' own and
+//! beat both. Precedence is the usual one (file < environment < flags), as in Docker and
+//! Kubernetes deployments where the file is baked in and secrets arrive as variables.
+//!
+//! Every section refuses unknown keys, and every error names the full key path (with
+//! serde_path_to_error) and where the value came from, so a file is never half-applied in
+//! silence. YAML is read with serde-saphyr: a pure-Rust parser that never panics on malformed
+//! input and bounds alias expansion, where the once-standard serde_yaml is archived.
 
 use std::path::Path;
 
 use opossum_ops::{OpsError, Presets};
+use serde::Deserialize;
 
+mod ops;
 mod sections;
 
+pub use ops::{
+    CachingSettings, CdnSettings, DiskCacheSettings, LimitsSettings, MemoryCacheSettings,
+    OriginSettings, RedisCacheSettings, TelemetrySettings, WorkerSettings,
+};
 pub use sections::{AnalyticsSettings, WarmingSettings};
-
-/// Top-level keys this version understands.
-const KNOWN_KEYS: &[&str] = &["presets", "analytics", "warming"];
 
 /// Largest configuration file read.
 const MAX_BYTES: u64 = 4 << 20;
 
-/// What is wrong with a configuration file. Messages name the file and the key.
+/// Prefix of the environment overrides.
+pub const ENV_PREFIX: &str = "OPOSSUM_";
+
+/// What is wrong with a configuration. Messages name the source and the key path.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
@@ -45,22 +59,12 @@ pub enum ConfigError {
         /// the parser's message, with its location
         message: String,
     },
-    /// A key is not known.
-    #[error("configuration {path}: unknown key `{key}` (known: {known})")]
-    UnknownKey {
-        /// the file
-        path: String,
-        /// the key path
-        key: String,
-        /// the keys accepted there
-        known: String,
-    },
-    /// A setting has a bad value or an unknown key.
+    /// A setting has a bad value or is not a known key.
     #[error("configuration {path}: {section}: {message}")]
     Setting {
-        /// the file
+        /// the file, or the environment variable that set the key
         path: String,
-        /// the section (and key, where known)
+        /// the key path, such as `caching.memory_cache.max_size`
         section: String,
         /// what is wrong
         message: String,
@@ -78,6 +82,22 @@ pub enum ConfigError {
 /// A loaded configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
+    /// the seed's `caching:` block: the tiers
+    pub caching: CachingSettings,
+    /// prefix of keys, queues and events (flag `--prefix`; default `opossum`)
+    pub prefix: Option<String>,
+    /// the originals store: a directory or `s3://bucket/prefix` (flag `--originals`)
+    pub originals: Option<String>,
+    /// worker processes
+    pub worker: WorkerSettings,
+    /// the HTTP origin
+    pub origin: OriginSettings,
+    /// the CDN in front of the origin
+    pub cdn: CdnSettings,
+    /// bounds on input
+    pub limits: LimitsSettings,
+    /// metrics, traces, the summary line
+    pub telemetry: TelemetrySettings,
     /// named, versioned operation chains
     pub presets: Presets,
     /// usage analytics
@@ -86,29 +106,51 @@ pub struct Config {
     pub warming: WarmingSettings,
 }
 
+/// The file's shape: every top-level key, unknown ones refused.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct File {
+    caching: CachingSettings,
+    prefix: Option<String>,
+    originals: Option<String>,
+    worker: WorkerSettings,
+    origin: OriginSettings,
+    cdn: CdnSettings,
+    limits: LimitsSettings,
+    telemetry: TelemetrySettings,
+    presets: serde_json::Value,
+    analytics: AnalyticsSettings,
+    warming: WarmingSettings,
+}
+
 impl Config {
-    /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let shown = path.display().to_string();
-        let read_error = |message: String| ConfigError::Read {
-            path: shown.clone(),
-            message,
+    /// The configuration of this process: `path` (when given), then the `OPOSSUM_*`
+    /// environment overrides.
+    pub fn resolve(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (text, origin) = match path {
+            Some(path) => (read(path)?, path.display().to_string()),
+            None => (String::new(), "(no file)".to_string()),
         };
-        let size = std::fs::metadata(path)
-            .map_err(|e| read_error(e.to_string()))?
-            .len();
-        if size > MAX_BYTES {
-            return Err(read_error(format!(
-                "{size} bytes, more than the limit of {MAX_BYTES}"
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| read_error(e.to_string()))?;
-        Config::parse(&text, &shown)
+        Config::parse_with_env(&text, &origin, std::env::vars())
+    }
+
+    /// Reads and validates `path`, without environment overrides (`opossum config check`).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::parse(&read(path)?, &path.display().to_string())
     }
 
     /// Parses the YAML `text`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let value: serde_json::Value = if text.trim().is_empty() {
+        Config::parse_with_env(text, origin, std::iter::empty())
+    }
+
+    /// Parses `text`, then applies the overrides among `vars` (`OPOSSUM_A__B=value`).
+    pub fn parse_with_env(
+        text: &str,
+        origin: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: serde_json::Value = if text.trim().is_empty() {
             serde_json::Value::Null
         } else {
             serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
@@ -116,52 +158,193 @@ impl Config {
                 message: e.to_string(),
             })?
         };
-        let empty = serde_json::Map::new();
-        let top = match &value {
-            serde_json::Value::Null => &empty,
-            serde_json::Value::Object(map) => map,
-            _ => {
-                return Err(ConfigError::Syntax {
-                    path: origin.to_string(),
-                    message: "expected a map of settings at the top level".into(),
-                });
-            }
-        };
-        if let Some(key) = top.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
-            return Err(ConfigError::UnknownKey {
+        if value.is_null() {
+            value = serde_json::Value::Object(serde_json::Map::new());
+        }
+        if !value.is_object() {
+            return Err(ConfigError::Syntax {
                 path: origin.to_string(),
-                key: key.clone(),
-                known: KNOWN_KEYS.join(", "),
+                message: "expected a map of settings at the top level".into(),
             });
         }
-        let presets = Presets::from_config(top.get("presets").unwrap_or(&serde_json::Value::Null))
-            .map_err(|source| ConfigError::Preset {
-                path: origin.to_string(),
-                source,
-            })?;
-        let setting_error = |section: &str, message: String| ConfigError::Setting {
-            path: origin.to_string(),
-            section: section.to_string(),
+        let overrides = apply_env(&mut value, vars)?;
+        // Errors name the variable that set the key, when one did.
+        let source_of = |key: &str| {
+            overrides
+                .iter()
+                .find(|(path, _)| {
+                    key == path
+                        || key.starts_with(&format!("{path}."))
+                        || path.starts_with(&format!("{key}."))
+                })
+                .map_or_else(
+                    || origin.to_string(),
+                    |(_, variable)| format!("environment {variable}"),
+                )
+        };
+        let setting_error = |key: &str, message: String| ConfigError::Setting {
+            path: source_of(key),
+            section: key.to_string(),
             message,
         };
-        let analytics: AnalyticsSettings = sections::section(top, "analytics")
-            .map_err(|message| setting_error("analytics", message))?;
-        let warming: WarmingSettings = sections::section(top, "warming")
-            .map_err(|message| setting_error("warming", message))?;
-        warming
+        let file: File = serde_path_to_error::deserialize(&value).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.inner().to_string();
+            if key == "." {
+                setting_error("(top level)", message)
+            } else {
+                setting_error(&key, message)
+            }
+        })?;
+        let presets =
+            Presets::from_config(&file.presets).map_err(|source| ConfigError::Preset {
+                path: source_of("presets"),
+                source,
+            })?;
+        file.warming
             .validate(&presets)
             .map_err(|(key, message)| setting_error(&format!("warming.{key}"), message))?;
+        file.caching
+            .redis_cache
+            .connection_url()
+            .map_err(|message| setting_error("caching.redis_cache.url", message))?;
+        if !matches!(
+            file.telemetry.otlp_protocol.as_str(),
+            "http/protobuf" | "http/json"
+        ) {
+            return Err(setting_error(
+                "telemetry.otlp_protocol",
+                format!(
+                    "`{}` is not supported (http/protobuf or http/json)",
+                    file.telemetry.otlp_protocol
+                ),
+            ));
+        }
+        for (index, format) in file.origin.negotiate.iter().enumerate() {
+            if !matches!(format.as_str(), "webp" | "avif") {
+                return Err(setting_error(
+                    &format!("origin.negotiate[{index}]"),
+                    format!("`{format}` cannot be negotiated (webp, avif)"),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&file.analytics.sample_rate) {
+            return Err(setting_error(
+                "analytics.sample_rate",
+                format!("{} is not between 0 and 1", file.analytics.sample_rate),
+            ));
+        }
+        for (key, value) in [
+            ("worker.concurrency", file.worker.concurrency),
+            ("worker.batch_size", file.worker.batch_size),
+            ("origin.max_computations", file.origin.max_computations),
+        ] {
+            if value == 0 {
+                return Err(setting_error(key, "must be more than zero".into()));
+            }
+        }
         Ok(Config {
+            caching: file.caching,
+            prefix: file.prefix,
+            originals: file.originals,
+            worker: file.worker,
+            origin: file.origin,
+            cdn: file.cdn,
+            limits: file.limits,
+            telemetry: file.telemetry,
             presets,
-            analytics,
-            warming,
+            analytics: file.analytics,
+            warming: file.warming,
         })
     }
+
+    /// The Redis URL: `flag` (a `--redis` flag or `OPOSSUM_REDIS_URL`) with this file's
+    /// credentials and TLS applied, else the file's own address; `None` when neither is set.
+    pub fn redis_url(&self, flag: Option<&str>) -> Result<Option<String>, ConfigError> {
+        let redis = &self.caching.redis_cache;
+        let setting_error = |message| ConfigError::Setting {
+            path: "--redis".into(),
+            section: "caching.redis_cache".into(),
+            message,
+        };
+        match flag {
+            Some(url) => redis.apply_to(url).map(Some).map_err(setting_error),
+            None => redis.connection_url().map_err(setting_error),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    let shown = path.display().to_string();
+    let read_error = |message: String| ConfigError::Read {
+        path: shown.clone(),
+        message,
+    };
+    let size = std::fs::metadata(path)
+        .map_err(|e| read_error(e.to_string()))?
+        .len();
+    if size > MAX_BYTES {
+        return Err(read_error(format!(
+            "{size} bytes, more than the limit of {MAX_BYTES}"
+        )));
+    }
+    std::fs::read_to_string(path).map_err(|e| read_error(e.to_string()))
+}
+
+/// Sets each `OPOSSUM_A__B=value` of `vars` at key path `a.b` of `value`. Variables without
+/// `__` are the flags' own and are left to them. Returns (key path, variable) per override.
+fn apply_env(
+    value: &mut serde_json::Value,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut applied = Vec::new();
+    let mut vars: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name.contains("__"))
+        .collect();
+    vars.sort();
+    for (name, text) in vars {
+        let path: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let key = path.join(".");
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError::Setting {
+                path: format!("environment {name}"),
+                section: key,
+                message: "empty key in the variable name".into(),
+            });
+        }
+        let parsed: serde_json::Value = if text.trim().is_empty() {
+            serde_json::Value::String(text.clone())
+        } else {
+            serde_saphyr::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()))
+        };
+        let mut node = &mut *value;
+        for (depth, segment) in path.iter().enumerate() {
+            if !node.is_object() {
+                return Err(ConfigError::Setting {
+                    path: format!("environment {name}"),
+                    section: path[..depth].join("."),
+                    message: "is not a section, so it has no keys to set".into(),
+                });
+            }
+            let map = node.as_object_mut().expect("checked to be an object");
+            node = map
+                .entry(segment.clone())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        }
+        *node = parsed;
+        applied.push((key, name));
+    }
+    Ok(applied)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn reads_presets() {
@@ -187,9 +370,10 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let err = Config::parse("presetz: {}\n", "a.yaml").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "configuration a.yaml: unknown key `presetz` (known: presets, analytics, warming)"
+        assert!(
+            err.to_string()
+                .starts_with("configuration a.yaml: presetz: unknown field `presetz`"),
+            "{err}"
         );
         let err = Config::parse("presets:\n  x:\n    ops: blur:abc\n", "a.yaml").unwrap_err();
         assert!(
@@ -202,5 +386,193 @@ mod tests {
             err.to_string().starts_with("configuration a.yaml: "),
             "{err}"
         );
+    }
+
+    /// The seed's "Configuration Options" example, read from the seed itself.
+    fn seed_example() -> String {
+        let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/seed/caching-strategy.md");
+        let text = std::fs::read_to_string(&seed).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (../shared must be beside the checkout)",
+                seed.display()
+            )
+        });
+        let section = &text[text.find("## Configuration Options").expect("section")..];
+        let start = section.find("```yaml").expect("yaml block") + "```yaml".len();
+        let end = start + section[start..].find("```").expect("block end");
+        section[start..end].to_string()
+    }
+
+    #[test]
+    fn the_seed_example_passes_with_its_values() {
+        let config = Config::parse(&seed_example(), "seed.yaml").unwrap();
+        let caching = &config.caching;
+        assert!(caching.enabled);
+        assert_eq!(caching.log_level.as_deref(), Some("info"));
+        assert_eq!(caching.memory_cache.max_size, 2_000_000_000);
+        assert_eq!(caching.memory_cache.ttl, Some(Duration::from_secs(600)));
+        let redis = &caching.redis_cache;
+        assert_eq!(redis.host.as_deref(), Some("redis.example.com"));
+        assert_eq!((redis.port, redis.db), (6379, 0));
+        assert_eq!(redis.ttl, Some(Duration::from_secs(86_400)));
+        assert_eq!(redis.max_memory, Some(50_000_000_000));
+        assert_eq!(redis.redis_policy(), "allkeys-lfu");
+        assert_eq!(
+            config.redis_url(None).unwrap().as_deref(),
+            Some("redis://redis.example.com:6379/0")
+        );
+        let disk = &caching.disk_cache;
+        assert_eq!(
+            disk.path.as_deref(),
+            Some(std::path::Path::new("/var/cache/opossum_images"))
+        );
+        assert_eq!(disk.max_size, 200_000_000_000);
+        assert_eq!(disk.cleanup_interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn the_shipped_example_is_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/opossum.example.yaml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        let size = |text: &str| {
+            Config::parse(
+                &format!("caching:\n  memory_cache:\n    max_size: {text}\n"),
+                "s.yaml",
+            )
+            .map(|c| c.caching.memory_cache.max_size)
+        };
+        assert_eq!(size("\"2GB\"").unwrap(), 2_000_000_000);
+        assert_eq!(size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(size("1.5 GiB").unwrap(), 3 << 29);
+        assert_eq!(size("4096").unwrap(), 4096);
+        let err = size("lots").unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "configuration s.yaml: caching.memory_cache.max_size: `lots` is not a size"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nested_errors_name_the_full_path() {
+        let check = |yaml: &str, expected: &str| {
+            let err = Config::parse(yaml, "n.yaml").unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{err}\nexpected: {expected}");
+        };
+        check(
+            "caching:\n  disk_cache:\n    max_sise: 1GB\n",
+            "configuration n.yaml: caching.disk_cache.max_sise: unknown field `max_sise`",
+        );
+        check(
+            "caching:\n  redis_cache:\n    port: seventy\n",
+            "configuration n.yaml: caching.redis_cache.port: invalid type",
+        );
+        check(
+            "caching:\n  disk_cache:\n    cleanup_interval: often\n",
+            "configuration n.yaml: caching.disk_cache.cleanup_interval: `often` is not a duration",
+        );
+        check(
+            "caching:\n  redis_cache:\n    url: http://x\n",
+            "configuration n.yaml: caching.redis_cache.url: `http://x` is not a Redis URL",
+        );
+        check(
+            "telemetry:\n  otlp_protocol: grpc\n",
+            "configuration n.yaml: telemetry.otlp_protocol: `grpc` is not supported",
+        );
+        check(
+            "origin:\n  negotiate: [webp, gif]\n",
+            "configuration n.yaml: origin.negotiate[1]: `gif` cannot be negotiated",
+        );
+        check(
+            "worker:\n  concurrency: 0\n",
+            "configuration n.yaml: worker.concurrency: must be more than zero",
+        );
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = Config::parse_with_env(
+            "caching:\n  memory_cache:\n    max_size: 1GB\n  redis_cache:\n    host: a\n",
+            "e.yaml",
+            vars(&[
+                ("OPOSSUM_CACHING__MEMORY_CACHE__MAX_SIZE", "64MiB"),
+                ("OPOSSUM_CACHING__REDIS_CACHE__PORT", "6390"),
+                ("OPOSSUM_CACHING__REDIS_CACHE__PASSWORD", "'0123'"),
+                ("OPOSSUM_CACHING__REDIS_CACHE__TLS", "true"),
+                ("OPOSSUM_ORIGIN__SIGNING_KEYS", "[k1, k2]"),
+                ("OPOSSUM_CDN__PURGE", "[\"http://varnish:6081\"]"),
+                // the flags' own variables are left to the flags
+                ("OPOSSUM_REDIS_URL", "redis://elsewhere/"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.caching.memory_cache.max_size, 64 << 20);
+        assert_eq!(config.origin.signing_keys, vec!["k1", "k2"]);
+        assert_eq!(config.cdn.purge, vec!["http://varnish:6081"]);
+        assert_eq!(
+            config.redis_url(None).unwrap().as_deref(),
+            Some("rediss://:0123@a:6390/0")
+        );
+        // a flag's URL gets the file's credentials
+        assert_eq!(
+            config.redis_url(Some("redis://b:1/2")).unwrap().as_deref(),
+            Some("rediss://:0123@b:1/2")
+        );
+    }
+
+    #[test]
+    fn environment_errors_name_the_variable() {
+        let err = Config::parse_with_env(
+            "",
+            "e.yaml",
+            vars(&[("OPOSSUM_CACHING__MEMORY_CACHE__MAX_SISE", "1GB")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "configuration environment OPOSSUM_CACHING__MEMORY_CACHE__MAX_SISE: caching.memory_cache.max_sise: unknown field"
+            ),
+            "{err}"
+        );
+        let err = Config::parse_with_env(
+            "",
+            "e.yaml",
+            vars(&[("OPOSSUM_WORKER__CONCURRENCY__X", "1")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("configuration environment OPOSSUM_WORKER__CONCURRENCY__X: worker.concurrency: invalid type: map"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn caching_can_be_turned_off() {
+        let config = Config::parse(
+            "caching:\n  enabled: false\n  disk_cache:\n    enabled: false\n",
+            "o.yaml",
+        )
+        .unwrap();
+        assert!(!config.caching.enabled);
+        assert!(!config.caching.disk_cache.enabled);
+        assert!(config.caching.memory_cache.enabled);
     }
 }

@@ -5,23 +5,8 @@ use std::time::Duration;
 use opossum_ops::{Chain, OutputFormat, Presets};
 use serde::{Deserialize, Deserializer};
 
-/// Reads section `name` of `top` (absent: the defaults). Errors are the serde message, which
-/// names the offending key.
-pub(crate) fn section<T>(
-    top: &serde_json::Map<String, serde_json::Value>,
-    name: &str,
-) -> Result<T, String>
-where
-    T: for<'de> Deserialize<'de> + Default,
-{
-    match top.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(T::default()),
-        Some(value) => serde_json::from_value(value.clone()).map_err(|e| e.to_string()),
-    }
-}
-
 /// A duration: seconds as a number, or text such as `90s`, `5m`, `24h`, `7d`.
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -55,6 +40,11 @@ pub struct AnalyticsSettings {
     pub top_images: usize,
     /// variants kept per bucket (default 10,000)
     pub top_variants: usize,
+    /// share of the key space whose requests are sampled for `opossum cache size` (SHARDS;
+    /// default 0.1)
+    pub sample_rate: f64,
+    /// most sampled requests kept (default 200,000, about 20 MB in Redis)
+    pub sample_cap: usize,
 }
 
 impl Default for AnalyticsSettings {
@@ -64,6 +54,8 @@ impl Default for AnalyticsSettings {
             retention: Duration::from_secs(72 * 3600),
             top_images: 5_000,
             top_variants: 10_000,
+            sample_rate: 0.1,
+            sample_cap: 200_000,
         }
     }
 }
@@ -197,7 +189,7 @@ mod tests {
         };
         check(
             "warming:\n  jobs_per_runs: 3\n",
-            "warming: unknown field `jobs_per_runs`",
+            "warming.jobs_per_runs: unknown field `jobs_per_runs`",
         );
         check("warming:\n  interval: soon\n", "`soon` is not a duration");
         check(
@@ -214,7 +206,7 @@ mod tests {
         );
         check(
             "analytics:\n  buckets: 1h\n",
-            "analytics: unknown field `buckets`",
+            "analytics.buckets: unknown field `buckets`",
         );
     }
 }

@@ -18,6 +18,7 @@ mod events;
 mod job;
 mod originals;
 mod queue;
+mod telemetry;
 mod tiers;
 mod worker;
 
@@ -29,10 +30,11 @@ pub use queue::{
     DeadJob, Depth, JobStorage, MAX_DUE_CAP, PARK_BASE, PROMOTE_SCRIPT, QueueConfig, Queues,
     connect,
 };
-pub use tiers::{DISK_MAX_BYTES, Tiers, default_data_dir, open_tiers};
+pub use telemetry::Sources;
+pub use tiers::{Tiers, default_data_dir, limits, open_tiers, redact};
 pub use worker::{
     MAX_ATTEMPTS, Outcome, WARM_YIELD, WorkerConfig, WorkerState, announce_invalidation,
-    invalidation_channel, process_main, run, shutdown_signal, unique_worker_name,
+    invalidation_channel, run, shutdown_signal, unique_worker_name,
 };
 
 /// Default approximate length of the event stream.

@@ -142,6 +142,8 @@ pub struct Depth {
     pub in_flight: u64,
     /// gave up after the last retry
     pub dead: u64,
+    /// workers with a live heartbeat
+    pub workers: u64,
 }
 
 impl Depth {
@@ -327,6 +329,7 @@ impl Queues {
             retrying,
             in_flight,
             dead,
+            workers: workers.len() as u64,
         })
     }
 

@@ -3,16 +3,15 @@
 //! still works with the others.
 
 use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use opossum_cache::{
     DiskConfig, DiskTier, Hierarchy, MemoryConfig, MemoryTier, RedisConfig, RedisTier, Tier,
 };
+use opossum_config::CachingSettings;
 use opossum_pipeline::Leases;
-
-/// Default size of the disk tier.
-pub const DISK_MAX_BYTES: u64 = 20 << 30;
 
 /// The opened tiers.
 pub struct Tiers {
@@ -33,39 +32,72 @@ pub fn default_data_dir() -> PathBuf {
     base.join("opossum")
 }
 
-/// Opens the tiers. Must run inside a tokio runtime (the Redis connection lives on it).
-pub async fn open_tiers(data_dir: &Path, redis: Option<&str>) -> Tiers {
-    let mut tiers: Vec<Arc<dyn Tier>> = vec![Arc::new(MemoryTier::new(MemoryConfig::default()))];
-    let path = data_dir.join("cache");
-    let disk = match std::fs::create_dir_all(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            DiskTier::open(DiskConfig {
-                path: path.clone(),
-                max_bytes: DISK_MAX_BYTES,
-                cleanup_interval: Duration::from_secs(3600),
-            })
+/// Opens the tiers `caching` enables (the configuration's `caching:` block): memory, disk in
+/// `caching.disk_cache.path` or `<data_dir>/cache`, and Redis at `redis` when given. Must run
+/// inside a tokio runtime (the Redis connection lives on it).
+pub async fn open_tiers(data_dir: &Path, redis: Option<&str>, caching: &CachingSettings) -> Tiers {
+    let mut tiers: Vec<Arc<dyn Tier>> = Vec::new();
+    if !caching.enabled {
+        tracing::info!("caching.enabled is false: no cache tier, every request is computed");
+    }
+    let memory = &caching.memory_cache;
+    if caching.enabled && memory.enabled {
+        tiers.push(Arc::new(MemoryTier::new(MemoryConfig {
+            max_bytes: memory.max_size,
+            max_ttl: memory.ttl,
+            ..MemoryConfig::default()
+        })));
+    }
+    let disk_settings = &caching.disk_cache;
+    let disk = if caching.enabled && disk_settings.enabled {
+        let path = disk_settings
+            .path
+            .clone()
+            .unwrap_or_else(|| data_dir.join("cache"));
+        match std::fs::create_dir_all(&path)
             .map_err(|e| e.to_string())
-        }) {
-        Ok(disk) => {
-            let disk = Arc::new(disk);
-            tiers.push(disk.clone());
-            Some(disk)
+            .and_then(|()| {
+                DiskTier::open(DiskConfig {
+                    path: path.clone(),
+                    max_bytes: disk_settings.max_size,
+                    cleanup_interval: disk_settings.cleanup_interval,
+                })
+                .map_err(|e| e.to_string())
+            }) {
+            Ok(disk) => {
+                let disk = Arc::new(disk);
+                tiers.push(disk.clone());
+                Some(disk)
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "disk tier unavailable; continuing without it");
+                None
+            }
         }
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "disk tier unavailable; continuing without it");
-            None
-        }
+    } else {
+        None
     };
     let mut leases = None;
     if let Some(url) = redis {
-        match RedisTier::new(&RedisConfig::new(url)) {
+        let settings = &caching.redis_cache;
+        let config = RedisConfig {
+            max_ttl: settings.ttl,
+            ..RedisConfig::new(url)
+        };
+        match RedisTier::new(&config) {
             Ok(redis) => {
-                if let Err(e) = redis.check_eviction_policy().await {
+                if let Err(e) = redis
+                    .check_server(&settings.redis_policy(), settings.max_memory)
+                    .await
+                {
                     tracing::warn!(error = %e, "redis is not answering; continuing with local tiers until it does");
                 }
+                // Leases coordinate computations across the fleet whether or not Redis also
+                // caches results.
                 leases = Some(Leases::new(redis.connection(), Duration::from_secs(30)));
-                tiers.push(Arc::new(redis));
+                if caching.enabled && settings.enabled {
+                    tiers.push(Arc::new(redis));
+                }
             }
             Err(e) => tracing::warn!(error = %e, "redis tier unavailable; continuing without it"),
         }
@@ -74,5 +106,47 @@ pub async fn open_tiers(data_dir: &Path, redis: Option<&str>) -> Tiers {
         hierarchy: Arc::new(Hierarchy::new(tiers, disk.clone())),
         disk,
         leases,
+    }
+}
+
+/// The image engine's limits from the configuration's `limits:` section.
+pub fn limits(settings: &opossum_config::LimitsSettings) -> opossum_image::Limits {
+    opossum_image::Limits {
+        max_pixels: settings.max_pixels,
+        max_bytes: settings.max_source_size,
+        max_output_pixels: settings.max_output_pixels,
+        max_trace_pixels: settings.max_trace_pixels,
+        max_svg_depth: settings.max_svg_depth,
+        max_svg_nodes: settings.max_svg_nodes,
+        svg_render_timeout: settings.svg_render_timeout,
+    }
+}
+
+/// `url` with its password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            super::redact("rediss://user:s3cret@host:6380/2"),
+            "rediss://user:***@host:6380/2"
+        );
+        assert_eq!(super::redact("redis://host:6379/0"), "redis://host:6379/0");
+    }
+
+    #[test]
+    fn limits_map_every_setting() {
+        let settings = opossum_config::LimitsSettings::default();
+        assert_eq!(super::limits(&settings), opossum_image::Limits::default());
     }
 }

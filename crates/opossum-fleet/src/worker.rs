@@ -90,15 +90,18 @@ impl Drop for InFlight {
 
 impl WorkerState {
     /// A state over `tiers`, with keys in `namespace`, presets from configuration and
-    /// originals from `originals`: how every process that runs jobs assembles one.
+    /// originals from `originals` and input `limits`: how every process that runs jobs
+    /// assembles one.
     pub fn new(
         tiers: &crate::Tiers,
         namespace: &str,
         presets: opossum_ops::Presets,
         originals: Originals,
+        limits: Limits,
     ) -> WorkerState {
         let config = opossum_pipeline::PipelineConfig {
             namespace: namespace.to_string(),
+            limits,
             ..opossum_pipeline::PipelineConfig::default()
         };
         let presets = Arc::new(PresetStore::new(
@@ -274,21 +277,59 @@ impl WorkerState {
         attempt: usize,
         events: &Events,
     ) -> Result<(), BoxDynError> {
-        let event = match self.run(job).await {
-            Outcome::Done(event) => event,
-            Outcome::Retry(message) if attempt + 1 < MAX_ATTEMPTS => {
-                tracing::warn!(job_id = %job.job_id, attempt, error = %message, "transient failure; will retry");
-                return Err(message.into());
-            }
-            Outcome::Retry(message) => {
-                events.publish(&[gave_up(job, &message)]).await?;
-                return Err(AbortError::new(message).into());
-            }
+        use tracing::Instrument;
+        let queue = job.priority.queue_suffix();
+        let span = tracing::info_span!(
+            "job",
+            job_id = %job.job_id,
+            queue,
+            ops = %job.ops,
+            attempt,
+            outcome = tracing::field::Empty
+        );
+        let started = std::time::Instant::now();
+        let finish = |outcome: &str| {
+            tracing::Span::current().record("outcome", outcome);
+            opossum_telemetry::metrics().job(queue, outcome, started.elapsed().as_secs_f64());
         };
-        // A failed publish fails the job: it runs again (now a cache hit) and the event is
-        // written then. At-least-once, never silently dropped.
-        events.publish(&[event]).await?;
-        Ok(())
+        async {
+            let event = match self.run(job).await {
+                Outcome::Done(event) => event,
+                Outcome::Retry(message) if attempt + 1 < MAX_ATTEMPTS => {
+                    tracing::warn!(job_id = %job.job_id, attempt, error = %message, "transient failure; will retry");
+                    finish("retry");
+                    return Err(message.into());
+                }
+                Outcome::Retry(message) => {
+                    events.publish(&[gave_up(job, &message)]).await?;
+                    finish("gave_up");
+                    return Err(AbortError::new(message).into());
+                }
+            };
+            // A failed publish fails the job: it runs again (now a cache hit) and the event is
+            // written then. At-least-once, never silently dropped.
+            events.publish(std::slice::from_ref(&event)).await?;
+            finish(match event.status {
+                Status::Error => "error",
+                Status::Ok => job_outcome(&event.source),
+            });
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// The bounded outcome label of a successful job: the tier that answered, `computed` or
+/// `coalesced`.
+fn job_outcome(source: &str) -> &'static str {
+    match source {
+        "memory" => "memory",
+        "disk" => "disk",
+        "redis" => "redis",
+        "computed" => "computed",
+        "coalesced" => "coalesced",
+        _ => "other",
     }
 }
 
@@ -554,37 +595,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping gracefully"),
         _ = interrupt.recv() => tracing::info!("SIGINT: stopping gracefully"),
-    }
-}
-
-/// The `main` of a long-running process (worker, scheduler): logs to stderr filtered by
-/// `OPOSSUM_LOG` (default `info`), runs `future` on a multi-threaded runtime, and turns an
-/// error into one `error: ...` line and exit status 1.
-pub fn process_main<E: std::fmt::Display>(
-    future: impl Future<Output = Result<(), E>>,
-) -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OPOSSUM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return std::process::ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(future) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-            std::process::ExitCode::from(1)
-        }
     }
 }

@@ -586,6 +586,13 @@ async fn serve(
             chain.to_string(),
         ),
     };
+    let route = if uri.path().starts_with("/v1/info/") {
+        "info"
+    } else {
+        "img"
+    };
+    opossum_telemetry::metrics().http(route, status, started.elapsed().as_secs_f64());
+    tracing::Span::current().record("status", status);
     origin.note(RecentRequest {
         image_id: image_id.chars().take(200).collect(),
         chain: served_chain.chars().take(200).collect(),
@@ -603,7 +610,12 @@ async fn image(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    serve(&origin, &uri, query.as_deref(), &headers, &chain, &image_id).await
+    use tracing::Instrument;
+    let span =
+        tracing::info_span!("request", route = "img", %chain, status = tracing::field::Empty);
+    serve(&origin, &uri, query.as_deref(), &headers, &chain, &image_id)
+        .instrument(span)
+        .await
 }
 
 async fn info(
@@ -629,7 +641,7 @@ async fn metrics(State(origin): Shared) -> Response {
     let mut response = Response::new(Body::from(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(opossum_telemetry::CONTENT_TYPE),
     );
     response
 }

@@ -167,7 +167,8 @@ pub(crate) async fn page(origin: &Origin) -> String {
     html
 }
 
-/// The Prometheus text exposition. Labels are bounded: tiers, categories, sources, queues.
+/// The Prometheus text exposition: the origin's own counters, then the process registry.
+/// Labels are bounded: tiers, categories, sources, queues, routes.
 pub(crate) async fn metrics(origin: &Origin) -> String {
     let mut out = String::new();
     let c = &origin.counters;
@@ -214,50 +215,15 @@ pub(crate) async fn metrics(origin: &Origin) -> String {
             let _ = writeln!(out, "opossum_http_answers_total{{source=\"{source}\"}} {n}");
         }
     }
-    let stats = origin.state.pipeline.hierarchy().stats();
-    for (name, help, hits) in [
-        (
-            "opossum_cache_hits_total",
-            "cache lookups answered by a tier",
-            true,
-        ),
-        (
-            "opossum_cache_misses_total",
-            "cache lookups a tier could not answer",
-            false,
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (tier, counters) in &stats.tiers {
-            for (category, counts) in &counters.categories {
-                let value = if hits { counts.hits } else { counts.misses };
-                let _ = writeln!(
-                    out,
-                    "{name}{{tier=\"{tier}\",category=\"{category}\"}} {value}"
-                );
-            }
-        }
-    }
-    let depths = depths(origin).await;
-    if !depths.is_empty() {
-        let _ = writeln!(
-            out,
-            "# HELP opossum_queue_jobs jobs in a queue by state\n# TYPE opossum_queue_jobs gauge"
-        );
-        for (queue, d) in depths {
-            for (state, n) in [
-                ("parked", d.parked),
-                ("due", d.due),
-                ("retrying", d.retrying),
-                ("in_flight", d.in_flight),
-                ("dead", d.dead),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "opossum_queue_jobs{{queue=\"{queue}\",state=\"{state}\"}} {n}"
-                );
-            }
-        }
-    }
+    // The process registry: every tier's CacheAnalytics fields, queue depths, request
+    // durations (opossum-telemetry), refreshed from this origin's tiers and queues.
+    let sources = opossum_fleet::Sources {
+        hierarchy: Some(origin.state.pipeline.hierarchy().clone()),
+        queues: match &origin.compute {
+            Compute::Fleet { queues, .. } => Some((**queues).clone()),
+            Compute::Embedded => None,
+        },
+    };
+    out.push_str(&opossum_telemetry::render(&sources).await);
     out
 }

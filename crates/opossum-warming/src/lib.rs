@@ -124,6 +124,22 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// Adds this run to the process's `opossum_warm_jobs_total{strategy, result}`.
+    pub fn record(&self, strategy: &str) {
+        let metrics = opossum_telemetry::metrics();
+        for (result, n) in [
+            ("cached", self.cached),
+            ("duplicate", self.duplicates),
+            ("invalid", self.invalid),
+            ("over_budget", self.over_budget),
+            ("enqueued", self.enqueued),
+        ] {
+            metrics.warm(strategy, result, n);
+        }
+    }
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -401,7 +417,11 @@ impl Warmer {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Summary, WarmError> {
         let candidates = self.plan(strategy, opossum_cache::unix_millis()).await?;
-        self.enqueue(candidates, dry_run, progress).await
+        let summary = self.enqueue(candidates, dry_run, progress).await?;
+        if !dry_run {
+            summary.record(strategy.name());
+        }
+        Ok(summary)
     }
 
     fn next_scheduled(&self, after_ms: u64) -> Option<u64> {
@@ -462,6 +482,7 @@ impl Warmer {
                     if !candidates.is_empty() {
                         match self.enqueue(candidates, false, &|_| {}).await {
                             Ok(summary) => {
+                                summary.record(Strategy::Related.name());
                                 related_total.add(summary);
                                 tracing::debug!(%summary, "related-variant warming");
                             }

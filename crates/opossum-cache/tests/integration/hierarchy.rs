@@ -101,7 +101,10 @@ async fn a_second_process_on_the_same_data_dir_gets_a_clear_error() {
 async fn redis_tier_writes_the_seed_metadata_with_ttls_everywhere() {
     let server = RedisServer::start();
     let tier = redis(&server.url());
-    assert_eq!(tier.check_eviction_policy().await.unwrap(), "allkeys-lfu");
+    assert_eq!(
+        tier.check_server("allkeys-lfu", None).await.unwrap(),
+        "allkeys-lfu"
+    );
     let ns = unique_namespace("meta");
     let key = format!("{ns}:eeeeeeeeeeeeeeee:01");
     tier.put(&key, entry(b"0123456789", Duration::from_secs(120)))
@@ -257,4 +260,53 @@ async fn a_dead_redis_degrades_service_instead_of_failing_it() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(admitted, 3, "redis not used again after restart");
+}
+
+#[tokio::test]
+async fn tier_ttl_caps_shorten_long_entries_only() {
+    // caching.memory_cache.ttl: an entry of a day lives at most the cap in memory.
+    let tier = MemoryTier::new(MemoryConfig {
+        max_ttl: Some(Duration::from_millis(300)),
+        ..MemoryConfig::default()
+    });
+    tier.put("n:i:long", entry(b"long", Duration::from_secs(86_400)))
+        .await
+        .unwrap();
+    assert!(tier.get("n:i:long").await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        tier.get("n:i:long").await.unwrap().is_none(),
+        "the memory cap did not expire the entry"
+    );
+
+    // caching.redis_cache.ttl: the key's PTTL is the cap, not the entry's day; a short entry
+    // keeps its own TTL.
+    let server = RedisServer::start();
+    let capped = opossum_cache::RedisTier::new(&opossum_cache::RedisConfig {
+        max_ttl: Some(Duration::from_secs(60)),
+        ..opossum_cache::RedisConfig::new(server.url())
+    })
+    .unwrap();
+    let ns = unique_namespace("cap");
+    let long = format!("{ns}:aaaaaaaaaaaaaaaa:01");
+    let short = format!("{ns}:aaaaaaaaaaaaaaaa:02");
+    capped
+        .put(&long, entry(b"long", Duration::from_secs(86_400)))
+        .await
+        .unwrap();
+    capped
+        .put(&short, entry(b"short", Duration::from_secs(20)))
+        .await
+        .unwrap();
+    let expiries = capped.expiries(&[long, short]).await.unwrap();
+    let now = opossum_cache::unix_millis();
+    let remaining: Vec<u64> = expiries
+        .iter()
+        .map(|e| e.expect("both keys expire").saturating_sub(now))
+        .collect();
+    assert!(
+        remaining[0] <= 60_000 && remaining[0] > 55_000,
+        "{remaining:?}"
+    );
+    assert!(remaining[1] <= 20_000, "{remaining:?}");
 }

@@ -3,5 +3,6 @@
 
 mod cli;
 mod corpus;
+mod ops;
 mod serve;
 mod support;

@@ -12,7 +12,7 @@ use opossum_testkit::{RedisServer, TempDir, free_port};
 use crate::support::{binary, corpus};
 
 /// A child process killed when the test ends.
-struct Process(Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -22,10 +22,10 @@ impl Drop for Process {
 }
 
 /// A running `opossum serve` and what it serves.
-struct Server {
+pub(crate) struct Server {
     process: Process,
-    base: String,
-    originals: TempDir,
+    pub(crate) base: String,
+    pub(crate) originals: TempDir,
     _data: TempDir,
 }
 
@@ -42,7 +42,7 @@ fn originals() -> TempDir {
     dir
 }
 
-fn start(extra: &[&str], redis: Option<&str>) -> Server {
+pub(crate) fn start(extra: &[&str], redis: Option<&str>) -> Server {
     let originals = originals();
     let data = TempDir::new("serve-data");
     let mut command = Command::new(binary());
@@ -82,7 +82,7 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut request = client().get(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -364,7 +364,7 @@ async fn with_redis_misses_go_to_the_fleet() {
         .await
         .unwrap();
     assert!(
-        queue.contains("opossum_queue_jobs{queue=\"opossum:process\",state=\"due\"} 0"),
+        queue.contains("opossum_queue_jobs{queue=\"process\",state=\"due\"} 0"),
         "{queue}"
     );
 }

@@ -1,0 +1,88 @@
+//! The numbers a process's metrics pull from the fleet: each tier's usage and counters and
+//! each queue's depth ([`Sources`], the [`Refresh`] of workers, the scheduler and the origin).
+
+use std::sync::Arc;
+
+use opossum_cache::Hierarchy;
+use opossum_telemetry::{Metrics, QueueGauges, Refresh, TierCounts, TierGauges};
+
+use crate::{Priority, Queues};
+
+/// Where a process's pulled metrics come from.
+#[derive(Default)]
+pub struct Sources {
+    /// the process's cache tiers
+    pub hierarchy: Option<Arc<Hierarchy>>,
+    /// the queues whose depth is exported
+    pub queues: Option<Queues>,
+}
+
+#[async_trait::async_trait]
+impl Refresh for Sources {
+    async fn refresh(&self, metrics: &Metrics) {
+        if let Some(hierarchy) = &self.hierarchy {
+            for (kind, usage) in hierarchy.usage().await {
+                match usage {
+                    Ok(usage) => metrics.set_tier(
+                        kind.name(),
+                        &TierGauges {
+                            bytes: usage.bytes,
+                            capacity: usage.capacity,
+                            items: usage.items,
+                            memory: (kind != opossum_cache::TierKind::Disk).then_some(usage.bytes),
+                            evictions: usage.evictions,
+                        },
+                    ),
+                    Err(e) => {
+                        tracing::debug!(tier = kind.name(), error = %e, "tier usage unavailable")
+                    }
+                }
+            }
+            let stats = hierarchy.stats();
+            let mut hits = 0;
+            for (tier, counters) in &stats.tiers {
+                let categories: Vec<(&str, TierCounts)> = counters
+                    .categories
+                    .iter()
+                    .map(|(category, c)| {
+                        hits += c.hits;
+                        (
+                            category.as_str(),
+                            TierCounts {
+                                hits: c.hits,
+                                misses: c.misses,
+                                writes: c.writes,
+                                ttl_ms_total: c.ttl_ms_total,
+                            },
+                        )
+                    })
+                    .collect();
+                metrics.set_tier_counts(tier, &categories, counters.errors);
+            }
+            let mut computed = 0;
+            for (category, n) in &stats.computed {
+                metrics.set_computed(category, *n);
+                computed += n;
+            }
+            metrics.set_overall_hit_ratio(hits, hits + computed);
+        }
+        if let Some(queues) = &self.queues {
+            for priority in [Priority::User, Priority::Warm] {
+                match queues.depth(priority).await {
+                    Ok(d) => metrics.set_queue(
+                        priority.queue_suffix(),
+                        &QueueGauges {
+                            parked: d.parked,
+                            due: d.due,
+                            retrying: d.retrying,
+                            in_flight: d.in_flight,
+                            dead: d.dead,
+                            workers: d.workers,
+                        },
+                    ),
+                    Err(e) => tracing::debug!(error = %e, "queue depth unavailable"),
+                }
+            }
+        }
+    }
+}
