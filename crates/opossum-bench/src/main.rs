@@ -71,6 +71,19 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         lookups: usize,
     },
+    /// Miss-ratio curves of a key trace: exact (every request) beside SHARDS samples, the way
+    /// `opossum cache size` builds them; sizes per key are 4-64 KiB, fixed by the key's hash
+    MrcAccuracy {
+        /// one key per line (`zipf-trace` writes such a file)
+        #[arg(long)]
+        trace: PathBuf,
+        /// SHARDS sampling rates to compare with the exact curve
+        #[arg(long, value_delimiter = ',', default_value = "0.1,0.01")]
+        rates: Vec<f64>,
+        /// hit rate whose size is compared
+        #[arg(long, default_value_t = 0.8)]
+        target: f64,
+    },
     /// PSNR of thumbnails against a full-decode Lanczos3 reference of the same source
     Psnr {
         /// the full-size source the thumbnails were made from
@@ -126,6 +139,11 @@ fn main() -> anyhow::Result<()> {
             size,
             lookups,
         } => latency::run(&redis, size, lookups)?,
+        Command::MrcAccuracy {
+            trace,
+            rates,
+            target,
+        } => mrc_accuracy(&trace, &rates, target)?,
         Command::Psnr { source, thumbnails } => {
             let full =
                 image::open(&source).with_context(|| format!("opening {}", source.display()))?;
@@ -144,6 +162,79 @@ fn main() -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Prints exact and sampled hit rates at doubling sizes, the size each gives for `target`, and
+/// how long each took (the exact curve is the baseline of the same run on the same trace).
+fn mrc_accuracy(trace: &std::path::Path, rates: &[f64], target: f64) -> anyhow::Result<()> {
+    use opossum_analytics::{MissRatioCurve, sampled};
+    let text =
+        std::fs::read_to_string(trace).with_context(|| format!("reading {}", trace.display()))?;
+    let requests: Vec<(&str, u64)> = text
+        .lines()
+        .map(|key| {
+            (
+                key,
+                4096 * (1 + u64::from(crc32fast::hash(key.as_bytes()) % 16)),
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let exact = MissRatioCurve::from_trace(requests.iter().copied(), 1.0, None);
+    let exact_time = started.elapsed();
+    let mut curves = Vec::new();
+    for &rate in rates {
+        let started = std::time::Instant::now();
+        let sample: Vec<(&str, u64)> = requests
+            .iter()
+            .copied()
+            .filter(|(key, _)| sampled(key, rate))
+            .collect();
+        let n = sample.len();
+        let curve = MissRatioCurve::from_trace(sample, rate, Some(requests.len() as u64));
+        curves.push((rate, n, curve, started.elapsed()));
+    }
+    println!(
+        "{} requests, working set {:.1} MiB, best hit rate {:.3}",
+        requests.len(),
+        exact.footprint() as f64 / 1048576.0,
+        exact.ceiling()
+    );
+    print!("{:>12} {:>8}", "size MiB", "exact");
+    for (rate, ..) in &curves {
+        print!(" {:>10}", format!("r={rate}"));
+    }
+    println!();
+    let mut size = 1u64 << 20;
+    let mut errors = vec![0.0f64; curves.len()];
+    let mut points = 0;
+    while size <= exact.footprint().max(1 << 20) {
+        let want = exact.hit_rate(size);
+        print!("{:>12} {:>8.3}", size >> 20, want);
+        for (i, (_, _, curve, _)) in curves.iter().enumerate() {
+            let got = curve.hit_rate(size);
+            errors[i] += (got - want).abs();
+            print!(" {got:>10.3}");
+        }
+        println!();
+        points += 1;
+        size *= 2;
+    }
+    let mib = |b: Option<u64>| b.map_or("-".into(), |b| format!("{:.1}", b as f64 / 1048576.0));
+    println!(
+        "exact: {:.0} ms, size for {target}: {} MiB",
+        exact_time.as_secs_f64() * 1000.0,
+        mib(exact.size_for(target))
+    );
+    for (i, (rate, n, curve, time)) in curves.iter().enumerate() {
+        println!(
+            "rate {rate}: {n} sampled, {:.0} ms, mean absolute error {:.4}, size for {target}: {} MiB",
+            time.as_secs_f64() * 1000.0,
+            errors[i] / points.max(1) as f64,
+            mib(curve.size_for(target))
+        );
     }
     Ok(())
 }

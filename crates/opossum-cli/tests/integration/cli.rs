@@ -222,7 +222,7 @@ fn presets_from_config_expand_to_the_same_key_as_their_operations() {
     let typo = temp.path("typo.yaml").to_string_lossy().into_owned();
     fails(
         &["--config", &typo, "key", &file, "--ops", "blur:1"],
-        "unknown key `presetz`",
+        "typo.yaml: presetz: unknown field `presetz`",
     );
 }
 

@@ -5,7 +5,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::{TempDir, corpus, peak_child_rss_kib, run};
+use crate::support::{TempDir, corpus, run};
 
 /// "A few hundred MB": the largest resident set any single run may reach.
 const PEAK_RSS_LIMIT_KIB: i64 = 300 * 1024;
@@ -171,4 +171,11 @@ fn every_corpus_file_decodes_or_fails_cleanly() {
         problems.len(),
         problems.join("\n")
     );
+}
+
+/// Largest resident set of any child this test process has waited for, in KiB.
+fn peak_child_rss_kib() -> i64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map(|usage| usage.max_rss())
+        .unwrap_or(0)
 }

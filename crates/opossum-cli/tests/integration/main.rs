@@ -1,8 +1,8 @@
 //! Integration tests of the `opossum` binary: one test binary (per the house style), driving the
-//! real executable as a user would.
+//! real executable as a user would. The corpus walk has a binary of its own
+//! (`tests/corpus_walk.rs`): its memory check reads the peak of this process's children.
 
 mod cli;
-mod corpus;
 mod ops;
 mod serve;
 mod support;

@@ -99,13 +99,6 @@ pub(crate) fn run(args: &[&str], deadline: Duration) -> Result<Run, String> {
     })
 }
 
-/// Largest resident set of any child this test process has waited for, in KiB.
-pub(crate) fn peak_child_rss_kib() -> i64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-        .map(|usage| usage.max_rss())
-        .unwrap_or(0)
-}
-
 /// A fresh temporary directory, removed on drop.
 pub(crate) struct TempDir(PathBuf);
 
