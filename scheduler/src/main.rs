@@ -71,11 +71,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args, config: Config) -> anyhow::Result<()> {
-    let prefix = args
-        .prefix
-        .clone()
-        .or_else(|| config.prefix.clone())
-        .unwrap_or_else(|| "opossum".into());
+    let prefix = config.prefix_or(args.prefix.as_deref());
     let url = config.redis_url(args.redis.as_deref())?.context(
         "the scheduler needs Redis (its analytics, queues and events): pass --redis URL, set OPOSSUM_REDIS_URL or caching.redis_cache.host",
     )?;

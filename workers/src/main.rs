@@ -66,19 +66,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args, config: Config) -> anyhow::Result<()> {
-    let prefix = args
-        .prefix
-        .or_else(|| config.prefix.clone())
-        .unwrap_or_else(|| "opossum".into());
+    let prefix = config.prefix_or(args.prefix.as_deref());
     let redis_url = config.redis_url(args.redis.as_deref())?.context(
         "the worker needs Redis (its queues): pass --redis URL, set OPOSSUM_REDIS_URL or caching.redis_cache.host",
     )?;
-    let originals = Originals::open(
-        args.originals
-            .as_deref()
-            .or(config.originals.as_deref())
-            .unwrap_or("."),
-    )?;
+    let originals = Originals::open(config.originals_or(args.originals.as_deref()))?;
     let data_dir = args
         .data_dir
         .unwrap_or_else(opossum_fleet::default_data_dir);

@@ -162,12 +162,7 @@ fn main() -> ExitCode {
         Ok(telemetry) => telemetry,
         Err(e) => return fail(&e),
     };
-    let _ = PREFIX.set(
-        cli.prefix
-            .clone()
-            .or_else(|| config.prefix.clone())
-            .unwrap_or_else(|| "opossum".into()),
-    );
+    let _ = PREFIX.set(config.prefix_or(cli.prefix.as_deref()));
     cli.tiers.caching = config.caching.clone();
     let result = config
         .redis_url(cli.tiers.redis.as_deref())

@@ -56,12 +56,7 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
                 format!("origin.listen `{}` is not an address", settings.listen)
             })?,
         };
-        let originals = Originals::open(
-            args.originals
-                .as_deref()
-                .or(config.originals.as_deref())
-                .unwrap_or("."),
-        )?;
+        let originals = Originals::open(config.originals_or(args.originals.as_deref()))?;
         let opened = tiers.open().await;
         if let Some(disk) = &opened.disk {
             disk.spawn_cleanup();
@@ -97,27 +92,17 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
         let origin = Origin::start(
             Arc::new(state),
             compute,
-            OriginConfig {
+            OriginConfig::from_settings(&opossum_config::OriginSettings {
                 signing_keys: if args.signing_keys.is_empty() {
-                    &settings.signing_keys
+                    settings.signing_keys.clone()
                 } else {
-                    &args.signing_keys
-                }
-                .iter()
-                .filter(|k| !k.is_empty())
-                .map(|k| k.as_bytes().to_vec())
-                .collect(),
+                    args.signing_keys.clone()
+                },
                 max_computations: args.max_computations.unwrap_or(settings.max_computations),
                 max_waiting: args.max_waiting.unwrap_or(settings.max_waiting),
                 timeout: args.timeout.unwrap_or(settings.timeout),
-                max_path_bytes: settings.max_path_bytes,
-                max_output_bytes: usize::try_from(settings.max_output_bytes).unwrap_or(usize::MAX),
-                negotiate: settings
-                    .negotiate
-                    .iter()
-                    .filter_map(|name| opossum_ops::OutputFormat::from_name(name))
-                    .collect(),
-            },
+                ..settings.clone()
+            }),
         )
         .await?;
         opossum_telemetry::spawn_reporter(

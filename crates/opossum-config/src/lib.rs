@@ -258,6 +258,20 @@ impl Config {
         })
     }
 
+    /// The key and queue prefix: `flag` (`--prefix`, `OPOSSUM_PREFIX`), else the file's, else
+    /// `opossum`.
+    pub fn prefix_or(&self, flag: Option<&str>) -> String {
+        flag.or(self.prefix.as_deref())
+            .unwrap_or("opossum")
+            .to_string()
+    }
+
+    /// The originals store: `flag` (`--originals`, `OPOSSUM_ORIGINALS`), else the file's, else
+    /// the current directory.
+    pub fn originals_or<'a>(&'a self, flag: Option<&'a str>) -> &'a str {
+        flag.or(self.originals.as_deref()).unwrap_or(".")
+    }
+
     /// The Redis URL: `flag` (a `--redis` flag or `OPOSSUM_REDIS_URL`) with this file's
     /// credentials and TLS applied, else the file's own address; `None` when neither is set.
     pub fn redis_url(&self, flag: Option<&str>) -> Result<Option<String>, ConfigError> {

@@ -59,17 +59,35 @@ pub struct OriginConfig {
     pub negotiate: Vec<OutputFormat>,
 }
 
-impl Default for OriginConfig {
-    fn default() -> OriginConfig {
+impl OriginConfig {
+    /// The configuration file's `origin:` section (empty signing keys are ignored; formats
+    /// were checked when the file was read).
+    pub fn from_settings(settings: &opossum_config::OriginSettings) -> OriginConfig {
         OriginConfig {
-            signing_keys: Vec::new(),
-            max_computations: 4,
-            max_waiting: 64,
-            timeout: Duration::from_secs(30),
-            max_path_bytes: 2048,
-            max_output_bytes: 64 << 20,
-            negotiate: vec![OutputFormat::Webp, OutputFormat::Avif],
+            signing_keys: settings
+                .signing_keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .map(|k| k.as_bytes().to_vec())
+                .collect(),
+            max_computations: settings.max_computations,
+            max_waiting: settings.max_waiting,
+            timeout: settings.timeout,
+            max_path_bytes: settings.max_path_bytes,
+            max_output_bytes: usize::try_from(settings.max_output_bytes).unwrap_or(usize::MAX),
+            negotiate: settings
+                .negotiate
+                .iter()
+                .filter_map(|name| OutputFormat::from_name(name))
+                .collect(),
         }
+    }
+}
+
+impl Default for OriginConfig {
+    /// The defaults of the `origin:` section.
+    fn default() -> OriginConfig {
+        OriginConfig::from_settings(&opossum_config::OriginSettings::default())
     }
 }
 

@@ -45,7 +45,17 @@ pub struct Metrics {
     warm_jobs: CounterVec,
     info: IntGaugeVec,
     families: Vec<Family>,
+    /// the HTTP children per route of [`HTTP_ROUTES`], resolved once: the origin's hot path
+    /// then touches two atomics, never the families' label maps and locks
+    http_children: Vec<(
+        Vec<prometheus::core::GenericCounter<AtomicU64>>,
+        prometheus::Histogram,
+    )>,
 }
+
+/// The origin's routes and status classes, the only values of their labels.
+const HTTP_ROUTES: [&str; 2] = ["img", "info"];
+const HTTP_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
 /// A registered family: name, help and type, known before it has samples.
 #[derive(Debug, Clone)]
@@ -290,6 +300,7 @@ impl Metrics {
                 &["service", "version"],
             ),
             families: Vec::new(),
+            http_children: Vec::new(),
             registry,
         }
         .with_families(families.into_inner())
@@ -297,6 +308,18 @@ impl Metrics {
 
     fn with_families(mut self, families: Vec<Family>) -> Metrics {
         self.families = families;
+        self.http_children = HTTP_ROUTES
+            .iter()
+            .map(|route| {
+                (
+                    HTTP_CLASSES
+                        .iter()
+                        .map(|class| self.http_requests.with_label_values(&[route, class]))
+                        .collect(),
+                    self.http_duration.with_label_values(&[route]),
+                )
+            })
+            .collect();
         self
     }
 
@@ -323,15 +346,26 @@ impl Metrics {
     /// A finished HTTP request; `status` is the code.
     pub fn http(&self, route: &str, status: u16, seconds: f64) {
         let class = match status {
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
+            200..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            _ => 3,
         };
-        self.http_requests.with_label_values(&[route, class]).inc();
-        self.http_duration
-            .with_label_values(&[route])
-            .observe(seconds);
+        match HTTP_ROUTES.iter().position(|r| *r == route) {
+            Some(index) => {
+                let (counters, histogram) = &self.http_children[index];
+                counters[class].inc();
+                histogram.observe(seconds);
+            }
+            None => {
+                self.http_requests
+                    .with_label_values(&[route, HTTP_CLASSES[class]])
+                    .inc();
+                self.http_duration
+                    .with_label_values(&[route])
+                    .observe(seconds);
+            }
+        }
     }
 
     /// `n` variants of `strategy` ended as `result` (enqueued, cached, duplicate, ...).

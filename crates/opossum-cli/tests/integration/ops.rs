@@ -591,25 +591,26 @@ async fn cache_size_recommends_from_the_recorded_miss_ratio_curve() {
         }
     }
     recorder.flush().await;
-    let run = |target: &str| {
-        opossum(
-            &[
-                "--redis",
-                &redis.url(),
-                "--prefix",
-                &prefix,
-                "cache",
-                "size",
-                "--target-hit-rate",
-                target,
-                "--window",
-                "1h",
-                "--json",
-            ],
-            &[("OPOSSUM_ANALYTICS__SAMPLE_RATE", "1")],
-        )
+    let run = |target: &str, json: bool| {
+        let url = redis.url();
+        let mut args = vec![
+            "--redis",
+            &url,
+            "--prefix",
+            &prefix,
+            "cache",
+            "size",
+            "--target-hit-rate",
+            target,
+            "--window",
+            "1h",
+        ];
+        if json {
+            args.push("--json");
+        }
+        opossum(&args, &[("OPOSSUM_ANALYTICS__SAMPLE_RATE", "1")])
     };
-    let out = run("0.5");
+    let out = run("0.5", true);
     assert!(
         out.status.success(),
         "{}",
@@ -623,23 +624,9 @@ async fn cache_size_recommends_from_the_recorded_miss_ratio_curve() {
     assert_eq!(report["recommended"]["memory_bytes_per_process"], 1_000_000);
     assert_eq!(report["recommended"]["redis_bytes"], 1_000_000);
     // Out of reach: first requests always miss; it says so and sizes for the best.
-    let out = run("0.9");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&run("0.9", true).stdout).unwrap();
     assert_eq!(report["target_reachable"], false);
-    let text = opossum(
-        &[
-            "--redis",
-            &redis.url(),
-            "--prefix",
-            &prefix,
-            "cache",
-            "size",
-            "--target-hit-rate",
-            "0.9",
-        ],
-        &[("OPOSSUM_ANALYTICS__SAMPLE_RATE", "1")],
-    );
-    let stdout = String::from_utf8_lossy(&text.stdout);
+    let stdout = String::from_utf8_lossy(&run("0.9", false).stdout).into_owned();
     assert!(stdout.contains("target 90.0% is out of reach"), "{stdout}");
     assert!(stdout.contains("memory (per process)"), "{stdout}");
     // Nothing recorded under another prefix: a clear error.
