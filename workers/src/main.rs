@@ -101,7 +101,7 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
         batch_size: args.batch_size.unwrap_or(config.worker.batch_size),
         ..QueueConfig::default()
     };
-    let queues = Queues::new(queue_config.clone(), connection.clone());
+    let queues = Queues::new(queue_config, connection.clone());
     let events = Events::new(client.clone(), connection.clone(), &prefix, EVENTS_MAX_LEN);
     let worker = WorkerConfig {
         name: args.name.unwrap_or_else(opossum_fleet::unique_worker_name),
@@ -114,7 +114,7 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     };
     let sources: Arc<dyn opossum_telemetry::Refresh> = Arc::new(Sources {
         hierarchy: Some(tiers.hierarchy.clone()),
-        queues: Some(Queues::new(queue_config, connection)),
+        queues: Some(queues.clone()),
     });
     if let Some(listen) = args
         .metrics_listen

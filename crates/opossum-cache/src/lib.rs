@@ -28,7 +28,7 @@ pub use entry::{Entry, unix_millis};
 pub use hierarchy::{Hierarchy, Hit};
 pub use memory::{EvictionPolicy, MemoryConfig, MemoryTier};
 pub use redis_tier::{RedisConfig, RedisTier};
-pub use stats::{CategoryCounters, StatsSnapshot, TierCounters};
+pub use stats::{ANSWER_CATEGORIES, CategoryCounters, StatsSnapshot, TierCounters};
 
 use std::sync::Arc;
 

@@ -5,6 +5,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The categories that answer requests (not intermediates or presets, which are looked up on
+/// the way to an answer): what hit rates of requests count.
+pub const ANSWER_CATEGORIES: [opossum_ops::Category; 4] = [
+    opossum_ops::Category::Result,
+    opossum_ops::Category::Thumbnail,
+    opossum_ops::Category::Analysis,
+    opossum_ops::Category::Error,
+];
+
 /// Counters of one tier for one category.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CategoryCounters {
@@ -87,6 +96,30 @@ impl StatsSnapshot {
         }
     }
 
+    /// The share of requests some tier answered: hits in any tier over lookups at the first
+    /// tier that has any (in read order), counting only the categories that answer requests
+    /// (results, thumbnails, analyses, remembered errors; not intermediates or presets, which
+    /// are looked up on the way). `None` before the first lookup.
+    pub fn overall_hit_rate(&self) -> Option<f64> {
+        let count = |counters: &TierCounters, hits: bool| -> u64 {
+            ANSWER_CATEGORIES
+                .iter()
+                .filter_map(|c| counters.categories.get(c.name()))
+                .map(|c| if hits { c.hits } else { c.hits + c.misses })
+                .sum()
+        };
+        let in_order = crate::TierKind::ALL
+            .iter()
+            .filter_map(|kind| self.tiers.get(kind.name()));
+        let lookups = in_order
+            .clone()
+            .map(|t| count(t, false))
+            .find(|&n| n > 0)
+            .unwrap_or(0);
+        let hits: u64 = in_order.map(|t| count(t, true)).sum();
+        (lookups > 0).then(|| hits as f64 / lookups as f64)
+    }
+
     /// Hits and misses of `tier` summed over categories.
     pub fn tier_totals(&self, tier: &str) -> CategoryCounters {
         let mut total = CategoryCounters::default();
@@ -96,5 +129,37 @@ impl StatsSnapshot {
             }
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(pairs: &[(&str, &str, u64, u64)]) -> StatsSnapshot {
+        let mut stats = StatsSnapshot::default();
+        for (tier, category, hits, misses) in pairs {
+            let c = stats.category(tier, category);
+            c.hits = *hits;
+            c.misses = *misses;
+        }
+        stats
+    }
+
+    #[test]
+    fn overall_hit_rate_counts_requests_from_the_first_tier() {
+        assert_eq!(StatsSnapshot::default().overall_hit_rate(), None);
+        // 10 thumbnail requests: 6 from memory, 2 from disk, 1 from redis, 1 computed;
+        // intermediates looked up on the way do not count.
+        let stats = counters(&[
+            ("memory", "thumbnail", 6, 4),
+            ("memory", "intermediate", 0, 7),
+            ("disk", "thumbnail", 2, 2),
+            ("redis", "thumbnail", 1, 1),
+        ]);
+        assert_eq!(stats.overall_hit_rate(), Some(0.9));
+        // Without a memory tier the disk tier is the first.
+        let stats = counters(&[("disk", "result", 3, 1)]);
+        assert_eq!(stats.overall_hit_rate(), Some(0.75));
     }
 }

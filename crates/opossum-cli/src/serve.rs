@@ -68,8 +68,8 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
             originals,
             opossum_fleet::limits(&config.limits),
         );
-        let compute = match &tiers.redis {
-            None => Compute::Embedded,
+        let (compute, report_queues) = match &tiers.redis {
+            None => (Compute::Embedded, None),
             Some(url) => {
                 let opossum_fleet::Fleet {
                     queues,
@@ -83,10 +83,13 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
                     ),
                     connection,
                 ));
-                Compute::Fleet {
-                    queues: Box::new(queues),
-                    events: Box::new(events),
-                }
+                (
+                    Compute::Fleet {
+                        queues: Box::new(queues.clone()),
+                        events: Box::new(events),
+                    },
+                    Some(queues),
+                )
             }
         };
         let origin = Origin::start(
@@ -108,10 +111,7 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
         opossum_telemetry::spawn_reporter(
             Arc::new(opossum_fleet::Sources {
                 hierarchy: Some(opened.hierarchy.clone()),
-                queues: match &tiers.redis {
-                    Some(url) => Some(crate::fleet::connect_fleet_with_connection(url).await?.queues),
-                    None => None,
-                },
+                queues: report_queues,
             }),
             &config.telemetry,
         );

@@ -129,29 +129,8 @@ impl QueueConfig {
 pub type JobStorage =
     apalis_core::backend::ext::with_codec::WithCodec<RedisStorage<Job>, MsgPackCodec>;
 
-/// Where a queue's jobs are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub struct Depth {
-    /// waiting for room under the due cap
-    pub parked: u64,
-    /// due now: a worker will take them next
-    pub due: u64,
-    /// waiting to be retried after a transient failure
-    pub retrying: u64,
-    /// fetched by a worker and not yet acknowledged
-    pub in_flight: u64,
-    /// gave up after the last retry
-    pub dead: u64,
-    /// workers with a live heartbeat
-    pub workers: u64,
-}
-
-impl Depth {
-    /// Jobs still to run: parked, due, retrying and in flight (what autoscaling should read).
-    pub fn backlog(&self) -> u64 {
-        self.parked + self.due + self.retrying + self.in_flight
-    }
-}
+/// Where a queue's jobs are (the metrics' own type, so a depth is exported as measured).
+pub use opossum_telemetry::QueueGauges as Depth;
 
 /// The queues of one prefix: push, promote, measure, clean.
 #[derive(Clone)]

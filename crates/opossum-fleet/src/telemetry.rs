@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use opossum_cache::Hierarchy;
-use opossum_telemetry::{Metrics, QueueGauges, Refresh, TierCounts, TierGauges};
+use opossum_telemetry::{Metrics, Refresh, TierCounts, TierGauges};
 
 use crate::{Priority, Queues};
 
@@ -39,13 +39,11 @@ impl Refresh for Sources {
                 }
             }
             let stats = hierarchy.stats();
-            let mut hits = 0;
             for (tier, counters) in &stats.tiers {
                 let categories: Vec<(&str, TierCounts)> = counters
                     .categories
                     .iter()
                     .map(|(category, c)| {
-                        hits += c.hits;
                         (
                             category.as_str(),
                             TierCounts {
@@ -59,27 +57,15 @@ impl Refresh for Sources {
                     .collect();
                 metrics.set_tier_counts(tier, &categories, counters.errors);
             }
-            let mut computed = 0;
             for (category, n) in &stats.computed {
                 metrics.set_computed(category, *n);
-                computed += n;
             }
-            metrics.set_overall_hit_ratio(hits, hits + computed);
+            metrics.set_overall_hit_ratio(stats.overall_hit_rate());
         }
         if let Some(queues) = &self.queues {
             for priority in [Priority::User, Priority::Warm] {
                 match queues.depth(priority).await {
-                    Ok(d) => metrics.set_queue(
-                        priority.queue_suffix(),
-                        &QueueGauges {
-                            parked: d.parked,
-                            due: d.due,
-                            retrying: d.retrying,
-                            in_flight: d.in_flight,
-                            dead: d.dead,
-                            workers: d.workers,
-                        },
-                    ),
+                    Ok(depth) => metrics.set_queue(priority.queue_suffix(), &depth),
                     Err(e) => tracing::debug!(error = %e, "queue depth unavailable"),
                 }
             }

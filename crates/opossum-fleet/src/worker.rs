@@ -279,7 +279,7 @@ impl WorkerState {
     ) -> Result<(), BoxDynError> {
         use tracing::Instrument;
         let queue = job.priority.queue_suffix();
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "job",
             job_id = %job.job_id,
             queue,

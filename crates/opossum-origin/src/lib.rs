@@ -18,11 +18,12 @@
 //!   backslashes and control characters, also percent-encoded: `400`); request paths are
 //!   bounded (`414`) and outputs too (`422`).
 
+mod counters;
 mod sign;
 mod status;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,8 @@ use opossum_cache::{Entry, unix_millis};
 use opossum_fleet::{Event, Events, Job, Priority, Queues, Status, WorkerState};
 use opossum_ops::{Category, Chain, Encoding, Operation, Options, OutputFormat};
 use opossum_pipeline::PipelineError;
+
+use crate::counters::counters;
 use tokio::sync::{OnceCell, Semaphore, oneshot};
 
 pub use sign::{sign, verify};
@@ -119,16 +122,6 @@ pub struct RecentRequest {
     pub ms: f64,
 }
 
-#[derive(Default)]
-struct Counters {
-    requests: AtomicU64,
-    not_modified: AtomicU64,
-    errors: AtomicU64,
-    rejected: AtomicU64,
-    computations: AtomicU64,
-    by_source: Mutex<HashMap<&'static str, u64>>,
-}
-
 type Flight = Arc<OnceCell<Result<(Arc<Entry>, &'static str), Failure>>>;
 
 /// A failed request: its status and message.
@@ -158,7 +151,6 @@ pub struct Origin {
     waiting: AtomicUsize,
     flights: Mutex<HashMap<String, Flight>>,
     waiters: Arc<Mutex<HashMap<String, oneshot::Sender<Event>>>>,
-    counters: Counters,
     recent: Mutex<VecDeque<RecentRequest>>,
     history: Mutex<VecDeque<(u64, f64)>>,
     started: Instant,
@@ -213,7 +205,6 @@ impl Origin {
             waiting: AtomicUsize::new(0),
             flights: Mutex::default(),
             waiters,
-            counters: Counters::default(),
             recent: Mutex::default(),
             history: Mutex::default(),
             started: Instant::now(),
@@ -245,17 +236,16 @@ impl Origin {
 
     /// Computations this origin started (embedded) or jobs it submitted (fleet).
     pub fn computations(&self) -> u64 {
-        self.counters.computations.load(Ordering::Relaxed)
+        counters().computations.get()
     }
 
     fn note(&self, request: RecentRequest) {
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let counters = counters();
+        counters.requests.inc();
         if request.status >= 400 {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            counters.errors.inc();
         }
-        if let Ok(mut by_source) = self.counters.by_source.lock() {
-            *by_source.entry(request.source).or_default() += 1;
-        }
+        counters.answers.with_label_values(&[request.source]).inc();
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == 20 {
                 recent.pop_back();
@@ -265,7 +255,7 @@ impl Origin {
     }
 
     fn sample_hit_rate(&self) {
-        let rate = status::overall_hit_rate(&self.state.pipeline.hierarchy().stats());
+        let rate = self.state.pipeline.hierarchy().stats().overall_hit_rate();
         if let Ok(mut history) = self.history.lock() {
             if history.len() == 120 {
                 history.pop_front();
@@ -375,17 +365,17 @@ impl Origin {
         if self.permits.available_permits() == 0
             && self.waiting.load(Ordering::SeqCst) >= self.config.max_waiting
         {
-            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            counters().rejected.inc();
             return Err(busy());
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let permit = tokio::time::timeout(self.config.timeout, self.permits.acquire()).await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         let Ok(Ok(_permit)) = permit else {
-            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            counters().rejected.inc();
             return Err(busy());
         };
-        self.counters.computations.fetch_add(1, Ordering::Relaxed);
+        counters().computations.inc();
         match &self.compute {
             Compute::Embedded => {
                 let response = self
@@ -592,7 +582,7 @@ async fn serve(
         Ok(answer) => {
             let response = success_response(answer, headers);
             if response.status() == StatusCode::NOT_MODIFIED {
-                origin.counters.not_modified.fetch_add(1, Ordering::Relaxed);
+                counters().not_modified.inc();
             }
             let status = response.status().as_u16();
             (response, status, answer.source, answer.chain.clone())
@@ -630,7 +620,7 @@ async fn image(
 ) -> Response {
     use tracing::Instrument;
     let span =
-        tracing::info_span!("request", route = "img", %chain, status = tracing::field::Empty);
+        tracing::debug_span!("request", route = "img", %chain, status = tracing::field::Empty);
     serve(&origin, &uri, query.as_deref(), &headers, &chain, &image_id)
         .instrument(span)
         .await

@@ -5,35 +5,12 @@
 //! last ten minutes. It refreshes itself every five seconds.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
-use opossum_cache::StatsSnapshot;
+use opossum_cache::{ANSWER_CATEGORIES, TierKind};
 use opossum_fleet::{Depth, Priority};
 
+use crate::counters::counters;
 use crate::{Compute, Origin};
-
-/// Categories that are answers to requests (intermediates and presets are not).
-const REQUEST_CATEGORIES: [&str; 4] = ["result", "thumbnail", "analysis", "error"];
-
-/// Tiers in read order.
-const TIERS: [&str; 3] = ["memory", "disk", "redis"];
-
-/// Lookups answered by any tier over lookups made (every lookup starts at memory), counting
-/// request categories only; `None` before the first lookup.
-pub(crate) fn overall_hit_rate(stats: &StatsSnapshot) -> Option<f64> {
-    let count = |tier: &str, hits: bool| -> u64 {
-        stats.tiers.get(tier).map_or(0, |t| {
-            REQUEST_CATEGORIES
-                .iter()
-                .filter_map(|c| t.categories.get(*c))
-                .map(|c| if hits { c.hits } else { c.hits + c.misses })
-                .sum()
-        })
-    };
-    let lookups = count("memory", false);
-    let hits: u64 = TIERS.iter().map(|t| count(t, true)).sum();
-    (lookups > 0).then(|| hits as f64 / lookups as f64)
-}
 
 async fn depths(origin: &Origin) -> Vec<(String, Depth)> {
     let Compute::Fleet { queues, .. } = &origin.compute else {
@@ -65,26 +42,26 @@ pub(crate) async fn page(origin: &Origin) -> String {
          table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}</style></head><body>\
          <h1>Opossum origin</h1>",
     );
-    let rate = overall_hit_rate(&stats);
+    let rate = stats.overall_hit_rate();
     let _ = write!(
         html,
         "<p>hit rate <b data-metric=\"hit-rate\">{}</b> &middot; requests <b data-metric=\"requests\">{}</b> \
          &middot; computations <b data-metric=\"computations\">{}</b> &middot; errors <b data-metric=\"errors\">{}</b> \
          &middot; up {} s</p>",
         rate.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0)),
-        origin.counters.requests.load(Ordering::Relaxed),
-        origin.counters.computations.load(Ordering::Relaxed),
-        origin.counters.errors.load(Ordering::Relaxed),
+        counters().requests.get(),
+        counters().computations.get(),
+        counters().errors.get(),
         origin.started.elapsed().as_secs()
     );
     html.push_str("<h2>Hit rate by tier and category</h2><table><tr><th>category</th>");
-    for tier in TIERS {
-        let _ = write!(html, "<th>{tier}</th>");
+    for tier in TierKind::ALL {
+        let _ = write!(html, "<th>{}</th>", tier.name());
     }
     html.push_str("</tr>");
-    for category in REQUEST_CATEGORIES {
+    for category in ANSWER_CATEGORIES.map(|c| c.name()) {
         let _ = write!(html, "<tr><td>{category}</td>");
-        for tier in TIERS {
+        for tier in TierKind::ALL.map(TierKind::name) {
             let counters = stats
                 .tiers
                 .get(tier)
@@ -167,56 +144,10 @@ pub(crate) async fn page(origin: &Origin) -> String {
     html
 }
 
-/// The Prometheus text exposition: the origin's own counters, then the process registry.
-/// Labels are bounded: tiers, categories, sources, queues, routes.
+/// The Prometheus text exposition: the process registry (the origin's counters, the tiers'
+/// CacheAnalytics fields, queue depths, request durations), refreshed from this origin's tiers
+/// and queues. Labels are bounded: tiers, categories, sources, queues, routes.
 pub(crate) async fn metrics(origin: &Origin) -> String {
-    let mut out = String::new();
-    let c = &origin.counters;
-    for (name, help, value) in [
-        (
-            "opossum_http_requests_total",
-            "image and info requests answered",
-            c.requests.load(Ordering::Relaxed),
-        ),
-        (
-            "opossum_http_errors_total",
-            "requests answered with an error status",
-            c.errors.load(Ordering::Relaxed),
-        ),
-        (
-            "opossum_http_not_modified_total",
-            "requests answered 304",
-            c.not_modified.load(Ordering::Relaxed),
-        ),
-        (
-            "opossum_http_rejected_total",
-            "misses refused with 503 (computation queue full or timed out)",
-            c.rejected.load(Ordering::Relaxed),
-        ),
-        (
-            "opossum_origin_computations_total",
-            "misses this origin computed or submitted to the fleet",
-            c.computations.load(Ordering::Relaxed),
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP opossum_http_answers_total requests by where the answer came from\n# TYPE opossum_http_answers_total counter"
-    );
-    if let Ok(by_source) = c.by_source.lock() {
-        let mut sources: Vec<_> = by_source.iter().collect();
-        sources.sort();
-        for (source, n) in sources {
-            let _ = writeln!(out, "opossum_http_answers_total{{source=\"{source}\"}} {n}");
-        }
-    }
-    // The process registry: every tier's CacheAnalytics fields, queue depths, request
-    // durations (opossum-telemetry), refreshed from this origin's tiers and queues.
     let sources = opossum_fleet::Sources {
         hierarchy: Some(origin.state.pipeline.hierarchy().clone()),
         queues: match &origin.compute {
@@ -224,6 +155,5 @@ pub(crate) async fn metrics(origin: &Origin) -> String {
             Compute::Embedded => None,
         },
     };
-    out.push_str(&opossum_telemetry::render(&sources).await);
-    out
+    opossum_telemetry::render(&sources).await
 }

@@ -312,7 +312,6 @@ impl Pipeline {
     {
         let Job {
             key,
-            category,
             fresh_until_ms,
             ..
         } = *job;
@@ -325,8 +324,9 @@ impl Pipeline {
         loop {
             match leases.acquire(key).await {
                 Ok(Some(token)) => {
-                    // Another process may have finished between our miss and the lease.
-                    if let Some(hit) = self.hierarchy.get(key, category).await
+                    // Another process may have finished between our miss and the lease. The
+                    // request's miss is already counted; re-checks are not lookups of their own.
+                    if let Some(hit) = self.hierarchy.get_uncounted(key).await
                         && fresh(&hit)
                     {
                         leases.release(key, &token).await;
@@ -338,7 +338,7 @@ impl Pipeline {
                 }
                 Ok(None) => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    if let Some(hit) = self.hierarchy.get(key, category).await
+                    if let Some(hit) = self.hierarchy.get_uncounted(key).await
                         && fresh(&hit)
                     {
                         return Ok((hit.entry, Source::Coalesced));

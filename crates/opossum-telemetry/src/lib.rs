@@ -1,8 +1,9 @@
 //! Telemetry of every Opossum process: logs, OpenTelemetry traces and metrics over OTLP,
 //! Prometheus `/metrics`, and the periodic one-line summary.
 //!
-//! - **Logs and spans** (`tracing`): jobs and HTTP requests run in spans; the fmt layer writes
-//!   them to stderr with the level from `OPOSSUM_LOG`, else the configuration's
+//! - **Logs and spans** (`tracing`): jobs and HTTP requests run in `debug` spans (`job`,
+//!   `request`), exported when OTLP is on and free when it is off; the fmt layer writes logs
+//!   to stderr with the level from `OPOSSUM_LOG`, else the configuration's
 //!   `caching.log_level`, else the binary's default.
 //! - **OTLP**: when `telemetry.otlp_endpoint` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) is set, spans
 //!   are exported through tracing-opentelemetry and the metrics below through observable
@@ -85,16 +86,22 @@ pub fn init(service: &str, config: &Config, default_level: &str) -> anyhow::Resu
         None
     };
     OTLP_ON.store(otel.is_some(), std::sync::atomic::Ordering::Relaxed);
-    // Each output filters for itself: the log's level never hides spans from the exporter,
-    // which takes every span at `info` and above (jobs and requests). Two arms rather than an
-    // `Option` layer: per-layer filters inside `Option` are not reliably registered.
+    // Each output filters for itself: the log's level never hides spans from the exporter.
+    // The job and request spans are `debug` spans of the fleet and the origin, so without OTLP
+    // they are disabled at their call sites and the request path pays nothing for them; the
+    // exporter takes them, and everything else at `info` and above.
     let logs = fmt.with_filter(filter);
     match &otel {
         Some(otel) => {
             use opentelemetry::trace::TracerProvider as _;
             let spans = tracing_opentelemetry::layer()
                 .with_tracer(otel.tracer.tracer("opossum"))
-                .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+                .with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("opossum_fleet", tracing::Level::DEBUG)
+                        .with_target("opossum_origin", tracing::Level::DEBUG)
+                        .with_default(tracing::Level::INFO),
+                );
             tracing_subscriber::registry()
                 .with(logs)
                 .with(spans)

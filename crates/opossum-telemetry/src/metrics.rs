@@ -94,30 +94,30 @@ pub struct TierCounts {
 }
 
 /// A queue's depth by state (notes/apalis-redis-1.0.md: read with plain Redis commands).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct QueueGauges {
     /// waiting for room under the due cap
     pub parked: u64,
-    /// due now
+    /// due now: a worker will take them next
     pub due: u64,
-    /// waiting for a retry
+    /// waiting to be retried after a transient failure
     pub retrying: u64,
-    /// fetched and not acknowledged
+    /// fetched by a worker and not yet acknowledged
     pub in_flight: u64,
-    /// gave up
+    /// gave up after the last retry
     pub dead: u64,
     /// workers with a live heartbeat
     pub workers: u64,
 }
 
 impl QueueGauges {
-    /// Jobs still to run: what autoscaling reads.
+    /// Jobs still to run: parked, due, retrying and in flight (what autoscaling reads).
     pub fn backlog(&self) -> u64 {
         self.parked + self.due + self.retrying + self.in_flight
     }
 }
 
-const OVERALL_HELP: &str = "share of this process's cache lookups that some tier answered";
+const OVERALL_HELP: &str = "share of this process's requests that some cache tier answered";
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
@@ -326,6 +326,14 @@ impl Metrics {
     /// Every registered family, with or without samples.
     pub(crate) fn families(&self) -> &[Family] {
         &self.families
+    }
+
+    /// Adds a family owned by another crate (the origin's counters) to this registry; a name
+    /// already taken is logged and the family left out of the exposition.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(collector) {
+            tracing::warn!(error = %e, "metric family not registered");
+        }
     }
 
     /// Marks this process as `service`.
@@ -552,10 +560,10 @@ impl Metrics {
         serde_json::Value::Object(out)
     }
 
-    /// The share of hierarchy lookups that some tier answered (process totals).
-    pub fn set_overall_hit_ratio(&self, hits: u64, lookups: u64) {
-        if lookups > 0 {
-            self.overall_hit_ratio.set(hits as f64 / lookups as f64);
+    /// The share of this process's requests that some tier answered (`None`: none yet).
+    pub fn set_overall_hit_ratio(&self, ratio: Option<f64>) {
+        if let Some(ratio) = ratio {
+            self.overall_hit_ratio.set(ratio);
         }
     }
 }
