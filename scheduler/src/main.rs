@@ -16,7 +16,7 @@ use opossum_analytics::{Analytics, AnalyticsConfig};
 use opossum_cache::{Hierarchy, RedisConfig, RedisTier, Tier};
 use opossum_config::Config;
 use opossum_fleet::{Fleet, Sources};
-use opossum_warming::{Strategy, Warmer, WarmerParts};
+use opossum_warming::{Strategy, Target, Warmer, WarmerParts};
 
 #[derive(Parser)]
 #[command(
@@ -99,8 +99,10 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
             connection,
         ),
         freshness: freshness.clone(),
-        queues,
-        events,
+        target: Target::Fleet {
+            queues: Box::new(queues),
+            events: Box::new(events),
+        },
     })?;
     match args.command {
         Command::Run => {

@@ -1,5 +1,6 @@
 //! Usage analytics: what was asked for, which tier answered, and how much it cost, kept in
-//! Redis with memory bounded however long the fleet runs.
+//! Redis with memory bounded however long the fleet runs (or, in embedded mode, in the one
+//! process's memory with the same bounds: [`MemoryStore`], `memory.rs`).
 //!
 //! - [`Access`]: one answered request (image, variant, category, source, bytes, time).
 //! - [`Recorder`]: what workers and the origin call for every request. It aggregates in process
@@ -45,9 +46,11 @@ use opossum_ops::Category;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
+mod memory;
 mod mrc;
 mod report;
 
+pub use memory::MemoryStore;
 pub use mrc::{MissRatioCurve, sampled};
 
 pub use report::{BucketCounts, CategoryRates, HitRates, Report, SourceCounts, TierRate, TopImage};
@@ -223,25 +226,59 @@ pub struct Access {
     pub at_ms: u64,
 }
 
-#[derive(Default)]
-struct BucketDelta {
-    images: HashMap<String, u64>,
-    variants: HashMap<String, u64>,
-    counts: HashMap<String, i64>,
-    times: HashMap<String, f64>,
+/// Where analytics are kept.
+#[derive(Clone)]
+pub enum Store {
+    /// Redis, shared by the fleet (the layout in the crate documentation)
+    Redis(ConnectionManager),
+    /// this process's memory: embedded mode, where one process is the whole fleet
+    Memory(MemoryStore),
+}
+
+impl From<ConnectionManager> for Store {
+    fn from(connection: ConnectionManager) -> Store {
+        Store::Redis(connection)
+    }
+}
+
+impl From<MemoryStore> for Store {
+    fn from(store: MemoryStore) -> Store {
+        Store::Memory(store)
+    }
+}
+
+/// Adds `by` to `map[key]`, allocating the key only when it is new.
+fn bump<V: Copy + std::ops::AddAssign>(map: &mut HashMap<String, V>, key: &str, by: V) {
+    match map.get_mut(key) {
+        Some(value) => *value += by,
+        None => {
+            map.insert(key.to_string(), by);
+        }
+    }
 }
 
 #[derive(Default)]
-struct Pending {
-    buckets: HashMap<u64, BucketDelta>,
+pub(crate) struct BucketDelta {
+    pub(crate) images: HashMap<String, u64>,
+    /// by member
+    pub(crate) variants: HashMap<String, u64>,
+    /// cache key -> member, so a variant's member is serialised once per batch
+    members: HashMap<String, String>,
+    pub(crate) counts: HashMap<String, i64>,
+    pub(crate) times: HashMap<String, f64>,
+}
+
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) buckets: HashMap<u64, BucketDelta>,
     accesses: usize,
     /// sampled requests: key, bytes, time
-    samples: Vec<(String, u64, u64)>,
+    pub(crate) samples: Vec<(String, u64, u64)>,
 }
 
 struct RecorderInner {
     config: AnalyticsConfig,
-    connection: ConnectionManager,
+    store: Store,
     pending: Mutex<Pending>,
     recorded: AtomicU64,
     dropped: AtomicU64,
@@ -255,13 +292,14 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder on `connection` that flushes every `config.flush_interval` from a background
-    /// task (which ends when the last clone is dropped). Must be called inside a tokio runtime.
-    pub fn start(config: AnalyticsConfig, connection: ConnectionManager) -> Recorder {
+    /// A recorder into `store` (a Redis connection or a [`MemoryStore`]) that flushes every
+    /// `config.flush_interval` from a background task (which ends when the last clone is
+    /// dropped). Must be called inside a tokio runtime.
+    pub fn start(config: AnalyticsConfig, store: impl Into<Store>) -> Recorder {
         let interval = config.flush_interval;
         let inner = Arc::new(RecorderInner {
             config,
-            connection,
+            store: store.into(),
             pending: Mutex::new(Pending::default()),
             recorded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -280,39 +318,64 @@ impl Recorder {
         Recorder { inner }
     }
 
-    /// Adds one access to the next flush. Never blocks on I/O.
+    /// Adds one access to the next flush. Never blocks on I/O, and allocates only for what
+    /// this batch has not seen yet (it runs on every answer the origin gives).
     pub fn record(&self, access: &Access) {
+        use std::fmt::Write as _;
         let config = &self.inner.config;
-        let Ok(mut pending) = self.inner.pending.lock() else {
+        let start = config.bucket_start(access.at_ms);
+        let sub = (access.at_ms - start) * SUB_BUCKETS / config.bucket_ms();
+        let key = access.variant.key.as_str();
+        let sample = !key.is_empty() && mrc::sampled(key, config.sample_rate);
+        let mut field = String::with_capacity(64);
+        let Ok(mut guard) = self.inner.pending.lock() else {
             return;
         };
+        let pending = &mut *guard;
         if pending.accesses >= MAX_PENDING {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         pending.accesses += 1;
-        let start = config.bucket_start(access.at_ms);
         let delta = pending.buckets.entry(start).or_default();
-        *delta
-            .images
-            .entry(access.variant.image_id.clone())
-            .or_default() += 1;
-        *delta.variants.entry(access.variant.member()).or_default() += 1;
-        let class = format!("{}:{}", access.category.name(), access.source);
-        *delta.counts.entry("requests".into()).or_default() += 1;
-        *delta.counts.entry("bytes".into()).or_default() += access.bytes as i64;
-        *delta.counts.entry(format!("r:{class}")).or_default() += 1;
-        let sub = (access.at_ms - start) * SUB_BUCKETS / config.bucket_ms();
-        *delta.counts.entry(format!("s:{sub}")).or_default() += 1;
-        *delta.times.entry(format!("t:{class}")).or_default() += access.duration_ms;
-        if !access.variant.key.is_empty() && mrc::sampled(&access.variant.key, config.sample_rate) {
+        bump(&mut delta.images, &access.variant.image_id, 1);
+        // The member (compact JSON) is a function of the cache key: made once per batch.
+        match delta.members.get(key).filter(|_| !key.is_empty()) {
+            Some(member) => bump(&mut delta.variants, member, 1),
+            None => {
+                let member = access.variant.member();
+                bump(&mut delta.variants, &member, 1);
+                if !key.is_empty() {
+                    delta.members.insert(key.to_string(), member);
+                }
+            }
+        }
+        bump(&mut delta.counts, "requests", 1);
+        bump(&mut delta.counts, "bytes", access.bytes as i64);
+        let class = |field: &mut String, prefix: &str| {
+            field.clear();
+            let _ = write!(
+                field,
+                "{prefix}:{}:{}",
+                access.category.name(),
+                access.source
+            );
+        };
+        class(&mut field, "r");
+        bump(&mut delta.counts, &field, 1);
+        class(&mut field, "t");
+        bump(&mut delta.times, &field, access.duration_ms);
+        field.clear();
+        let _ = write!(field, "s:{sub}");
+        bump(&mut delta.counts, &field, 1);
+        if sample {
             pending
                 .samples
-                .push((access.variant.key.clone(), access.bytes, access.at_ms));
+                .push((key.to_string(), access.bytes, access.at_ms));
         }
     }
 
-    /// Accesses recorded and flushed to Redis so far.
+    /// Accesses recorded and flushed to the store so far.
     pub fn recorded(&self) -> u64 {
         self.inner.recorded.load(Ordering::Relaxed)
     }
@@ -334,6 +397,16 @@ impl Recorder {
             return;
         }
         let config = &self.inner.config;
+        let connection = match &self.inner.store {
+            Store::Redis(connection) => connection,
+            Store::Memory(memory) => {
+                memory.apply(config, &pending);
+                self.inner
+                    .recorded
+                    .fetch_add(pending.accesses as u64, Ordering::Relaxed);
+                return;
+            }
+        };
         let ttl_secs = (config.retention + config.bucket).as_secs().max(1);
         let mut pipe = redis::pipe();
         for (start, delta) in &pending.buckets {
@@ -395,7 +468,7 @@ impl Recorder {
             }
             pipe.cmd("EXPIRE").arg(&stream).arg(ttl_secs).ignore();
         }
-        let mut connection = self.inner.connection.clone();
+        let mut connection = connection.clone();
         match pipe.query_async::<()>(&mut connection).await {
             Ok(()) => {
                 self.inner
@@ -416,13 +489,16 @@ impl Recorder {
 #[derive(Clone)]
 pub struct Analytics {
     config: AnalyticsConfig,
-    connection: ConnectionManager,
+    store: Store,
 }
 
 impl Analytics {
-    /// Queries under `config` on `connection`.
-    pub fn new(config: AnalyticsConfig, connection: ConnectionManager) -> Analytics {
-        Analytics { config, connection }
+    /// Queries under `config` on `store` (a Redis connection or a [`MemoryStore`]).
+    pub fn new(config: AnalyticsConfig, store: impl Into<Store>) -> Analytics {
+        Analytics {
+            config,
+            store: store.into(),
+        }
     }
 
     /// The settings.
@@ -444,6 +520,14 @@ impl Analytics {
         if n == 0 || starts.is_empty() {
             return Ok(Vec::new());
         }
+        let newest = starts.len() as u64 - 1;
+        let weights: Vec<f64> = (0..starts.len())
+            .map(|index| weight(newest - index as u64))
+            .collect();
+        let connection = match &self.store {
+            Store::Redis(connection) => connection,
+            Store::Memory(memory) => return Ok(memory.top(what, &starts, &weights, n)),
+        };
         let scratch = format!(
             "{}:stats:scratch:{:016x}",
             self.config.prefix,
@@ -455,11 +539,10 @@ impl Analytics {
             union.arg(self.config.key(*start, what));
         }
         union.arg("WEIGHTS");
-        let newest = starts.len() as u64 - 1;
-        for (index, _) in starts.iter().enumerate() {
-            union.arg(weight(newest - index as u64));
+        for weight in &weights {
+            union.arg(*weight);
         }
-        let mut connection = self.connection.clone();
+        let mut connection = connection.clone();
         let (members,): (Vec<(String, f64)>,) = redis::pipe()
             .atomic()
             .add_command(union)
@@ -524,12 +607,16 @@ impl Analytics {
         window: Duration,
     ) -> Result<Vec<BucketCounts>, AnalyticsError> {
         let starts = self.config.buckets_in(now_ms, window);
-        let mut pipe = redis::pipe();
-        for start in &starts {
-            pipe.cmd("HGETALL").arg(self.config.key(*start, "counts"));
-        }
-        let mut connection = self.connection.clone();
-        let maps: Vec<HashMap<String, f64>> = pipe.query_async(&mut connection).await?;
+        let maps: Vec<HashMap<String, f64>> = match &self.store {
+            Store::Memory(memory) => memory.counts(&starts),
+            Store::Redis(connection) => {
+                let mut pipe = redis::pipe();
+                for start in &starts {
+                    pipe.cmd("HGETALL").arg(self.config.key(*start, "counts"));
+                }
+                pipe.query_async(&mut connection.clone()).await?
+            }
+        };
         Ok(starts
             .iter()
             .zip(maps)
@@ -539,8 +626,11 @@ impl Analytics {
 
     /// The sampled requests (key, bytes) from `since_ms` on, oldest first, read in pages.
     pub async fn samples(&self, since_ms: u64) -> Result<Vec<(String, u64)>, AnalyticsError> {
+        let mut connection = match &self.store {
+            Store::Redis(connection) => connection.clone(),
+            Store::Memory(memory) => return Ok(memory.samples(since_ms)),
+        };
         let stream = self.config.sample_key();
-        let mut connection = self.connection.clone();
         let mut out = Vec::new();
         let mut start = format!("{since_ms}-0");
         loop {

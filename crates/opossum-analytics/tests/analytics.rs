@@ -1,9 +1,12 @@
-//! Analytics against a real redis-server started on a free port.
+//! Analytics against a real redis-server started on a free port, and the same queries against
+//! the in-memory store of embedded mode, which must answer alike.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use opossum_analytics::{Access, Analytics, AnalyticsConfig, Recorder, Variant};
+use opossum_analytics::{
+    Access, Analytics, AnalyticsConfig, MemoryStore, Recorder, Store, Variant,
+};
 use opossum_ops::Category;
 use opossum_testkit::{RedisServer, unique_namespace};
 
@@ -48,8 +51,46 @@ async fn records_and_answers_every_query() {
     let server = RedisServer::start();
     let connection = connect(&server).await;
     let prefix = unique_namespace("analytics");
-    let config = config(&prefix);
-    let recorder = Recorder::start(config.clone(), connection.clone());
+    every_query(&prefix, connection.clone()).await;
+
+    // Every key written has a TTL; nothing scratch is left behind.
+    let mut c = connection.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys.len(),
+        7,
+        "two buckets of three keys, and the sample: {keys:?}"
+    );
+    for key in keys {
+        assert!(!key.contains("scratch"), "{key}");
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(ttl > 72 * 3600 && ttl <= 73 * 3600, "{key}: {ttl}");
+    }
+}
+
+#[tokio::test]
+async fn the_memory_store_answers_every_query_alike() {
+    every_query("embedded", MemoryStore::new()).await;
+}
+
+/// Records a fixed traffic and checks every query's answer, on either store.
+async fn every_query(prefix: &str, store: impl Into<Store>) {
+    let store = store.into();
+    // A rate that samples two of the four keys below (their CRC-32s are 0.38, 0.44, 0.50
+    // and 0.79 of the hash space), so the sample check tells kept from left.
+    let config = AnalyticsConfig {
+        sample_rate: 0.45,
+        ..config(prefix)
+    };
+    let recorder = Recorder::start(config.clone(), store.clone());
     let now = 1_000 * HOUR_MS + 30 * 60_000;
     // Two hours ago: b is hot. This hour: a is hot.
     for _ in 0..10 {
@@ -67,7 +108,7 @@ async fn records_and_answers_every_query() {
     assert_eq!(recorder.recorded(), 36);
     assert_eq!(recorder.dropped(), 0);
 
-    let analytics = Analytics::new(config, connection.clone());
+    let analytics = Analytics::new(config, store);
     let day = Duration::from_secs(24 * 3600);
     let images = analytics.top_images(now, day, 2).await.unwrap();
     assert_eq!(
@@ -118,23 +159,75 @@ async fn records_and_answers_every_query() {
     let text = report.to_text();
     assert!(text.contains("thumbnail"), "{text}");
 
-    // Every key written has a TTL; nothing scratch is left behind.
-    let mut c = connection.clone();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(keys.len(), 6, "{keys:?}");
-    for key in keys {
-        assert!(!key.contains("scratch"), "{key}");
-        let ttl: i64 = redis::cmd("TTL")
-            .arg(&key)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        assert!(ttl > 72 * 3600 && ttl <= 73 * 3600, "{key}: {ttl}");
+    // The SHARDS sample: exactly the requests whose key hashes into the sampled share.
+    let rate = analytics.config().sample_rate;
+    let mut expected: Vec<&str> = Vec::new();
+    for (key, n) in [
+        ("ns:b:thumbnail:200", 10),
+        ("ns:a:thumbnail:200", 20),
+        ("ns:a:resize:800:600", 5),
+        ("ns:c:blur:2", 1),
+    ] {
+        if opossum_analytics::sampled(key, rate) {
+            expected.extend(std::iter::repeat_n(key, n));
+        }
     }
+    let mut samples: Vec<String> = analytics
+        .samples(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, bytes)| {
+            assert_eq!(bytes, 100);
+            key
+        })
+        .collect();
+    samples.sort();
+    expected.sort();
+    assert_eq!(
+        expected.len(),
+        11,
+        "b's thumbnail and c's blur are in the sample"
+    );
+    assert_eq!(samples, expected);
+}
+
+#[tokio::test]
+async fn the_memory_store_forgets_what_is_past_retention() {
+    let store = MemoryStore::new();
+    let config = AnalyticsConfig {
+        retention: Duration::from_secs(2 * 3600),
+        sample_rate: 1.0,
+        ..config("retention")
+    };
+    let recorder = Recorder::start(config.clone(), store.clone());
+    let then = 3_000 * HOUR_MS;
+    recorder.record(&access("old", "thumbnail:200", "computed", then));
+    recorder.flush().await;
+    let analytics = Analytics::new(config, store);
+    let hour = Duration::from_secs(3600);
+    assert_eq!(analytics.buckets(then, hour).await.unwrap()[0].requests, 1);
+    assert_eq!(analytics.samples(0).await.unwrap().len(), 1);
+    // Within retention plus one bucket it stays; past it, it is gone.
+    recorder.record(&access(
+        "new",
+        "thumbnail:200",
+        "computed",
+        then + 3 * HOUR_MS,
+    ));
+    recorder.flush().await;
+    assert_eq!(analytics.buckets(then, hour).await.unwrap()[0].requests, 1);
+    recorder.record(&access(
+        "new",
+        "thumbnail:200",
+        "computed",
+        then + 4 * HOUR_MS,
+    ));
+    recorder.flush().await;
+    assert_eq!(analytics.buckets(then, hour).await.unwrap()[0].requests, 0);
+    let samples = analytics.samples(0).await.unwrap();
+    assert_eq!(samples.len(), 2, "{samples:?}");
+    assert!(samples.iter().all(|(key, _)| key.contains("new")));
 }
 
 #[tokio::test]

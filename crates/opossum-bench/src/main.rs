@@ -1,6 +1,7 @@
 //! `opossum-bench`: makes reproducible benchmark inputs and measures output quality. The
 //! timing itself is done by hyperfine and criterion in the scripts beside this crate.
 
+mod http;
 mod latency;
 
 use std::io::Write;
@@ -84,6 +85,18 @@ enum Command {
         #[arg(long, default_value_t = 0.8)]
         target: f64,
     },
+    /// Uncached then cached p50 latency of an HTTP origin over one keep-alive connection
+    HttpLatency {
+        /// URL with `{i}` standing for the variant's number, 1..=count (distinct uncached
+        /// variants)
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 15)]
+        count: usize,
+        /// cached requests per variant
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
     /// PSNR of thumbnails against a full-decode Lanczos3 reference of the same source
     Psnr {
         /// the full-size source the thumbnails were made from
@@ -144,6 +157,7 @@ fn main() -> anyhow::Result<()> {
             rates,
             target,
         } => mrc_accuracy(&trace, &rates, target)?,
+        Command::HttpLatency { url, count, repeat } => http::run(&url, count, repeat)?,
         Command::Psnr { source, thumbnails } => {
             let full =
                 image::open(&source).with_context(|| format!("opening {}", source.display()))?;

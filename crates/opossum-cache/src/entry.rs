@@ -2,16 +2,20 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use opossum_ops::Category;
 use serde::{Deserialize, Serialize};
 
 /// A cached item: the encoded image (or analysis JSON, or error message), and what the cache
 /// needs to know about it. Times are Unix milliseconds so every process and machine agrees.
+///
+/// The body is [`Bytes`]: the HTTP origin hands it to the response without copying it (a
+/// reference count, not a copy of the image per request). It serialises as a byte string, as
+/// the `Vec<u8>` it replaced did, so stored entries read the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// the bytes served
-    #[serde(with = "serde_bytes")]
-    pub body: Vec<u8>,
+    pub body: Bytes,
     /// MIME type of `body` (`text/plain` for an error result)
     pub media_type: String,
     /// what kind of item it is
@@ -31,7 +35,7 @@ pub struct Entry {
 impl Entry {
     /// An entry created now.
     pub fn new(
-        body: Vec<u8>,
+        body: impl Into<Bytes>,
         media_type: impl Into<String>,
         category: Category,
         ttl: Duration,
@@ -39,7 +43,7 @@ impl Entry {
         (width, height): (u32, u32),
     ) -> Entry {
         Entry {
-            body,
+            body: body.into(),
             media_type: media_type.into(),
             category,
             created_at_ms: unix_millis(),

@@ -235,7 +235,7 @@ async fn submit_embedded(
         originals,
         opossum_fleet::limits(&config.limits),
     ));
-    let embedded = Embedded::start(state, 2);
+    let embedded = Embedded::start(state, 2, 1);
     let mut events = embedded.subscribe();
     let mut pending: std::collections::HashSet<String> =
         jobs.iter().map(|j| j.job_id.clone()).collect();

@@ -206,7 +206,7 @@ fn through_cache(
             width: response.entry.width,
             height: response.entry.height,
             source: response.source.name(),
-            bytes: response.entry.body.clone(),
+            bytes: response.entry.body.to_vec(),
         })
     })
 }

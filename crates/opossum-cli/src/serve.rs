@@ -1,7 +1,9 @@
 //! `opossum serve`: the HTTP origin (the opossum-origin crate) with this process's tiers. With
 //! `--redis` it joins the fleet (misses become jobs on `{prefix}:process`, the shared tier is
-//! on, requests it answers are recorded in the analytics); without, it computes misses itself
-//! with the memory and disk tiers (embedded mode).
+//! on, requests it answers are recorded in the Redis analytics); without, it is the whole
+//! fleet in one process (embedded mode): it computes misses itself with the memory and disk
+//! tiers, records requests in in-memory analytics, and runs the scheduler, whose warm jobs go
+//! to an in-process pool of `worker.warm_concurrency` that yields to user work.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use anyhow::Context;
 use opossum_config::Config;
 use opossum_fleet::{Originals, WorkerState};
 use opossum_origin::{Compute, Origin, OriginConfig};
+use opossum_warming::{Target, Warmer, WarmerParts};
 
 use crate::namespace;
 use crate::tiers::TierArgs;
@@ -68,8 +71,46 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
             originals,
             opossum_fleet::limits(&config.limits),
         );
-        let (compute, report_queues) = match &tiers.redis {
-            None => (Compute::Embedded, None),
+        let analytics_config =
+            opossum_analytics::AnalyticsConfig::from_settings(namespace(), &config.analytics);
+        let (state, compute, report_queues) = match &tiers.redis {
+            None => {
+                // Embedded: the analytics live here, for the scheduler that runs here too
+                // (with warming off there is no reader, so nothing is recorded).
+                let store = config
+                    .warming
+                    .enabled
+                    .then(opossum_analytics::MemoryStore::new);
+                if let Some(store) = &store {
+                    state = state.with_analytics(opossum_analytics::Recorder::start(
+                        analytics_config.clone(),
+                        store.clone(),
+                    ));
+                }
+                let state = Arc::new(state);
+                let embedded = opossum_fleet::Embedded::start(
+                    state.clone(),
+                    config.worker.concurrency,
+                    config.worker.warm_concurrency,
+                );
+                if let Some(store) = store {
+                    let warmer = Warmer::new(WarmerParts {
+                        settings: config.warming.clone(),
+                        presets: config.presets.clone(),
+                        namespace: namespace().to_string(),
+                        version: opossum_ops::PROCESSING_VERSION.to_string(),
+                        analytics: opossum_analytics::Analytics::new(analytics_config, store),
+                        freshness: opened.hierarchy.clone(),
+                        target: Target::Embedded(embedded.clone()),
+                    })?;
+                    tokio::spawn(async move {
+                        if let Err(e) = warmer.run(std::future::pending()).await {
+                            tracing::warn!(error = %e, "the embedded scheduler stopped");
+                        }
+                    });
+                }
+                (state, Compute::Embedded(embedded), None)
+            }
             Some(url) => {
                 let opossum_fleet::Fleet {
                     queues,
@@ -77,13 +118,11 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
                     connection,
                 } = crate::fleet::connect_fleet_with_connection(url).await?;
                 state = state.with_analytics(opossum_analytics::Recorder::start(
-                    opossum_analytics::AnalyticsConfig::from_settings(
-                        namespace(),
-                        &config.analytics,
-                    ),
+                    analytics_config,
                     connection,
                 ));
                 (
+                    Arc::new(state),
                     Compute::Fleet {
                         queues: Box::new(queues.clone()),
                         events: Box::new(events),
@@ -93,7 +132,7 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
             }
         };
         let origin = Origin::start(
-            Arc::new(state),
+            state,
             compute,
             OriginConfig::from_settings(&opossum_config::OriginSettings {
                 signing_keys: if args.signing_keys.is_empty() {

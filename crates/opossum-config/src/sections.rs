@@ -64,6 +64,9 @@ impl Default for AnalyticsSettings {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WarmingSettings {
+    /// run the strategies: the scheduler's `run`, and the scheduler inside `opossum serve` in
+    /// embedded mode (default true)
+    pub enabled: bool,
     /// operations the background strategy applies to the top images (the seed's list)
     pub common_operations: Vec<String>,
     /// output formats related-variant warming offers as siblings of a variant with a format
@@ -100,6 +103,7 @@ pub struct WarmingSettings {
 impl Default for WarmingSettings {
     fn default() -> WarmingSettings {
         WarmingSettings {
+            enabled: true,
             common_operations: vec![
                 "resize:800:600".into(),
                 "thumbnail:200".into(),

@@ -25,6 +25,7 @@ mod worker;
 pub use embedded::Embedded;
 pub use events::{Event, EventReader, Events, Status, StreamEntry};
 pub use job::{Job, Priority, new_job_id};
+pub use opossum_pipeline::Lookup;
 pub use originals::{MAX_IMAGE_ID_LEN, Originals, OriginalsError, validate_image_id};
 pub use queue::{
     DeadJob, Depth, JobStorage, MAX_DUE_CAP, PARK_BASE, PROMOTE_SCRIPT, QueueConfig, Queues,
@@ -33,7 +34,7 @@ pub use queue::{
 pub use telemetry::Sources;
 pub use tiers::{Tiers, default_data_dir, limits, open_tiers, redact};
 pub use worker::{
-    MAX_ATTEMPTS, Outcome, WARM_YIELD, WorkerConfig, WorkerState, announce_invalidation,
+    MAX_ATTEMPTS, Outcome, UserWork, WARM_YIELD, WorkerConfig, WorkerState, announce_invalidation,
     invalidation_channel, run, shutdown_signal, unique_worker_name,
 };
 

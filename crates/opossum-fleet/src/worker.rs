@@ -28,7 +28,7 @@ use futures::StreamExt;
 use opossum_analytics::{Access, Recorder, Variant};
 use opossum_image::Limits;
 use opossum_ops::{Category, Chain, Options};
-use opossum_pipeline::{Pipeline, PipelineError, PresetStore, Response};
+use opossum_pipeline::{Lookup, Pipeline, PipelineError, PresetStore, Response};
 
 use crate::events::{Event, Events, Status};
 use crate::originals::Originals;
@@ -72,17 +72,17 @@ pub struct WorkerState {
 /// this wait, so a steady stream of user work cannot starve warming forever.
 pub const WARM_YIELD: Duration = Duration::from_secs(10);
 
-/// Counts a user job as running while alive.
-struct InFlight(Arc<AtomicUsize>);
+/// Counts user work as running in this process while alive (warm jobs wait for none).
+pub struct UserWork(Arc<AtomicUsize>);
 
-impl InFlight {
-    fn new(counter: &Arc<AtomicUsize>) -> InFlight {
+impl UserWork {
+    fn new(counter: &Arc<AtomicUsize>) -> UserWork {
         counter.fetch_add(1, Ordering::SeqCst);
-        InFlight(counter.clone())
+        UserWork(counter.clone())
     }
 }
 
-impl Drop for InFlight {
+impl Drop for UserWork {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -132,6 +132,12 @@ impl WorkerState {
         self.user_in_flight.load(Ordering::SeqCst) > 0 || self.user_due.load(Ordering::Relaxed) > 0
     }
 
+    /// Marks user work done outside [`WorkerState::run`] (the HTTP origin computing a miss
+    /// itself) as running until the guard is dropped, so warm jobs yield to it too.
+    pub fn user_work(&self) -> UserWork {
+        UserWork::new(&self.user_in_flight)
+    }
+
     /// Records user requests with `recorder`.
     pub fn with_analytics(mut self, recorder: Recorder) -> WorkerState {
         self.analytics = Some(recorder);
@@ -141,7 +147,7 @@ impl WorkerState {
     /// Runs one job to an [`Outcome`]; never panics on bad input.
     pub async fn run(&self, job: &Job) -> Outcome {
         let _counted = match job.priority {
-            Priority::User => Some(InFlight::new(&self.user_in_flight)),
+            Priority::User => Some(self.user_work()),
             Priority::Warm => {
                 let waiting = Instant::now();
                 while self.user_work_pending() && waiting.elapsed() < WARM_YIELD {
@@ -191,7 +197,11 @@ impl WorkerState {
             .pipeline
             .key(&job.image_id, &chain, &options)
             .to_string();
-        let respond = self.respond(&job.image_id, &chain, &options, job.fresh_until_ms, false);
+        let lookup = match job.priority {
+            Priority::User => Lookup::Request,
+            Priority::Warm => Lookup::Warm,
+        };
+        let respond = self.respond(&job.image_id, &chain, &options, job.fresh_until_ms, lookup);
         // Warm jobs compute at background priority: the kernel serves user work first.
         let result = match job.priority {
             Priority::User => respond.await,
@@ -239,15 +249,14 @@ impl WorkerState {
 
     /// Answers one request from the cache, or computes it from the original in the originals
     /// store: the pipeline with this state's loader. What jobs and the HTTP origin both call;
-    /// `looked_up` says the caller has already looked the key up and missed (the miss is then
-    /// not looked up and counted again).
+    /// `lookup` says how the key is looked up first.
     pub async fn respond(
         &self,
         image_id: &str,
         chain: &Chain,
         options: &Options,
         fresh_until_ms: u64,
-        looked_up: bool,
+        lookup: Lookup,
     ) -> Result<Response, PipelineError> {
         let limit = self.limits.max_bytes;
         let originals = self.originals.clone();
@@ -258,15 +267,9 @@ impl WorkerState {
                 .await
                 .map_err(|e| e.to_load_error())
         };
-        if looked_up {
-            self.pipeline
-                .run_missed(image_id, chain, options, fresh_until_ms, load)
-                .await
-        } else {
-            self.pipeline
-                .run_fresh(image_id, chain, options, fresh_until_ms, load)
-                .await
-        }
+        self.pipeline
+            .respond(image_id, chain, options, fresh_until_ms, lookup, load)
+            .await
     }
 
     /// The apalis handler: runs the job, publishes its event, and tells the backend whether
@@ -309,10 +312,7 @@ impl WorkerState {
             // A failed publish fails the job: it runs again (now a cache hit) and the event is
             // written then. At-least-once, never silently dropped.
             events.publish(std::slice::from_ref(&event)).await?;
-            finish(match event.status {
-                Status::Error => "error",
-                Status::Ok => job_outcome(&event.source),
-            });
+            finish(job_outcome(&event));
             Ok(())
         }
         .instrument(span)
@@ -320,10 +320,13 @@ impl WorkerState {
     }
 }
 
-/// The bounded outcome label of a successful job: the tier that answered, `computed` or
-/// `coalesced`.
-fn job_outcome(source: &str) -> &'static str {
-    match source {
+/// The bounded outcome label of a finished job: `error`, or the tier that answered,
+/// `computed` or `coalesced`.
+pub(crate) fn job_outcome(event: &Event) -> &'static str {
+    if event.status == Status::Error {
+        return "error";
+    }
+    match event.source.as_str() {
         "memory" => "memory",
         "disk" => "disk",
         "redis" => "redis",

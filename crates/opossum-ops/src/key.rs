@@ -108,7 +108,7 @@ impl fmt::Display for CacheKey {
 /// The short hash of an image id: the middle part of every key of that image.
 pub fn image_hash(image_id: &str) -> String {
     let digest = Sha256::digest(image_id.as_bytes());
-    hex(&digest)[..IMAGE_HASH_HEX_LEN].to_string()
+    const_hex::encode(&digest[..IMAGE_HASH_HEX_LEN / 2])
 }
 
 /// Derives the key of a request. Equal requests (after normalisation) give equal keys; any
@@ -136,17 +136,8 @@ pub fn derive_key(
     CacheKey {
         namespace: namespace.to_string(),
         image_hash: image_hash(image_id),
-        variant_hash: hex(&hasher.finalize()),
+        variant_hash: const_hex::encode(hasher.finalize()),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 #[cfg(test)]

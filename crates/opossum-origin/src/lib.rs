@@ -34,7 +34,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use opossum_cache::{Entry, unix_millis};
-use opossum_fleet::{Event, Events, Job, Priority, Queues, Status, WorkerState};
+use opossum_fleet::{Embedded, Event, Events, Job, Priority, Queues, Status, WorkerState};
 use opossum_ops::{Category, Chain, Encoding, Operation, Options, OutputFormat};
 use opossum_pipeline::PipelineError;
 
@@ -96,8 +96,9 @@ impl Default for OriginConfig {
 
 /// Where misses are computed.
 pub enum Compute {
-    /// in this process
-    Embedded,
+    /// in this process; the completion events go to the embedded queue's subscribers (the
+    /// embedded scheduler)
+    Embedded(Embedded),
     /// by the worker fleet: a user job, answered through its completion event
     Fleet {
         /// the queues
@@ -271,6 +272,7 @@ impl Origin {
         image_id: &str,
         accept: Option<&str>,
     ) -> Result<Answer, Failure> {
+        let started = Instant::now();
         opossum_fleet::validate_image_id(image_id)
             .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.to_string()))?;
         let chain = self.state.presets.resolve(chain_text).await.map_err(|e| {
@@ -284,17 +286,27 @@ impl Origin {
         let key = self.state.pipeline.key(image_id, &chain, &options);
         let key_text = key.to_string();
         let category = Category::of(&chain);
-        let (entry, source) = if let Some(hit) = self
+        let chain_text = chain.to_string();
+        let looked_up = if let Some(hit) = self
             .state
             .pipeline
             .hierarchy()
             .get(&key_text, category)
             .await
         {
-            (hit.entry, hit.tier.name())
+            Ok((hit.entry, hit.tier.name()))
         } else {
-            self.miss(&key_text, image_id, &chain).await?
+            self.miss(&key_text, image_id, &chain).await
         };
+        self.record(
+            image_id,
+            &chain_text,
+            &key_text,
+            category,
+            &looked_up,
+            started,
+        );
+        let (entry, source) = looked_up?;
         if entry.category == Category::Error {
             return Err(Failure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -317,8 +329,54 @@ impl Origin {
             etag: key.etag(),
             surrogate_key: key.image_hash().to_string(),
             negotiated,
-            chain: chain.to_string(),
+            chain: chain_text,
         })
+    }
+
+    /// Records an answered request in the analytics the scheduler reads. In a fleet, a miss the
+    /// origin submitted as a job is recorded by the worker that ran it, not here; requests
+    /// refused before they had a key, or for being busy, are not answers and are not recorded.
+    fn record(
+        &self,
+        image_id: &str,
+        chain: &str,
+        key: &str,
+        category: Category,
+        result: &Result<(Arc<Entry>, &'static str), Failure>,
+        started: Instant,
+    ) {
+        let Some(recorder) = &self.state.analytics else {
+            return;
+        };
+        let fleet = matches!(self.compute, Compute::Fleet { .. });
+        let (source, bytes) = match result {
+            Ok((_, "computed")) if fleet => return,
+            Ok((entry, _)) if entry.category == Category::Error => ("error", 0),
+            Ok((entry, source)) => (*source, entry.body.len() as u64),
+            Err(failure)
+                if !fleet
+                    && matches!(
+                        failure.status,
+                        StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY
+                    ) =>
+            {
+                ("error", 0)
+            }
+            Err(_) => return,
+        };
+        recorder.record(&opossum_analytics::Access {
+            variant: opossum_analytics::Variant {
+                image_id: image_id.to_string(),
+                chain: chain.to_string(),
+                key: key.to_string(),
+                options: Default::default(),
+            },
+            category,
+            source: source.to_string(),
+            bytes,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            at_ms: unix_millis(),
+        });
     }
 
     /// The miss path: one leader per key computes (or submits a job); the others wait for it.
@@ -377,12 +435,42 @@ impl Origin {
         };
         counters().computations.inc();
         match &self.compute {
-            Compute::Embedded => {
-                let response = self
+            Compute::Embedded(embedded) => {
+                // Warm jobs of the embedded scheduler yield to this computation.
+                let _user = self.state.user_work();
+                let started = Instant::now();
+                let result = self
                     .state
-                    .respond(image_id, chain, &Options::new(), 0, true)
-                    .await
-                    .map_err(pipeline_failure)?;
+                    .respond(
+                        image_id,
+                        chain,
+                        &Options::new(),
+                        0,
+                        opossum_fleet::Lookup::Missed,
+                    )
+                    .await;
+                let ok = result.as_ref().ok();
+                embedded.publish(Event {
+                    job_id: opossum_fleet::new_job_id(),
+                    image_id: image_id.to_string(),
+                    key: key.to_string(),
+                    status: if ok.is_some() {
+                        Status::Ok
+                    } else {
+                        Status::Error
+                    },
+                    source: ok.map_or("computed", |r| r.source.name()).to_string(),
+                    bytes: ok.map_or(0, |r| r.entry.body.len() as u64),
+                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    error: result
+                        .as_ref()
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
+                    ops: chain.to_string(),
+                    priority: Priority::User,
+                });
+                let response = result.map_err(pipeline_failure)?;
                 Ok((response.entry, response.source.name()))
             }
             Compute::Fleet { queues, .. } => {

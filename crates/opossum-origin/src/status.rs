@@ -81,8 +81,13 @@ pub(crate) async fn page(origin: &Origin) -> String {
     }
     html.push_str("</table><h2>Queues</h2>");
     let depths = depths(origin).await;
-    if depths.is_empty() {
-        html.push_str("<p>embedded mode: misses are computed in this process</p>");
+    if let Compute::Embedded(embedded) = &origin.compute {
+        let _ = write!(
+            html,
+            "<p>embedded mode: misses are computed in this process; warm jobs waiting or running: \
+             <span data-metric=\"warm-backlog\">{}</span></p>",
+            embedded.backlog(Priority::Warm)
+        );
     } else {
         html.push_str(
             "<table><tr><th>queue</th><th>parked</th><th>due</th><th>retrying</th><th>in flight</th><th>dead</th></tr>",
@@ -152,7 +157,7 @@ pub(crate) async fn metrics(origin: &Origin) -> String {
         hierarchy: Some(origin.state.pipeline.hierarchy().clone()),
         queues: match &origin.compute {
             Compute::Fleet { queues, .. } => Some((**queues).clone()),
-            Compute::Embedded => None,
+            Compute::Embedded(_) => None,
         },
     };
     opossum_telemetry::render(&sources).await

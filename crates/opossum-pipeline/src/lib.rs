@@ -73,6 +73,18 @@ pub struct Response {
     pub source: Source,
 }
 
+/// How [`Pipeline::respond`] looks the key up before computing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// a user request: look up, counting the hit or miss
+    Request,
+    /// not a request (a warm job): look up without counting, so the tiers' hit rates stay
+    /// those of user requests (as the analytics count user requests only)
+    Warm,
+    /// the caller has looked the key up and missed (the miss is counted already)
+    Missed,
+}
+
 /// Why a request failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PipelineError {
@@ -221,17 +233,20 @@ impl Pipeline {
         L: FnOnce() -> F,
         F: Future<Output = Result<Vec<u8>, LoadError>>,
     {
-        self.run_fresh(image_id, chain, options, 0, load).await
+        self.respond(image_id, chain, options, 0, Lookup::Request, load)
+            .await
     }
 
-    /// [`Pipeline::run`], treating a cached answer that expires before `fresh_until_ms` (Unix
-    /// milliseconds) as a miss: how a warm job refreshes a variant that is about to expire.
-    pub async fn run_fresh<L, F>(
+    /// [`Pipeline::run`] with the first lookup chosen by `lookup`, treating a cached answer
+    /// that expires before `fresh_until_ms` (Unix milliseconds) as a miss: how a warm job
+    /// refreshes a variant that is about to expire. On a miss: coalescing, lease, computation.
+    pub async fn respond<L, F>(
         &self,
         image_id: &str,
         chain: &Chain,
         options: &Options,
         fresh_until_ms: u64,
+        lookup: Lookup,
         load: L,
     ) -> Result<Response, PipelineError>
     where
@@ -239,33 +254,18 @@ impl Pipeline {
         F: Future<Output = Result<Vec<u8>, LoadError>>,
     {
         let key = self.key(image_id, chain, options);
-        let category = Category::of(chain);
-        if let Some(hit) = self.hierarchy.get(&key.to_string(), category).await
+        let key_text = key.to_string();
+        let hit = match lookup {
+            Lookup::Request => self.hierarchy.get(&key_text, Category::of(chain)).await,
+            Lookup::Warm => self.hierarchy.get_uncounted(&key_text).await,
+            Lookup::Missed => None,
+        };
+        if let Some(hit) = hit
             && hit.entry.expires_at_ms() >= fresh_until_ms
         {
             return answer(key, hit.entry, Source::Tier(hit.tier));
         }
-        self.run_missed(image_id, chain, options, fresh_until_ms, load)
-            .await
-    }
-
-    /// The miss path of [`Pipeline::run_fresh`], for a caller that has just looked the key up
-    /// itself and missed (so the miss is not counted twice): coalescing, lease, computation.
-    pub async fn run_missed<L, F>(
-        &self,
-        image_id: &str,
-        chain: &Chain,
-        options: &Options,
-        fresh_until_ms: u64,
-        load: L,
-    ) -> Result<Response, PipelineError>
-    where
-        L: FnOnce() -> F,
-        F: Future<Output = Result<Vec<u8>, LoadError>>,
-    {
-        let key = self.key(image_id, chain, options);
         let category = Category::of(chain);
-        let key_text = key.to_string();
         let (cell, leader_cell) = {
             let mut in_flight = self
                 .in_flight

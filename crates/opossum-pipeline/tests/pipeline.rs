@@ -8,7 +8,9 @@ use opossum_cache::{
     DiskConfig, DiskTier, Hierarchy, MemoryConfig, MemoryTier, RedisConfig, RedisTier, Tier,
 };
 use opossum_ops::{Chain, Options};
-use opossum_pipeline::{Leases, LoadError, Pipeline, PipelineConfig, PipelineError, Source};
+use opossum_pipeline::{
+    Leases, LoadError, Lookup, Pipeline, PipelineConfig, PipelineError, Source,
+};
 use opossum_testkit::{RedisServer, TempDir, unique_namespace};
 
 fn photo() -> Vec<u8> {
@@ -301,4 +303,48 @@ async fn a_version_bump_makes_old_entries_unreachable() {
         Source::Computed
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn warm_lookups_are_not_counted_as_hits_or_misses() {
+    let dir = TempDir::new("warm-counts");
+    let pipeline = local_pipeline(&dir, "warm-counts");
+    let chain = Chain::parse("thumbnail:64,format:png").unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let lookups = |pipeline: &Pipeline| {
+        let totals = pipeline.hierarchy().stats().tier_totals("memory");
+        (totals.hits, totals.misses)
+    };
+    // A warm job computes: no miss counted, one computation.
+    let warmed = pipeline
+        .respond(
+            "a.jpg",
+            &chain,
+            &Options::new(),
+            0,
+            Lookup::Warm,
+            counting(&calls, photo()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(warmed.source, Source::Computed);
+    assert_eq!(lookups(&pipeline), (0, 0));
+    // A warm job that finds it cached: no hit counted either.
+    let again = pipeline
+        .respond("a.jpg", &chain, &Options::new(), 0, Lookup::Warm, never)
+        .await
+        .unwrap();
+    assert!(
+        matches!(again.source, Source::Tier(_)),
+        "{:?}",
+        again.source
+    );
+    assert_eq!(lookups(&pipeline), (0, 0));
+    // A request is counted.
+    pipeline
+        .run("a.jpg", &chain, &Options::new(), never)
+        .await
+        .unwrap();
+    assert_eq!(lookups(&pipeline), (1, 0));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

@@ -15,19 +15,23 @@
 //! - [`Warmer::run`]: the long-running scheduler: predictive every `interval`; background on
 //!   the cron `schedule` and whenever traffic is low (at most once per analytics bucket);
 //!   related-variant continuously, from the completion events of user jobs.
+//! - [`Target`]: where the jobs go. A fleet's Redis queues and event stream, or the embedded
+//!   queue of `opossum serve` without Redis, where the one process is the fleet: the same
+//!   strategies and funnel, with claims in this process's memory (there is one scheduler) and
+//!   analytics in a [`opossum_analytics::MemoryStore`].
 
 mod policy;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opossum_analytics::Analytics;
 use opossum_cache::Hierarchy;
 use opossum_config::WarmingSettings;
-use opossum_fleet::{Event, Events, Job, Priority, Queues, Status};
+use opossum_fleet::{Embedded, Event, EventReader, Events, Job, Priority, Queues, Status};
 use opossum_ops::{Chain, Options, OutputFormat, Presets, derive_key};
 
 pub use policy::{Candidate, Predictive, TrafficLevel, background, related};
@@ -176,10 +180,96 @@ pub struct WarmerParts {
     pub analytics: Analytics,
     /// the tiers shared with the fleet, asked whether a variant is cached
     pub freshness: Arc<Hierarchy>,
-    /// the queues (warm jobs go to the warm one)
-    pub queues: Queues,
-    /// completion events (related-variant warming follows them)
-    pub events: Events,
+    /// where warm jobs go and completion events come from
+    pub target: Target,
+}
+
+/// Where warm jobs go and where the completion events related-variant warming follows come
+/// from.
+pub enum Target {
+    /// a fleet's Redis: the warm queue, the event stream, claims in Redis shared by every
+    /// scheduler
+    Fleet {
+        /// the queues (warm jobs go to the warm one)
+        queues: Box<Queues>,
+        /// completion events
+        events: Box<Events>,
+    },
+    /// this process's embedded queue; claims in memory
+    Embedded(Embedded),
+}
+
+/// Follows completion events from now on.
+enum Follower {
+    Fleet {
+        events: Box<Events>,
+        reader: Box<EventReader>,
+        after: String,
+    },
+    Embedded(tokio::sync::broadcast::Receiver<Event>),
+}
+
+impl Follower {
+    async fn start(target: &Target) -> Result<Follower, WarmError> {
+        Ok(match target {
+            Target::Fleet { events, .. } => Follower::Fleet {
+                reader: Box::new(events.reader(Duration::from_secs(1)).await?),
+                after: events.last_id().await?,
+                events: events.clone(),
+            },
+            Target::Embedded(embedded) => Follower::Embedded(embedded.subscribe()),
+        })
+    }
+
+    /// The events of about the next second, up to [`EVENTS_PER_READ`]. A failure is logged
+    /// and gives none (after a pause and a reconnection).
+    async fn next(&mut self) -> Vec<Event> {
+        match self {
+            Follower::Fleet {
+                events,
+                reader,
+                after,
+            } => match reader.next(after, EVENTS_PER_READ).await {
+                Ok(entries) => {
+                    if let Some((id, _)) = entries.last() {
+                        *after = id.clone();
+                    }
+                    entries.into_iter().map(|(_, e)| e).collect()
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading completion events failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if let Ok(fresh) = events.reader(Duration::from_secs(1)).await {
+                        **reader = fresh;
+                    }
+                    Vec::new()
+                }
+            },
+            Follower::Embedded(receiver) => {
+                use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+                let mut out = Vec::new();
+                match tokio::time::timeout(Duration::from_secs(1), receiver.recv()).await {
+                    Ok(Ok(event)) => out.push(event),
+                    Ok(Err(RecvError::Lagged(missed))) => {
+                        tracing::debug!(missed, "related-variant warming fell behind the events");
+                    }
+                    Ok(Err(RecvError::Closed)) => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        return out;
+                    }
+                    Err(_) => return out,
+                }
+                while out.len() < EVENTS_PER_READ {
+                    match receiver.try_recv() {
+                        Ok(event) => out.push(event),
+                        Err(TryRecvError::Lagged(_)) => continue,
+                        Err(_) => break,
+                    }
+                }
+                out
+            }
+        }
+    }
 }
 
 /// The scheduler's engine; see the crate documentation.
@@ -187,6 +277,8 @@ pub struct Warmer {
     parts: WarmerParts,
     formats: Vec<OutputFormat>,
     schedule: croner::Cron,
+    /// embedded mode's claims: key -> expiry (Unix milliseconds)
+    claims: Mutex<HashMap<String, u64>>,
 }
 
 impl Warmer {
@@ -212,6 +304,7 @@ impl Warmer {
             parts,
             formats,
             schedule,
+            claims: Mutex::default(),
         })
     }
 
@@ -249,14 +342,16 @@ impl Warmer {
                 background(&top, &s.common_operations, now_ms)
             }
             Strategy::Related => {
-                let events: Vec<Event> = self
-                    .parts
-                    .events
-                    .latest(s.jobs_per_run.max(1))
-                    .await?
-                    .into_iter()
-                    .map(|(_, event)| event)
-                    .collect();
+                let count = s.jobs_per_run.max(1);
+                let events: Vec<Event> = match &self.parts.target {
+                    Target::Fleet { events, .. } => events
+                        .latest(count)
+                        .await?
+                        .into_iter()
+                        .map(|(_, event)| event)
+                        .collect(),
+                    Target::Embedded(embedded) => embedded.latest(count),
+                };
                 self.related_candidates(&events, now_ms)
             }
         })
@@ -317,6 +412,88 @@ impl Warmer {
         format!("{}:warm:claim:{key}", self.parts.namespace)
     }
 
+    fn held_claims(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        // A panic while holding the lock leaves a table of expiries that is still one.
+        self.claims
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Warm jobs waiting or running.
+    async fn warm_backlog(&self) -> Result<u64, WarmError> {
+        Ok(match &self.parts.target {
+            Target::Fleet { queues, .. } => queues.depth(Priority::Warm).await?.backlog(),
+            Target::Embedded(embedded) => embedded.backlog(Priority::Warm),
+        })
+    }
+
+    /// Whether each claim is held.
+    async fn claimed(&self, claims: &[String]) -> Result<Vec<bool>, WarmError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queues = match &self.parts.target {
+            Target::Fleet { queues, .. } => queues,
+            Target::Embedded(_) => {
+                let now = opossum_cache::unix_millis();
+                let held = self.held_claims();
+                return Ok(claims
+                    .iter()
+                    .map(|claim| held.get(claim).is_some_and(|until| *until > now))
+                    .collect());
+            }
+        };
+        let mut pipe = redis::pipe();
+        for claim in claims {
+            pipe.cmd("EXISTS").arg(claim);
+        }
+        Ok(pipe.query_async(&mut queues.connection()).await?)
+    }
+
+    /// Takes each claim unless it is held (another scheduler took it since [`Self::claimed`]);
+    /// says which were taken.
+    async fn take_claims(&self, claims: &[&String]) -> Result<Vec<bool>, WarmError> {
+        let ttl_ms = self.parts.settings.claim_ttl.as_millis().max(1) as u64;
+        let queues = match &self.parts.target {
+            Target::Fleet { queues, .. } => queues,
+            Target::Embedded(_) => {
+                let now = opossum_cache::unix_millis();
+                let mut held = self.held_claims();
+                held.retain(|_, until| *until > now);
+                return Ok(claims
+                    .iter()
+                    .map(|claim| {
+                        held.insert((*claim).clone(), now + ttl_ms)
+                            .is_none_or(|until| until <= now)
+                    })
+                    .collect());
+            }
+        };
+        let mut pipe = redis::pipe();
+        for claim in claims {
+            pipe.cmd("SET")
+                .arg(*claim)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms);
+        }
+        let taken: Vec<Option<String>> = pipe.query_async(&mut queues.connection()).await?;
+        Ok(taken.into_iter().map(|t| t.is_some()).collect())
+    }
+
+    async fn submit(&self, jobs: Vec<Job>) -> Result<(), WarmError> {
+        match &self.parts.target {
+            Target::Fleet { queues, .. } => queues.submit(jobs).await?,
+            Target::Embedded(embedded) => {
+                for job in jobs {
+                    embedded.submit(job).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Runs `candidates` through the funnel (see the crate documentation) and enqueues what
     /// survives, unless `dry_run`. `progress` is called with the number of candidates handled
     /// so far.
@@ -338,24 +515,14 @@ impl Warmer {
             }
         }
         summary.planned = keyed.len() as u64 + summary.invalid;
-        let depth = self.parts.queues.depth(Priority::Warm).await?;
-        let room = s.backlog_cap.saturating_sub(depth.backlog());
+        let room = s.backlog_cap.saturating_sub(self.warm_backlog().await?);
         let mut budget = (s.jobs_per_run as u64).min(room);
         let mut handled = summary.invalid;
-        let mut connection = self.parts.queues.connection();
         for batch in keyed.chunks(CHECK_BATCH) {
             let keys: Vec<String> = batch.iter().map(|(key, _)| key.clone()).collect();
             let claims: Vec<String> = keys.iter().map(|key| self.claim_key(key)).collect();
             let expiries = self.parts.freshness.expiries(&keys).await;
-            let claimed: Vec<bool> = if claims.is_empty() {
-                Vec::new()
-            } else {
-                let mut pipe = redis::pipe();
-                for claim in &claims {
-                    pipe.cmd("EXISTS").arg(claim);
-                }
-                pipe.query_async(&mut connection).await?
-            };
+            let claimed = self.claimed(&claims).await?;
             let mut wanted = Vec::new();
             for (((_, candidate), claim), (expiry, taken)) in batch
                 .iter()
@@ -377,19 +544,11 @@ impl Warmer {
                 summary.enqueued += wanted.len() as u64;
             } else if !wanted.is_empty() {
                 // Take the claims; one taken since the check above (another scheduler) wins.
-                let mut pipe = redis::pipe();
-                for (claim, _) in &wanted {
-                    pipe.cmd("SET")
-                        .arg(*claim)
-                        .arg(1)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(s.claim_ttl.as_millis().max(1) as u64);
-                }
-                let taken: Vec<Option<String>> = pipe.query_async(&mut connection).await?;
+                let claims: Vec<&String> = wanted.iter().map(|(claim, _)| *claim).collect();
+                let taken = self.take_claims(&claims).await?;
                 let mut jobs = Vec::new();
                 for ((_, candidate), taken) in wanted.iter().zip(taken) {
-                    if taken.is_none() {
+                    if !taken {
                         summary.duplicates += 1;
                         continue;
                     }
@@ -400,7 +559,7 @@ impl Warmer {
                 }
                 summary.enqueued += jobs.len() as u64;
                 if !jobs.is_empty() {
-                    self.parts.queues.submit(jobs).await?;
+                    self.submit(jobs).await?;
                 }
             }
             handled += batch.len() as u64;
@@ -432,8 +591,12 @@ impl Warmer {
     /// and the next run goes ahead.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), WarmError> {
         let s = &self.parts.settings;
-        let mut reader = self.parts.events.reader(Duration::from_secs(1)).await?;
-        let mut after = self.parts.events.last_id().await?;
+        if !s.enabled {
+            tracing::info!("warming is disabled (warming.enabled: false)");
+            shutdown.await;
+            return Ok(());
+        }
+        let mut follower = Follower::start(&self.parts.target).await?;
         let mut next_predictive = opossum_cache::unix_millis();
         let mut next_scheduled = self.next_scheduled(opossum_cache::unix_millis());
         let bucket_ms = self.parts.analytics.config().bucket.as_millis() as u64;
@@ -468,34 +631,19 @@ impl Warmer {
                 self.logged(Strategy::Background, "schedule").await;
             }
             // Related-variant warming: the events of the last second or so.
-            let read = tokio::select! {
-                read = reader.next(&after, EVENTS_PER_READ) => read,
+            let events = tokio::select! {
+                events = follower.next() => events,
                 () = &mut shutdown => break,
             };
-            match read {
-                Ok(entries) => {
-                    if let Some((id, _)) = entries.last() {
-                        after = id.clone();
+            let candidates = self.related_candidates(&events, opossum_cache::unix_millis());
+            if !candidates.is_empty() {
+                match self.enqueue(candidates, false, &|_| {}).await {
+                    Ok(summary) => {
+                        summary.record(Strategy::Related.name());
+                        related_total.add(summary);
+                        tracing::debug!(%summary, "related-variant warming");
                     }
-                    let events: Vec<Event> = entries.into_iter().map(|(_, e)| e).collect();
-                    let candidates = self.related_candidates(&events, opossum_cache::unix_millis());
-                    if !candidates.is_empty() {
-                        match self.enqueue(candidates, false, &|_| {}).await {
-                            Ok(summary) => {
-                                summary.record(Strategy::Related.name());
-                                related_total.add(summary);
-                                tracing::debug!(%summary, "related-variant warming");
-                            }
-                            Err(e) => tracing::warn!(error = %e, "related-variant warming failed"),
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading completion events failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if let Ok(fresh) = self.parts.events.reader(Duration::from_secs(1)).await {
-                        reader = fresh;
-                    }
+                    Err(e) => tracing::warn!(error = %e, "related-variant warming failed"),
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! `opossum serve` over real HTTP: headers, conditional requests, errors, signed URLs, the
-//! stampede, the computation limit, fleet mode with a real worker, a real Varnish in front,
-//! and the status page in headless Chromium.
+//! stampede, the computation limit, the embedded scheduler, fleet mode with a real worker, a
+//! real Varnish in front, and the status page in headless Chromium.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -98,17 +98,43 @@ fn header(response: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn metric(base: &str, name: &str) -> f64 {
+/// A sample of /metrics, its labels spelled as rendered (in name order); `None` when absent.
+async fn sample_of(base: &str, series: &str) -> Option<f64> {
     let text = get(&format!("{base}/metrics"), &[])
         .await
         .text()
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
-        .parse()
-        .unwrap()
+        .find_map(|l| l.strip_prefix(&format!("{series} ")))
+        .map(|v| v.parse().unwrap())
+}
+
+async fn metric(base: &str, name: &str) -> f64 {
+    sample_of(base, name)
+        .await
+        .unwrap_or_else(|| panic!("{name} missing from {base}/metrics"))
+}
+
+/// A sample of /metrics, 0 when absent (a counter not yet incremented).
+async fn sample(base: &str, series: &str) -> f64 {
+    sample_of(base, series).await.unwrap_or(0.0)
+}
+
+/// Waits until `series` reaches `at_least`; fails naming it after `within`.
+async fn wait_for_sample(base: &str, series: &str, at_least: f64, within: Duration) -> f64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let value = sample(base, series).await;
+        if value >= at_least {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {value} after {within:?}, expected at least {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn image_hash(id: &str) -> String {
@@ -324,6 +350,88 @@ async fn misses_beyond_the_limit_get_503_with_retry_after() {
 }
 
 #[tokio::test]
+async fn embedded_mode_runs_the_scheduler() {
+    let config = TempDir::new("serve-warming");
+    let file = config.join("opossum.yaml");
+    std::fs::write(
+        &file,
+        "warming:\n  related_formats: [webp, png]\n  interval: 1s\n  min_expected_requests: 0.1\n",
+    )
+    .unwrap();
+    let server = start(&["--config", file.to_str().unwrap()], None);
+    let url = |format: &str| format!("{}/v1/img/thumbnail:64,format:{format}/a.png", server.base);
+    let first = get(&url("jpeg"), &[]).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(header(&first, "x-opossum-source"), "computed");
+    for _ in 0..3 {
+        let again = get(&url("jpeg"), &[]).await;
+        assert_eq!(header(&again, "x-opossum-source"), "memory");
+    }
+    // Related-variant warming: the origin's computation is an event the scheduler follows;
+    // the two siblings are computed by the warm pool, so nobody waits for them.
+    let within = Duration::from_secs(30);
+    wait_for_sample(
+        &server.base,
+        r#"opossum_warm_jobs_total{result="enqueued",strategy="related"}"#,
+        2.0,
+        within,
+    )
+    .await;
+    wait_for_sample(
+        &server.base,
+        r#"opossum_jobs_total{outcome="computed",queue="warm"}"#,
+        2.0,
+        within,
+    )
+    .await;
+    for format in ["webp", "png"] {
+        let warmed = get(&url(format), &[]).await;
+        assert_eq!(warmed.status(), 200);
+        assert_eq!(header(&warmed, "x-opossum-source"), "memory", "{format}");
+    }
+    assert_eq!(
+        metric(&server.base, "opossum_origin_computations_total").await,
+        1.0
+    );
+    // Predictive warming reads the requests the origin recorded in its in-memory analytics:
+    // every variant asked for is cached for days, so each run finds them cached.
+    wait_for_sample(
+        &server.base,
+        r#"opossum_warm_jobs_total{result="cached",strategy="predictive"}"#,
+        3.0,
+        within,
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &server.base,
+            r#"opossum_warm_jobs_total{result="enqueued",strategy="predictive"}"#
+        )
+        .await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn embedded_warming_can_be_switched_off() {
+    let config = TempDir::new("serve-no-warming");
+    let file = config.join("opossum.yaml");
+    std::fs::write(&file, "warming:\n  enabled: false\n  interval: 1s\n").unwrap();
+    let server = start(&["--config", file.to_str().unwrap()], None);
+    let url = format!("{}/v1/img/thumbnail:64,format:jpeg/a.png", server.base);
+    assert_eq!(get(&url, &[]).await.status(), 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sibling = get(&url.replace("jpeg", "webp"), &[]).await;
+    assert_eq!(header(&sibling, "x-opossum-source"), "computed");
+    let text = get(&format!("{}/metrics", server.base), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("opossum_warm_jobs_total{"), "{text}");
+}
+
+#[tokio::test]
 async fn with_redis_misses_go_to_the_fleet() {
     let redis = RedisServer::start();
     let server = start(&[], Some(&redis.url()));
@@ -352,6 +460,27 @@ async fn with_redis_misses_go_to_the_fleet() {
         .unwrap();
     let text = String::from_utf8_lossy(&events.stdout);
     assert!(text.contains("\"source\":\"computed\""), "{text}");
+    // Analytics: the computed request is recorded by the worker that ran the job, the memory
+    // hit by the origin; each once.
+    let requests = || {
+        let output = Command::new(binary())
+            .args(["--redis", &redis.url(), "stats", "top", "--json"])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        report["requests"].as_u64().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while requests() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the analytics never saw 2 requests"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Past two flush intervals, still two: nobody recorded a request twice.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(requests(), 2);
     let missing = get(
         &format!("{}/v1/img/thumbnail:72/nothing.png", server.base),
         &[],
