@@ -72,8 +72,8 @@ fn main() -> std::process::ExitCode {
 
 async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     let prefix = config.prefix_or(args.prefix.as_deref());
-    let url = config.redis_url(args.redis.as_deref())?.context(
-        "the scheduler needs Redis (its analytics, queues and events): pass --redis URL, set OPOSSUM_REDIS_URL or caching.redis_cache.host",
+    let url = config.queue_redis_url(args.redis.as_deref())?.context(
+        "the scheduler needs Redis (its analytics, queues and events): pass --redis URL, set OPOSSUM_REDIS_URL, caching.redis_cache.host or queues.redis_url",
     )?;
     let client = redis::Client::open(url.as_str()).context("invalid Redis URL")?;
     let Fleet {
@@ -83,12 +83,19 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     } = Fleet::connect(&client, &prefix)
         .await
         .with_context(|| format!("connecting to {}", opossum_fleet::redact(&url)))?;
-    let redis_tier = RedisTier::new(&RedisConfig::new(&url))?;
+    if matches!(args.command, Command::Run)
+        && let Err(e) =
+            opossum_fleet::check_queue_server(&connection, !config.separate_queue_redis()).await
+    {
+        tracing::warn!(error = %e, "the queue Redis's eviction policy could not be read");
+    }
+    // What is fresh is what the shared cache tier holds (none configured: nothing is).
+    let mut shared: Vec<Arc<dyn Tier>> = Vec::new();
+    if let Some(cache_url) = config.redis_url(args.redis.as_deref())? {
+        shared.push(Arc::new(RedisTier::new(&RedisConfig::new(&cache_url))?));
+    }
     let depth_queues = queues.clone();
-    let freshness = Arc::new(Hierarchy::new(
-        vec![Arc::new(redis_tier) as Arc<dyn Tier>],
-        None,
-    ));
+    let freshness = Arc::new(Hierarchy::new(shared, None));
     let warmer = Warmer::new(WarmerParts {
         settings: config.warming.clone(),
         presets: config.presets.clone(),

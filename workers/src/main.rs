@@ -67,14 +67,21 @@ fn main() -> std::process::ExitCode {
 
 async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     let prefix = config.prefix_or(args.prefix.as_deref());
-    let redis_url = config.redis_url(args.redis.as_deref())?.context(
-        "the worker needs Redis (its queues): pass --redis URL, set OPOSSUM_REDIS_URL or caching.redis_cache.host",
+    let redis_url = config.queue_redis_url(args.redis.as_deref())?.context(
+        "the worker needs Redis (its queues): pass --redis URL, set OPOSSUM_REDIS_URL, caching.redis_cache.host or queues.redis_url",
     )?;
+    let cache_url = config.redis_url(args.redis.as_deref())?;
     let originals = Originals::open(config.originals_or(args.originals.as_deref()))?;
     let data_dir = args
         .data_dir
         .unwrap_or_else(opossum_fleet::default_data_dir);
-    let tiers = opossum_fleet::open_tiers(&data_dir, Some(&redis_url), &config.caching).await;
+    let tiers = opossum_fleet::open_tiers(
+        &data_dir,
+        cache_url.as_deref(),
+        Some(&redis_url),
+        &config.caching,
+    )
+    .await;
     if let Some(disk) = &tiers.disk {
         disk.spawn_cleanup();
     }
@@ -82,6 +89,11 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     let connection = opossum_fleet::connect(&client)
         .await
         .with_context(|| format!("connecting to {}", opossum_fleet::redact(&redis_url)))?;
+    if let Err(e) =
+        opossum_fleet::check_queue_server(&connection, !config.separate_queue_redis()).await
+    {
+        tracing::warn!(error = %e, "the queue Redis's eviction policy could not be read");
+    }
     let recorder = Recorder::start(
         AnalyticsConfig::from_settings(&prefix, &config.analytics),
         connection.clone(),

@@ -18,8 +18,20 @@ struct Worker {
 
 impl Worker {
     fn start(redis: &RedisServer, originals: &Path, prefix: &str) -> Worker {
+        Worker::start_with(redis, originals, prefix, |_| {})
+    }
+
+    /// [`Worker::start`], with `adjust` applied to the command last (more flags, variables,
+    /// where stderr goes).
+    fn start_with(
+        redis: &RedisServer,
+        originals: &Path,
+        prefix: &str,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Worker {
         let data = TempDir::new("worker-data");
-        let child = Command::new(env!("CARGO_BIN_EXE_opossum-worker"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_opossum-worker"));
+        command
             .args([
                 "--redis",
                 &redis.url(),
@@ -34,9 +46,9 @@ impl Worker {
             .arg(data.path())
             .env("OPOSSUM_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start opossum-worker");
+            .stderr(Stdio::inherit());
+        adjust(&mut command);
+        let child = command.spawn().expect("start opossum-worker");
         Worker { child, _data: data }
     }
 
@@ -574,4 +586,131 @@ async fn a_full_queue_refuses_with_a_clear_error() {
         .collect();
     queues.submit(warm).await.unwrap();
     assert_eq!(queues.depth(Priority::Warm).await.unwrap().backlog(), 3);
+}
+
+/// Every key of `redis` under `prefix`.
+async fn keys(redis: &RedisServer, prefix: &str) -> Vec<String> {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+/// Waits until `log` has a line containing `text` (a worker logs its start-up checks at once).
+fn wait_for_line(log: &Path, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let content = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = content.lines().find(|l| l.contains(text)) {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with `{text}` in the worker's log:\n{content}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_live_on_their_own_redis_and_an_evicting_one_is_warned_of() {
+    // The cache's Redis evicts (allkeys-lfu, as the testkit starts it); the queue Redis must not.
+    let cache = RedisServer::start();
+    let queue = RedisServer::start();
+    let client = redis::Client::open(queue.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let originals = originals();
+    let fleet = fleet(&queue).await;
+    let logs = TempDir::new("worker-logs");
+    let split_log = logs.join("split.log");
+    let _split = Worker::start_with(&cache, originals.path(), &fleet.prefix, |command| {
+        command
+            .env("OPOSSUM_QUEUES__REDIS_URL", queue.url())
+            .env("OPOSSUM_LOG", "info")
+            .stderr(std::fs::File::create(&split_log).unwrap());
+    });
+    let start = fleet.events.last_id().await.unwrap();
+    let job = Job::new("a.png", "thumbnail:40,format:png", Priority::User);
+    fleet.queues.submit(vec![job.clone()]).await.unwrap();
+    let seen = collect(
+        &fleet.events,
+        std::slice::from_ref(&job.job_id),
+        &start,
+        Duration::from_secs(30),
+        |_| false,
+    )
+    .await;
+    let event = &seen[&job.job_id][0];
+    assert_eq!(
+        (event.status, event.source.as_str()),
+        (Status::Ok, "computed"),
+        "{event:?}"
+    );
+
+    // The variant is cached in the cache's Redis; the queues, events and analytics are all on
+    // the queue Redis, and neither holds the other's keys.
+    let cached = keys(&cache, &fleet.prefix).await;
+    let fleet_keys = keys(&queue, &fleet.prefix).await;
+    assert!(
+        cached.contains(&event.key),
+        "{} not in {cached:?}",
+        event.key
+    );
+    assert!(!fleet_keys.contains(&event.key), "{fleet_keys:?}");
+    let queue_name = format!("{}:process", fleet.prefix);
+    let events_name = format!("{}:events", fleet.prefix);
+    for (name, on_queue) in [(&queue_name, true), (&events_name, true)] {
+        assert_eq!(
+            fleet_keys.iter().any(|k| k.starts_with(name.as_str())),
+            on_queue,
+            "{name} on the queue Redis: {fleet_keys:?}"
+        );
+        assert!(
+            !cached.iter().any(|k| k.starts_with(name.as_str())),
+            "{name} on the cache Redis: {cached:?}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !keys(&queue, &fleet.prefix)
+        .await
+        .iter()
+        .any(|k| k.starts_with(&format!("{}:stats:", fleet.prefix)))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no analytics on the queue Redis: {:?}",
+            keys(&queue, &fleet.prefix).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        !keys(&cache, &fleet.prefix)
+            .await
+            .iter()
+            .any(|k| k.starts_with(&format!("{}:stats:", fleet.prefix))),
+        "analytics on the cache Redis"
+    );
+    let split = std::fs::read_to_string(&split_log).unwrap();
+    assert!(!split.contains("can evict"), "{split}");
+
+    // One Redis for both, evicting: the worker says what to do about it.
+    let shared_log = logs.join("shared.log");
+    let _shared = Worker::start_with(&cache, originals.path(), &fleet.prefix, |command| {
+        command.stderr(std::fs::File::create(&shared_log).unwrap());
+    });
+    let line = wait_for_line(&shared_log, "queues share the cache's Redis");
+    assert!(line.contains("allkeys-lfu"), "{line}");
+    assert!(line.contains("queues.redis_url"), "{line}");
 }

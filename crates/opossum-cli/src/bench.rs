@@ -92,7 +92,7 @@ fn latency_figures(mut samples: Vec<f64>, jobs_per_second: f64) -> Figures {
 
 pub(crate) fn run(command: BenchCommand, tiers: &TierArgs) -> anyhow::Result<()> {
     let url = tiers
-        .redis
+        .queue_redis
         .clone()
         .context("the fleet benchmarks need --redis URL (or OPOSSUM_REDIS_URL)")?;
     match command {

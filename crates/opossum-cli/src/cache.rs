@@ -116,7 +116,7 @@ fn size(
     if !(target > 0.0 && target <= 1.0) {
         anyhow::bail!("--target-hit-rate {target} is not between 0 and 1");
     }
-    let url = tiers.redis.as_deref().context(
+    let url = tiers.queue_redis.as_deref().context(
         "sizing reads the analytics in Redis: pass --redis URL or set caching.redis_cache.host",
     )?;
     runtime()?.block_on(async {
@@ -374,7 +374,7 @@ fn invalidate(
         }
         // Long-running processes (workers) hold their own memory and disk tiers: tell them.
         let mut notified = None;
-        if let Some(url) = &tiers.redis {
+        if let Some(url) = &tiers.queue_redis {
             let announced = async {
                 let client = redis::Client::open(url.as_str())?;
                 let mut connection = opossum_fleet::connect(&client).await?;

@@ -85,6 +85,13 @@ fn describe(config: &Config) -> anyhow::Result<Vec<String>> {
             .max_memory
             .map_or(String::new(), |m| format!(" and maxmemory {}", size(m)))
     ));
+    lines.push(match &config.queues.redis_url {
+        Some(url) => format!(
+            "queue redis: {}, expects maxmemory-policy noeviction",
+            opossum_fleet::redact(url)
+        ),
+        None => "queue redis: the cache's (queues.redis_url gives them their own)".into(),
+    });
     lines.push(format!(
         "prefix {}, originals {}",
         config.prefix.as_deref().unwrap_or("opossum"),

@@ -155,7 +155,7 @@ pub(crate) fn submit(args: SubmitArgs, tiers: &TierArgs, config: &Config) -> any
     let jobs = read_jobs(&args, config)?;
     let runtime = runtime()?;
     let failed = runtime.block_on(async {
-        match &tiers.redis {
+        match &tiers.queue_redis {
             Some(url) => submit_redis(url, &args, jobs).await,
             None => submit_embedded(&args, tiers, config, jobs).await,
         }
@@ -174,10 +174,10 @@ async fn connect_fleet(url: &str) -> anyhow::Result<(Queues, Events)> {
 
 /// [`connect_fleet`], also keeping the connection (for analytics).
 pub(crate) async fn connect_fleet_with_connection(url: &str) -> anyhow::Result<Fleet> {
-    let client = redis::Client::open(url).context("invalid --redis URL")?;
+    let client = redis::Client::open(url).context("invalid Redis URL")?;
     Fleet::connect(&client, namespace())
         .await
-        .with_context(|| format!("connecting to {url}"))
+        .with_context(|| format!("connecting to {}", opossum_fleet::redact(url)))
 }
 
 async fn submit_redis(url: &str, args: &SubmitArgs, jobs: Vec<Job>) -> anyhow::Result<usize> {
@@ -264,7 +264,7 @@ async fn submit_embedded(
 
 fn redis_url(tiers: &TierArgs) -> anyhow::Result<&str> {
     tiers
-        .redis
+        .queue_redis
         .as_deref()
         .context("this command needs --redis URL (or OPOSSUM_REDIS_URL): the queues and events live in Redis")
 }

@@ -164,11 +164,14 @@ fn main() -> ExitCode {
     };
     let _ = PREFIX.set(config.prefix_or(cli.prefix.as_deref()));
     cli.tiers.caching = config.caching.clone();
-    let result = config
+    let urls = config
         .redis_url(cli.tiers.redis.as_deref())
+        .and_then(|cache| Ok((cache, config.queue_redis_url(cli.tiers.redis.as_deref())?)));
+    let result = urls
         .map_err(anyhow::Error::from)
-        .and_then(|url| {
-            cli.tiers.redis = url;
+        .and_then(|(cache, queue)| {
+            cli.tiers.redis = cache;
+            cli.tiers.queue_redis = queue;
             match cli.command {
                 Command::Process(args) => process::run(args, &cli.tiers, &config),
                 Command::Key(args) => key(args, &config),

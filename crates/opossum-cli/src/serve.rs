@@ -73,7 +73,7 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
         );
         let analytics_config =
             opossum_analytics::AnalyticsConfig::from_settings(namespace(), &config.analytics);
-        let (state, compute, report_queues) = match &tiers.redis {
+        let (state, compute, report_queues) = match &tiers.queue_redis {
             None => {
                 // Embedded: the analytics live here, for the scheduler that runs here too
                 // (with warming off there is no reader, so nothing is recorded).
@@ -117,6 +117,12 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
                     events,
                     connection,
                 } = crate::fleet::connect_fleet_with_connection(url).await?;
+                if let Err(e) =
+                    opossum_fleet::check_queue_server(&connection, !config.separate_queue_redis())
+                        .await
+                {
+                    tracing::warn!(error = %e, "the queue Redis's eviction policy could not be read");
+                }
                 state = state.with_analytics(opossum_analytics::Recorder::start(
                     analytics_config,
                     connection,
@@ -160,7 +166,7 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
         let bound = listener.local_addr()?;
         // One line on stdout, so scripts and tests that pass port 0 learn the address.
         println!("listening on http://{bound}");
-        tracing::info!(address = %bound, mode = if tiers.redis.is_some() { "fleet" } else { "embedded" }, "origin started");
+        tracing::info!(address = %bound, mode = if tiers.queue_redis.is_some() { "fleet" } else { "embedded" }, "origin started");
         opossum_origin::serve_on(origin, listener, opossum_fleet::shutdown_signal()).await?;
         if let Err(e) = opened.hierarchy.flush_stats() {
             tracing::warn!(error = %e, "cache stats not saved");

@@ -36,7 +36,7 @@ pub(crate) struct TopArgs {
 pub(crate) fn run(command: StatsCommand, tiers: &TierArgs, config: &Config) -> anyhow::Result<()> {
     let StatsCommand::Top(args) = command;
     let url = tiers
-        .redis
+        .queue_redis
         .as_deref()
         .context("analytics live in Redis: pass --redis URL or set OPOSSUM_REDIS_URL")?;
     crate::runtime()?.block_on(async {

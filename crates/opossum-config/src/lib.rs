@@ -5,7 +5,7 @@
 //! `caching.memory_cache.*`, `caching.redis_cache.*`, `caching.disk_cache.*`, as in the seed's
 //! "Configuration Options" example, which passes `opossum config check` unchanged) and the
 //! project's own sections: `prefix`, `originals`, `worker`, `origin`, `cdn`, `limits`,
-//! `telemetry`, `presets`, `analytics` and `warming`. `deploy/opossum.example.yaml` shows every
+//! `telemetry`, `presets`, `analytics`, `warming` and `queues`. `deploy/opossum.example.yaml` shows every
 //! key with its default.
 //!
 //! Environment overrides name a key path with `__` between levels:
@@ -32,7 +32,7 @@ pub use ops::{
     CachingSettings, CdnSettings, DiskCacheSettings, LimitsSettings, MemoryCacheSettings,
     OriginSettings, RedisCacheSettings, TelemetrySettings, WorkerSettings,
 };
-pub use sections::{AnalyticsSettings, WarmingSettings};
+pub use sections::{AnalyticsSettings, QueuesSettings, WarmingSettings};
 
 /// Largest configuration file read.
 const MAX_BYTES: u64 = 4 << 20;
@@ -104,6 +104,8 @@ pub struct Config {
     pub analytics: AnalyticsSettings,
     /// cache warming
     pub warming: WarmingSettings,
+    /// the queue Redis, when it is not the cache's
+    pub queues: QueuesSettings,
 }
 
 /// The file's shape: every top-level key, unknown ones refused.
@@ -121,6 +123,7 @@ struct File {
     presets: serde_json::Value,
     analytics: AnalyticsSettings,
     warming: WarmingSettings,
+    queues: QueuesSettings,
 }
 
 impl Config {
@@ -208,6 +211,10 @@ impl Config {
             .redis_cache
             .connection_url()
             .map_err(|message| setting_error("caching.redis_cache.url", message))?;
+        if let Some(url) = &file.queues.redis_url {
+            ops::check_redis_url(url)
+                .map_err(|message| setting_error("queues.redis_url", message))?;
+        }
         if !matches!(
             file.telemetry.otlp_protocol.as_str(),
             "http/protobuf" | "http/json"
@@ -255,6 +262,7 @@ impl Config {
             presets,
             analytics: file.analytics,
             warming: file.warming,
+            queues: file.queues,
         })
     }
 
@@ -272,8 +280,9 @@ impl Config {
         flag.or(self.originals.as_deref()).unwrap_or(".")
     }
 
-    /// The Redis URL: `flag` (a `--redis` flag or `OPOSSUM_REDIS_URL`) with this file's
-    /// credentials and TLS applied, else the file's own address; `None` when neither is set.
+    /// The cache's Redis URL: `flag` (a `--redis` flag or `OPOSSUM_REDIS_URL`) with this
+    /// file's credentials and TLS applied, else the file's own address; `None` when neither is
+    /// set. It is the queue Redis too unless `queues.redis_url` names another.
     pub fn redis_url(&self, flag: Option<&str>) -> Result<Option<String>, ConfigError> {
         let redis = &self.caching.redis_cache;
         let setting_error = |message| ConfigError::Setting {
@@ -285,6 +294,20 @@ impl Config {
             Some(url) => redis.apply_to(url).map(Some).map_err(setting_error),
             None => redis.connection_url().map_err(setting_error),
         }
+    }
+
+    /// The queue Redis (queues, completion events, leases, analytics): `queues.redis_url`
+    /// when set, else the one Redis of [`Config::redis_url`], which then also caches.
+    pub fn queue_redis_url(&self, flag: Option<&str>) -> Result<Option<String>, ConfigError> {
+        match &self.queues.redis_url {
+            Some(url) => Ok(Some(url.clone())),
+            None => self.redis_url(flag),
+        }
+    }
+
+    /// True when the queues have a Redis of their own (`queues.redis_url`).
+    pub fn separate_queue_redis(&self) -> bool {
+        self.queues.redis_url.is_some()
     }
 }
 
@@ -548,6 +571,43 @@ mod tests {
             config.redis_url(Some("redis://b:1/2")).unwrap().as_deref(),
             Some("rediss://:0123@b:1/2")
         );
+    }
+
+    #[test]
+    fn the_queues_may_have_a_redis_of_their_own() {
+        let one = Config::parse("caching:\n  redis_cache:\n    host: cache\n", "q.yaml").unwrap();
+        assert!(!one.separate_queue_redis());
+        assert_eq!(
+            one.queue_redis_url(None).unwrap(),
+            one.redis_url(None).unwrap()
+        );
+        assert_eq!(
+            one.queue_redis_url(Some("redis://flag:1/"))
+                .unwrap()
+                .as_deref(),
+            Some("redis://flag:1/")
+        );
+        let two = Config::parse_with_env(
+            "caching:\n  redis_cache:\n    host: cache\n",
+            "q.yaml",
+            vars(&[("OPOSSUM_QUEUES__REDIS_URL", "redis://queue:6379/1")]),
+        )
+        .unwrap();
+        assert!(two.separate_queue_redis());
+        assert_eq!(
+            two.queue_redis_url(Some("redis://flag:1/"))
+                .unwrap()
+                .as_deref(),
+            Some("redis://queue:6379/1")
+        );
+        assert_eq!(
+            two.redis_url(None).unwrap().as_deref(),
+            Some("redis://cache:6379/0")
+        );
+        let err = Config::parse("queues:\n  redis_url: http://queue/\n", "q.yaml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("queues.redis_url"), "{text}");
+        assert!(text.contains("not a Redis URL"), "{text}");
     }
 
     #[test]

@@ -141,6 +141,17 @@ impl Default for RedisCacheSettings {
     }
 }
 
+/// `url` parsed, or why it is not a Redis URL.
+pub(crate) fn check_redis_url(url: &str) -> Result<url::Url, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a Redis URL ({e})"))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss" | "unix" | "redis+unix") {
+        return Err(format!(
+            "`{url}` is not a Redis URL (expected redis:// or rediss://)"
+        ));
+    }
+    Ok(parsed)
+}
+
 impl RedisCacheSettings {
     /// The connection URL these settings describe, `None` when no Redis is configured.
     /// Credentials and TLS apply to a given `url` too.
@@ -155,13 +166,7 @@ impl RedisCacheSettings {
 
     /// `url` with this section's username, password and TLS applied.
     pub fn apply_to(&self, url: &str) -> Result<String, String> {
-        let mut parsed =
-            url::Url::parse(url).map_err(|e| format!("`{url}` is not a Redis URL ({e})"))?;
-        if !matches!(parsed.scheme(), "redis" | "rediss" | "unix" | "redis+unix") {
-            return Err(format!(
-                "`{url}` is not a Redis URL (expected redis:// or rediss://)"
-            ));
-        }
+        let mut parsed = check_redis_url(url)?;
         if self.tls && parsed.scheme() == "redis" {
             parsed
                 .set_scheme("rediss")

@@ -26,6 +26,18 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Dur
     }
 }
 
+/// `queues:`: where the fleet's own state lives. Jobs, completion events, leases and analytics
+/// must never be evicted, so they belong on a Redis with `maxmemory-policy noeviction`, while
+/// the cache tier wants an evicting one (`allkeys-lfu`); `redis_url` names that second server.
+/// Unset, both live on the one Redis of `--redis` / `caching.redis_cache` (fine while it does
+/// not fill up; the processes warn at start when its policy can evict jobs).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueuesSettings {
+    /// the queue Redis (`redis://host:port/db`, credentials in the URL); default: the cache's
+    pub redis_url: Option<String>,
+}
+
 /// `analytics:`: how usage is recorded (see the opossum-analytics crate).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -29,7 +29,7 @@ pub use opossum_pipeline::Lookup;
 pub use originals::{MAX_IMAGE_ID_LEN, Originals, OriginalsError, validate_image_id};
 pub use queue::{
     DeadJob, Depth, JobStorage, MAX_DUE_CAP, PARK_BASE, PROMOTE_SCRIPT, QueueConfig, Queues,
-    connect,
+    check_queue_server, connect,
 };
 pub use telemetry::Sources;
 pub use tiers::{Tiers, default_data_dir, limits, open_tiers, redact};

@@ -155,6 +155,46 @@ pub async fn connect(client: &redis::Client) -> Result<ConnectionManager, FleetE
     Ok(ConnectionManager::new_with_config(client.clone(), config).await?)
 }
 
+/// Reads the queue Redis's `maxmemory-policy` and warns unless it is `noeviction`, as Sidekiq
+/// does: an evicting policy drops jobs, completion events, leases and analytics when the server
+/// fills, and at-least-once delivery is gone. `shared` says the cache tier lives on the same
+/// server (no `queues.redis_url`), where the cache wants `allkeys-lfu`: the remedy is then a
+/// Redis of the queues' own. Returns the policy; a server that refuses `CONFIG` (some managed
+/// services rename it) is not an error, only unknown.
+pub async fn check_queue_server(
+    connection: &ConnectionManager,
+    shared: bool,
+) -> Result<Option<String>, FleetError> {
+    let mut connection = connection.clone();
+    let reply: Result<Vec<String>, _> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(&mut connection)
+        .await;
+    let policy = match reply {
+        Ok(reply) => reply.get(1).cloned().unwrap_or_default(),
+        Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {
+            tracing::debug!(error = %e, "CONFIG GET refused; the queue Redis's eviction policy is unknown");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if policy != "noeviction" {
+        if shared {
+            tracing::warn!(
+                maxmemory_policy = %policy,
+                "the queues share the cache's Redis, whose eviction policy can drop jobs, events and leases when it fills; give them a Redis of their own with maxmemory-policy noeviction (queues.redis_url)"
+            );
+        } else {
+            tracing::warn!(
+                maxmemory_policy = %policy,
+                "the queue Redis can evict jobs, events and leases when it fills; set its maxmemory-policy to noeviction (writes are then refused and reported instead)"
+            );
+        }
+    }
+    Ok(Some(policy))
+}
+
 impl Queues {
     /// The queues of `config` on `connection`.
     pub fn new(mut config: QueueConfig, connection: ConnectionManager) -> Queues {

@@ -13,6 +13,9 @@ use opossum_cache::{
 use opossum_config::CachingSettings;
 use opossum_pipeline::Leases;
 
+/// How long a computation's lease holds before another process may take over.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+
 /// The opened tiers.
 pub struct Tiers {
     /// the hierarchy over them
@@ -33,9 +36,15 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 /// Opens the tiers `caching` enables (the configuration's `caching:` block): memory, disk in
-/// `caching.disk_cache.path` or `<data_dir>/cache`, and Redis at `redis` when given. Must run
-/// inside a tokio runtime (the Redis connection lives on it).
-pub async fn open_tiers(data_dir: &Path, redis: Option<&str>, caching: &CachingSettings) -> Tiers {
+/// `caching.disk_cache.path` or `<data_dir>/cache`, and Redis at `redis` when given; leases
+/// live on `queue_redis` (the fleet's coordination server, often the same). Must run inside a
+/// tokio runtime (the Redis connections live on it).
+pub async fn open_tiers(
+    data_dir: &Path,
+    redis: Option<&str>,
+    queue_redis: Option<&str>,
+    caching: &CachingSettings,
+) -> Tiers {
     let mut tiers: Vec<Arc<dyn Tier>> = Vec::new();
     if !caching.enabled {
         tracing::info!("caching.enabled is false: no cache tier, every request is computed");
@@ -94,12 +103,28 @@ pub async fn open_tiers(data_dir: &Path, redis: Option<&str>, caching: &CachingS
                 }
                 // Leases coordinate computations across the fleet whether or not Redis also
                 // caches results.
-                leases = Some(Leases::new(redis.connection(), Duration::from_secs(30)));
+                if queue_redis.is_none_or(|queue| queue == url) {
+                    leases = Some(Leases::new(redis.connection(), LEASE_TTL));
+                }
                 if caching.enabled && settings.enabled {
                     tiers.push(Arc::new(redis));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "redis tier unavailable; continuing without it"),
+        }
+    }
+    if leases.is_none()
+        && let Some(url) = queue_redis
+    {
+        let connection = match redis::Client::open(url) {
+            Ok(client) => crate::connect(&client).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match connection {
+            Ok(connection) => leases = Some(Leases::new(connection, LEASE_TTL)),
+            Err(e) => {
+                tracing::warn!(error = %e, "queue redis unavailable; computations are not coordinated across the fleet")
+            }
         }
     }
     Tiers {
