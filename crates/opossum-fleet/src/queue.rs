@@ -75,7 +75,10 @@ pub struct QueueConfig {
     /// jobs a worker fetches per round trip
     pub batch_size: usize,
     /// worker heartbeat; a worker silent for `heartbeat * missed_heartbeats` is dead and its
-    /// jobs go back to the queue
+    /// jobs go back to the queue. apalis sends the heartbeat from the backend's poll, which a
+    /// worker busy with a full batch of long jobs on a loaded machine can delay by seconds:
+    /// too short a window declares a live worker dead, its finished but not yet acknowledged
+    /// jobs run again and the worker must restart (seen at 2 s x 2 under a full test run).
     pub heartbeat: Duration,
     /// see `heartbeat`
     pub missed_heartbeats: usize,
@@ -88,8 +91,8 @@ impl Default for QueueConfig {
             due_cap: 4_000,
             backlog_cap: 1_000_000,
             batch_size: 50,
-            heartbeat: Duration::from_secs(2),
-            missed_heartbeats: 2,
+            heartbeat: Duration::from_secs(3),
+            missed_heartbeats: 5,
         }
     }
 }
