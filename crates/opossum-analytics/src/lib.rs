@@ -247,8 +247,14 @@ impl From<MemoryStore> for Store {
     }
 }
 
+/// A batch's map: foldhash (hashbrown's own default, seeded per process) instead of std's
+/// SipHash, which was most of the cost of recording a request. Its keys come from requests,
+/// but a batch is bounded (`MAX_PENDING`) and the seed is random, so collisions cannot be
+/// planned.
+pub(crate) type BatchMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// Adds `by` to `map[key]`, allocating the key only when it is new.
-fn bump<V: Copy + std::ops::AddAssign>(map: &mut HashMap<String, V>, key: &str, by: V) {
+fn bump<V: Copy + std::ops::AddAssign>(map: &mut BatchMap<V>, key: &str, by: V) {
     match map.get_mut(key) {
         Some(value) => *value += by,
         None => {
@@ -259,13 +265,13 @@ fn bump<V: Copy + std::ops::AddAssign>(map: &mut HashMap<String, V>, key: &str, 
 
 #[derive(Default)]
 pub(crate) struct BucketDelta {
-    pub(crate) images: HashMap<String, u64>,
+    pub(crate) images: BatchMap<u64>,
     /// by member
-    pub(crate) variants: HashMap<String, u64>,
+    pub(crate) variants: BatchMap<u64>,
     /// cache key -> member, so a variant's member is serialised once per batch
-    members: HashMap<String, String>,
-    pub(crate) counts: HashMap<String, i64>,
-    pub(crate) times: HashMap<String, f64>,
+    members: BatchMap<String>,
+    pub(crate) counts: BatchMap<i64>,
+    pub(crate) times: BatchMap<f64>,
 }
 
 #[derive(Default)]

@@ -120,6 +120,19 @@ pub fn derive_key(
     chain: &Chain,
     options: &Options,
 ) -> CacheKey {
+    derive_key_with_chain(namespace, version, image_id, chain, options).0
+}
+
+/// [`derive_key`], also returning the canonical chain text it hashed (what a caller that shows
+/// or records the chain would otherwise print a second time).
+pub fn derive_key_with_chain(
+    namespace: &str,
+    version: &str,
+    image_id: &str,
+    chain: &Chain,
+    options: &Options,
+) -> (CacheKey, String) {
+    let canonical = chain.to_string();
     let mut hasher = Sha256::new();
     let mut field = |bytes: &[u8]| {
         hasher.update((bytes.len() as u64).to_le_bytes());
@@ -128,16 +141,17 @@ pub fn derive_key(
     field(b"opossum-variant");
     field(version.as_bytes());
     field(image_id.as_bytes());
-    field(chain.to_string().as_bytes());
+    field(canonical.as_bytes());
     for (name, value) in options.iter() {
         field(name.as_bytes());
         field(value.as_bytes());
     }
-    CacheKey {
+    let key = CacheKey {
         namespace: namespace.to_string(),
         image_hash: image_hash(image_id),
         variant_hash: const_hex::encode(hasher.finalize()),
-    }
+    };
+    (key, canonical)
 }
 
 #[cfg(test)]

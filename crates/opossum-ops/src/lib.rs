@@ -40,7 +40,7 @@ pub use chain::{
     ResizeMode, Rotation,
 };
 pub use error::OpsError;
-pub use key::{CacheKey, Options, derive_key, image_hash};
+pub use key::{CacheKey, Options, derive_key, derive_key_with_chain, image_hash};
 pub use preset::{NoPresets, Preset, PresetLookup, PresetRef, Presets};
 pub use ttl::{TtlInputs, adaptive_ttl};
 

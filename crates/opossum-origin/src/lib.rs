@@ -283,10 +283,12 @@ impl Origin {
         })?;
         let (chain, negotiated) = negotiate(chain, accept, &self.config.negotiate);
         let options = Options::new();
-        let key = self.state.pipeline.key(image_id, &chain, &options);
+        let (key, chain_text) = self
+            .state
+            .pipeline
+            .key_with_chain(image_id, &chain, &options);
         let key_text = key.to_string();
         let category = Category::of(&chain);
-        let chain_text = chain.to_string();
         let looked_up = if let Some(hit) = self
             .state
             .pipeline

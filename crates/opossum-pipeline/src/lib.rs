@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use opossum_cache::{Entry, Hierarchy, TierKind};
 use opossum_image::{ImageError, Limits, SourceInfo};
-use opossum_ops::{CacheKey, Category, Chain, Options, TtlInputs, adaptive_ttl, derive_key};
+use opossum_ops::{
+    CacheKey, Category, Chain, Options, TtlInputs, adaptive_ttl, derive_key_with_chain,
+};
 use tokio::sync::OnceCell;
 
 pub use background::in_background;
@@ -203,7 +205,17 @@ impl Pipeline {
 
     /// The key of a request.
     pub fn key(&self, image_id: &str, chain: &Chain, options: &Options) -> CacheKey {
-        derive_key(
+        self.key_with_chain(image_id, chain, options).0
+    }
+
+    /// The key of a request and the canonical chain text it hashed.
+    pub fn key_with_chain(
+        &self,
+        image_id: &str,
+        chain: &Chain,
+        options: &Options,
+    ) -> (CacheKey, String) {
+        derive_key_with_chain(
             &self.config.namespace,
             &self.config.version,
             image_id,
