@@ -132,6 +132,23 @@ async fn fleet(redis: &RedisServer) -> Fleet {
     }
 }
 
+impl Fleet {
+    /// Submits `job` and returns the events it produced within `timeout` (none: empty).
+    async fn run_one(&self, job: &Job, timeout: Duration) -> Vec<Event> {
+        let start = self.events.last_id().await.unwrap();
+        self.queues.submit(vec![job.clone()]).await.unwrap();
+        let mut seen = collect(
+            &self.events,
+            std::slice::from_ref(&job.job_id),
+            &start,
+            timeout,
+            |_| false,
+        )
+        .await;
+        seen.remove(&job.job_id).unwrap_or_default()
+    }
+}
+
 /// `n` jobs over the two images and 40 thumbnail sizes: mostly cache hits after the first of
 /// each variant, as real traffic is.
 fn jobs(n: usize) -> Vec<Job> {
@@ -260,17 +277,8 @@ async fn jobs_complete_and_a_corrupt_image_is_one_error_without_retries() {
     );
     assert!(worker.is_running());
     let repeat = Job::new("a.png", "thumbnail:64,format:webp", Priority::User);
-    let start = fleet.events.last_id().await.unwrap();
-    fleet.queues.submit(vec![repeat.clone()]).await.unwrap();
-    let seen = collect(
-        &fleet.events,
-        std::slice::from_ref(&repeat.job_id),
-        &start,
-        Duration::from_secs(10),
-        |_| false,
-    )
-    .await;
-    assert_eq!(seen[&repeat.job_id][0].source, "memory");
+    let events = fleet.run_one(&repeat, Duration::from_secs(10)).await;
+    assert_eq!(events[0].source, "memory");
 
     // SIGTERM stops it cleanly.
     assert!(worker.terminate().success());
@@ -511,17 +519,7 @@ async fn a_transient_failure_is_retried_then_lands_in_the_dead_set() {
     let fleet = fleet(&redis).await;
     let _worker = Worker::start(&redis, originals.path(), &fleet.prefix);
     let job = Job::new("loop.jpg", "thumbnail:64", Priority::User);
-    let start = fleet.events.last_id().await.unwrap();
-    fleet.queues.submit(vec![job.clone()]).await.unwrap();
-    let seen = collect(
-        &fleet.events,
-        std::slice::from_ref(&job.job_id),
-        &start,
-        Duration::from_secs(60),
-        |_| false,
-    )
-    .await;
-    let events = &seen[&job.job_id];
+    let events = &fleet.run_one(&job, Duration::from_secs(60)).await;
     assert_eq!(
         events.len(),
         1,
@@ -641,18 +639,9 @@ async fn queues_live_on_their_own_redis_and_an_evicting_one_is_warned_of() {
             .env("OPOSSUM_LOG", "info")
             .stderr(std::fs::File::create(&split_log).unwrap());
     });
-    let start = fleet.events.last_id().await.unwrap();
     let job = Job::new("a.png", "thumbnail:40,format:png", Priority::User);
-    fleet.queues.submit(vec![job.clone()]).await.unwrap();
-    let seen = collect(
-        &fleet.events,
-        std::slice::from_ref(&job.job_id),
-        &start,
-        Duration::from_secs(30),
-        |_| false,
-    )
-    .await;
-    let event = &seen[&job.job_id][0];
+    let events = fleet.run_one(&job, Duration::from_secs(30)).await;
+    let event = events.first().expect("no completion event");
     assert_eq!(
         (event.status, event.source.as_str()),
         (Status::Ok, "computed"),
