@@ -702,4 +702,22 @@ async fn queues_live_on_their_own_redis_and_an_evicting_one_is_warned_of() {
     let line = wait_for_line(&shared_log, "queues share the cache's Redis");
     assert!(line.contains("allkeys-lfu"), "{line}");
     assert!(line.contains("queues.redis_url"), "{line}");
+
+    // One Redis for both that never evicts: no warning at all. The cache tier would want
+    // allkeys-lfu, but on a shared server the policy is the fleet's to check.
+    let quiet_log = logs.join("quiet.log");
+    let _quiet = Worker::start_with(&queue, originals.path(), &fleet.prefix, |command| {
+        command
+            .env("OPOSSUM_LOG", "info")
+            .stderr(std::fs::File::create(&quiet_log).unwrap());
+    });
+    wait_for_line(&quiet_log, "worker started");
+    let quiet = std::fs::read_to_string(&quiet_log).unwrap();
+    for warning in [
+        "differs from caching.redis_cache",
+        "can drop jobs",
+        "can evict",
+    ] {
+        assert!(!quiet.contains(warning), "{quiet}");
+    }
 }

@@ -96,13 +96,15 @@ impl RedisTier {
         TierError::new(TierKind::Redis, e)
     }
 
-    /// Compares the server's `maxmemory-policy` (and `maxmemory`, when `max_memory` is given)
-    /// with the configured ones and warns on a mismatch: Redis is configured on the server,
-    /// and the design relies on it evicting the least frequently used entries when it fills.
-    /// Returns the server's policy.
+    /// Compares the server's `maxmemory-policy` (when `policy` is given) and `maxmemory` (when
+    /// `max_memory` is) with the configured ones and warns on a mismatch: Redis is configured
+    /// on the server, and the design relies on it evicting the least frequently used entries
+    /// when it fills. A server the queues share is checked by the fleet instead, which gives
+    /// the advice that fits both (`opossum_fleet::check_queue_server`). Returns the server's
+    /// policy.
     pub async fn check_server(
         &self,
-        policy: &str,
+        policy: Option<&str>,
         max_memory: Option<u64>,
     ) -> Result<String, TierError> {
         let mut connection = self.connection.clone();
@@ -120,7 +122,9 @@ impl RedisTier {
                 .unwrap_or_default()
         };
         let server_policy = setting("maxmemory-policy");
-        if server_policy != policy {
+        if let Some(policy) = policy
+            && server_policy != policy
+        {
             tracing::warn!(
                 tier = "redis",
                 maxmemory_policy = %server_policy,

@@ -93,17 +93,21 @@ pub async fn open_tiers(
             max_ttl: settings.ttl,
             ..RedisConfig::new(url)
         };
+        // One server for the queues and the cache: its policy is the fleet's to check (it
+        // wants noeviction, this tier allkeys-lfu; the fleet's warning names the way out).
+        let shared = queue_redis.is_none_or(|queue| queue == url);
+        let policy = settings.redis_policy();
         match RedisTier::new(&config) {
             Ok(redis) => {
                 if let Err(e) = redis
-                    .check_server(&settings.redis_policy(), settings.max_memory)
+                    .check_server((!shared).then_some(policy.as_str()), settings.max_memory)
                     .await
                 {
                     tracing::warn!(error = %e, "redis is not answering; continuing with local tiers until it does");
                 }
                 // Leases coordinate computations across the fleet whether or not Redis also
                 // caches results.
-                if queue_redis.is_none_or(|queue| queue == url) {
+                if shared {
                     leases = Some(Leases::new(redis.connection(), LEASE_TTL));
                 }
                 if caching.enabled && settings.enabled {

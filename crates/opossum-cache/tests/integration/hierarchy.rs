@@ -102,7 +102,7 @@ async fn redis_tier_writes_the_seed_metadata_with_ttls_everywhere() {
     let server = RedisServer::start();
     let tier = redis(&server.url());
     assert_eq!(
-        tier.check_server("allkeys-lfu", None).await.unwrap(),
+        tier.check_server(Some("allkeys-lfu"), None).await.unwrap(),
         "allkeys-lfu"
     );
     let ns = unique_namespace("meta");
