@@ -83,19 +83,18 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     } = Fleet::connect(&client, &prefix)
         .await
         .with_context(|| format!("connecting to {}", opossum_fleet::redact(&url)))?;
-    if matches!(args.command, Command::Run)
-        && let Err(e) =
-            opossum_fleet::check_queue_server(&connection, !config.separate_queue_redis()).await
-    {
-        tracing::warn!(error = %e, "the queue Redis's eviction policy could not be read");
+    let cache_url = config.redis_url(args.redis.as_deref())?;
+    if matches!(args.command, Command::Run) {
+        let shared = cache_url.as_deref() == Some(url.as_str());
+        opossum_fleet::check_queue_server(&connection, shared).await;
     }
     // What is fresh is what the shared cache tier holds (none configured: nothing is).
-    let mut shared: Vec<Arc<dyn Tier>> = Vec::new();
-    if let Some(cache_url) = config.redis_url(args.redis.as_deref())? {
-        shared.push(Arc::new(RedisTier::new(&RedisConfig::new(&cache_url))?));
+    let mut cache: Vec<Arc<dyn Tier>> = Vec::new();
+    if let Some(cache_url) = &cache_url {
+        cache.push(Arc::new(RedisTier::new(&RedisConfig::new(cache_url))?));
     }
     let depth_queues = queues.clone();
-    let freshness = Arc::new(Hierarchy::new(shared, None));
+    let freshness = Arc::new(Hierarchy::new(cache, None));
     let warmer = Warmer::new(WarmerParts {
         settings: config.warming.clone(),
         presets: config.presets.clone(),

@@ -89,11 +89,8 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     let connection = opossum_fleet::connect(&client)
         .await
         .with_context(|| format!("connecting to {}", opossum_fleet::redact(&redis_url)))?;
-    if let Err(e) =
-        opossum_fleet::check_queue_server(&connection, !config.separate_queue_redis()).await
-    {
-        tracing::warn!(error = %e, "the queue Redis's eviction policy could not be read");
-    }
+    let shared = cache_url.as_deref() == Some(redis_url.as_str());
+    opossum_fleet::check_queue_server(&connection, shared).await;
     let recorder = Recorder::start(
         AnalyticsConfig::from_settings(&prefix, &config.analytics),
         connection.clone(),

@@ -117,12 +117,8 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
                     events,
                     connection,
                 } = crate::fleet::connect_fleet_with_connection(url).await?;
-                if let Err(e) =
-                    opossum_fleet::check_queue_server(&connection, !config.separate_queue_redis())
-                        .await
-                {
-                    tracing::warn!(error = %e, "the queue Redis's eviction policy could not be read");
-                }
+                opossum_fleet::check_queue_server(&connection, tiers.redis == tiers.queue_redis)
+                    .await;
                 state = state.with_analytics(opossum_analytics::Recorder::start(
                     analytics_config,
                     connection,

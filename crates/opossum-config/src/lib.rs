@@ -304,11 +304,6 @@ impl Config {
             None => self.redis_url(flag),
         }
     }
-
-    /// True when the queues have a Redis of their own (`queues.redis_url`).
-    pub fn separate_queue_redis(&self) -> bool {
-        self.queues.redis_url.is_some()
-    }
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -576,7 +571,6 @@ mod tests {
     #[test]
     fn the_queues_may_have_a_redis_of_their_own() {
         let one = Config::parse("caching:\n  redis_cache:\n    host: cache\n", "q.yaml").unwrap();
-        assert!(!one.separate_queue_redis());
         assert_eq!(
             one.queue_redis_url(None).unwrap(),
             one.redis_url(None).unwrap()
@@ -593,7 +587,6 @@ mod tests {
             vars(&[("OPOSSUM_QUEUES__REDIS_URL", "redis://queue:6379/1")]),
         )
         .unwrap();
-        assert!(two.separate_queue_redis());
         assert_eq!(
             two.queue_redis_url(Some("redis://flag:1/"))
                 .unwrap()

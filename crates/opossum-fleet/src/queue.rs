@@ -162,12 +162,9 @@ pub async fn connect(client: &redis::Client) -> Result<ConnectionManager, FleetE
 /// does: an evicting policy drops jobs, completion events, leases and analytics when the server
 /// fills, and at-least-once delivery is gone. `shared` says the cache tier lives on the same
 /// server (no `queues.redis_url`), where the cache wants `allkeys-lfu`: the remedy is then a
-/// Redis of the queues' own. Returns the policy; a server that refuses `CONFIG` (some managed
-/// services rename it) is not an error, only unknown.
-pub async fn check_queue_server(
-    connection: &ConnectionManager,
-    shared: bool,
-) -> Result<Option<String>, FleetError> {
+/// Redis of the queues' own. A start-up check, never fatal: a server that refuses `CONFIG`
+/// (some managed services rename it) leaves the policy unknown, and a failed read is logged.
+pub async fn check_queue_server(connection: &ConnectionManager, shared: bool) {
     let mut connection = connection.clone();
     let reply: Result<Vec<String>, _> = redis::cmd("CONFIG")
         .arg("GET")
@@ -178,9 +175,12 @@ pub async fn check_queue_server(
         Ok(reply) => reply.get(1).cloned().unwrap_or_default(),
         Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {
             tracing::debug!(error = %e, "CONFIG GET refused; the queue Redis's eviction policy is unknown");
-            return Ok(None);
+            return;
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the queue Redis's eviction policy could not be read");
+            return;
+        }
     };
     if policy != "noeviction" {
         if shared {
@@ -195,7 +195,6 @@ pub async fn check_queue_server(
             );
         }
     }
-    Ok(Some(policy))
 }
 
 impl Queues {

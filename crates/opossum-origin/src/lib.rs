@@ -289,25 +289,28 @@ impl Origin {
             .key_with_chain(image_id, &chain, &options);
         let key_text = key.to_string();
         let category = Category::of(&chain);
-        let looked_up = if let Some(hit) = self
+        let (looked_up, led) = if let Some(hit) = self
             .state
             .pipeline
             .hierarchy()
             .get(&key_text, category)
             .await
         {
-            Ok((hit.entry, hit.tier.name()))
+            (Ok((hit.entry, hit.tier.name())), false)
         } else {
             self.miss(&key_text, image_id, &chain).await
         };
-        self.record(
-            image_id,
-            &chain_text,
-            &key_text,
-            category,
-            &looked_up,
-            started,
-        );
+        // A miss this request led in a fleet ran as a job: the worker recorded it.
+        if !(led && matches!(self.compute, Compute::Fleet { .. })) {
+            self.record(
+                image_id,
+                &chain_text,
+                &key_text,
+                category,
+                &looked_up,
+                started,
+            );
+        }
         let (entry, source) = looked_up?;
         if entry.category == Category::Error {
             return Err(Failure::new(
@@ -335,9 +338,9 @@ impl Origin {
         })
     }
 
-    /// Records an answered request in the analytics the scheduler reads. In a fleet, a miss the
-    /// origin submitted as a job is recorded by the worker that ran it, not here; requests
-    /// refused before they had a key, or for being busy, are not answers and are not recorded.
+    /// Records an answered request in the analytics the scheduler reads (in a fleet, not the
+    /// misses it submitted as jobs: the worker that ran them records those). Requests refused
+    /// before they had a key, or for being busy, are not answers and are not recorded.
     fn record(
         &self,
         image_id: &str,
@@ -352,7 +355,6 @@ impl Origin {
         };
         let fleet = matches!(self.compute, Compute::Fleet { .. });
         let (source, bytes) = match result {
-            Ok((_, "computed")) if fleet => return,
             Ok((entry, _)) if entry.category == Category::Error => ("error", 0),
             Ok((entry, source)) => (*source, entry.body.len() as u64),
             Err(failure)
@@ -382,18 +384,19 @@ impl Origin {
     }
 
     /// The miss path: one leader per key computes (or submits a job); the others wait for it.
+    /// Also says whether this request led.
     async fn miss(
         &self,
         key: &str,
         image_id: &str,
         chain: &Chain,
-    ) -> Result<(Arc<Entry>, &'static str), Failure> {
-        let flight = {
-            let mut flights = self
-                .flights
-                .lock()
-                .map_err(|_| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "lock poisoned"))?;
-            flights.entry(key.to_string()).or_default().clone()
+    ) -> (Result<(Arc<Entry>, &'static str), Failure>, bool) {
+        let flight = match self.flights.lock() {
+            Ok(mut flights) => flights.entry(key.to_string()).or_default().clone(),
+            Err(_) => {
+                let failure = Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "lock poisoned");
+                return (Err(failure), false);
+            }
         };
         let mut led = false;
         let result = flight
@@ -406,8 +409,8 @@ impl Origin {
         if led && let Ok(mut flights) = self.flights.lock() {
             flights.remove(key);
         }
-        let (entry, source) = result?;
-        Ok((entry, if led { source } else { "coalesced" }))
+        let answer = result.map(|(entry, source)| (entry, if led { source } else { "coalesced" }));
+        (answer, led)
     }
 
     async fn lead(
