@@ -16,7 +16,7 @@ use opossum_analytics::{Analytics, AnalyticsConfig};
 use opossum_cache::{Hierarchy, RedisConfig, RedisTier, Tier};
 use opossum_config::Config;
 use opossum_fleet::{Fleet, Sources};
-use opossum_warming::{Strategy, Target, Warmer, WarmerParts};
+use opossum_warming::{Strategy, Warmer, WarmerParts};
 
 #[derive(Parser)]
 #[command(
@@ -76,39 +76,32 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
         "the scheduler needs Redis (its analytics, queues and events): pass --redis URL, set OPOSSUM_REDIS_URL, caching.redis_cache.host or queues.redis_url",
     )?;
     let client = redis::Client::open(url.as_str()).context("invalid Redis URL")?;
-    let Fleet {
-        queues,
-        events,
-        connection,
-    } = Fleet::connect(&client, &prefix)
+    let fleet = Fleet::connect(&client, &prefix)
         .await
         .with_context(|| format!("connecting to {}", opossum_fleet::redact(&url)))?;
     let cache_url = config.redis_url(args.redis.as_deref())?;
     if matches!(args.command, Command::Run) {
         let shared = cache_url.as_deref() == Some(url.as_str());
-        opossum_fleet::check_queue_server(&connection, shared).await;
+        opossum_fleet::check_queue_server(&fleet.connection, shared).await;
     }
     // What is fresh is what the shared cache tier holds (none configured: nothing is).
     let mut cache: Vec<Arc<dyn Tier>> = Vec::new();
     if let Some(cache_url) = &cache_url {
         cache.push(Arc::new(RedisTier::new(&RedisConfig::new(cache_url))?));
     }
-    let depth_queues = queues.clone();
+    let depth_queues = fleet.queues.clone();
     let freshness = Arc::new(Hierarchy::new(cache, None));
     let warmer = Warmer::new(WarmerParts {
         settings: config.warming.clone(),
         presets: config.presets.clone(),
         namespace: prefix.clone(),
-        version: opossum_ops::PROCESSING_VERSION.to_string(),
+        version: opossum_fleet::processing_version(&opossum_fleet::engine_limits(&config)),
         analytics: Analytics::new(
             AnalyticsConfig::from_settings(&prefix, &config.analytics),
-            connection,
+            fleet.connection.clone(),
         ),
         freshness: freshness.clone(),
-        target: Target::Fleet {
-            queues: Box::new(queues),
-            events: Box::new(events),
-        },
+        target: Arc::new(fleet),
     })?;
     match args.command {
         Command::Run => {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use opossum_testkit::{RedisServer, TempDir};
+use opossum_testkit::{RedisServer, TempDir, http_get};
 
 fn bin(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_opossum-scheduler")).with_file_name(name);
@@ -275,6 +275,58 @@ fn related_variants_follow_completion_events() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn preset_requests_through_the_origin_warm_their_family() {
+    // The origin resolves `preset:thumb-s` to compute it; the job and its event must still
+    // say `preset:thumb-s`, or related-variant warming cannot find the family.
+    let config = "presets:\n  thumb-s:\n    ops: thumbnail:64,format:webp\n    family: thumbs\n  thumb-m:\n    ops: thumbnail:128,format:webp\n    family: thumbs\nwarming:\n  related_formats: []\n";
+    let fleet = Fleet::new(config, &["a.png"]);
+    let _worker = fleet.worker();
+    let _scheduler = Process(
+        fleet
+            .command("opossum-scheduler", &["run"])
+            .spawn()
+            .unwrap(),
+    );
+    let origin_data = TempDir::new("warm-origin");
+    let mut origin = fleet.command("opossum", &["serve", "--listen", "127.0.0.1:0"]);
+    origin
+        .arg("--originals")
+        .arg(fleet.originals.path())
+        .env("OPOSSUM_DATA_DIR", origin_data.path())
+        .stderr(Stdio::inherit());
+    let mut origin = Process(origin.spawn().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(origin.0.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let first = http_get(&base, "/v1/img/preset:thumb-s/a.png");
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.header("x-opossum-source"), "computed");
+    let events = fleet.wait_for_warm_events(1);
+    assert_eq!(events[0]["ops"], "preset:thumb-m", "{events:?}");
+    // The user's event names the preset as asked.
+    let user: Vec<serde_json::Value> = json_lines(&fleet.opossum(&["events", "--count", "20"]))
+        .into_iter()
+        .filter(|e| e["priority"] == "user")
+        .collect();
+    assert_eq!(user.len(), 1, "{user:?}");
+    assert_eq!(user[0]["ops"], "preset:thumb-s");
+    // The sibling is in the shared tier: the origin answers it without the fleet.
+    let sibling = http_get(&base, "/v1/img/preset:thumb-m/a.png");
+    assert_eq!(sibling.status, 200);
+    assert_eq!(sibling.header("x-opossum-source"), "redis");
 }
 
 #[test]

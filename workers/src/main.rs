@@ -101,7 +101,7 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
             &prefix,
             config.presets.clone(),
             originals,
-            opossum_fleet::limits(&config.limits),
+            opossum_fleet::engine_limits(&config),
         )
         .with_analytics(recorder.clone()),
     );

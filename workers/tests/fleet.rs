@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use opossum_fleet::{EVENTS_MAX_LEN, Event, Events, Job, Priority, QueueConfig, Queues, Status};
+use opossum_fleet::{
+    EVENTS_MAX_LEN, ErrorKind, Event, Events, Job, Priority, Provenance, QueueConfig, Queues,
+    Status,
+};
 use opossum_testkit::{RedisServer, TempDir, unique_namespace};
 
 /// A worker process; SIGKILLed when dropped.
@@ -240,20 +243,32 @@ async fn jobs_complete_and_a_corrupt_image_is_one_error_without_retries() {
     };
     let ok = only(&good);
     assert_eq!(ok.status, Status::Ok, "{ok:?}");
-    assert_eq!(ok.source, "computed");
+    assert_eq!(ok.source, Some(Provenance::Computed));
     assert!(ok.bytes > 0 && ok.key.starts_with(&fleet.prefix));
     let bad = only(&corrupt);
     assert_eq!(bad.status, Status::Error);
-    assert!(bad.error.contains("jpeg"), "{bad:?}");
-    assert!(
-        only(&missing).error.contains("no image `nope.jpg`"),
-        "{:?}",
-        only(&missing)
+    assert!(bad.error_message().contains("jpeg"), "{bad:?}");
+    assert_eq!(
+        bad.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::BadImage)
     );
+    let missing = only(&missing);
     assert!(
-        only(&escape).error.contains("invalid image id"),
-        "{:?}",
-        only(&escape)
+        missing.error_message().contains("no image `nope.jpg`"),
+        "{missing:?}"
+    );
+    assert_eq!(
+        missing.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::NotFound)
+    );
+    let escape = only(&escape);
+    assert!(
+        escape.error_message().contains("invalid image id"),
+        "{escape:?}"
+    );
+    assert_eq!(
+        escape.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::BadRequest)
     );
 
     // No retry storm: after a while, still exactly one event for the corrupt image, nothing
@@ -278,7 +293,10 @@ async fn jobs_complete_and_a_corrupt_image_is_one_error_without_retries() {
     assert!(worker.is_running());
     let repeat = Job::new("a.png", "thumbnail:64,format:webp", Priority::User);
     let events = fleet.run_one(&repeat, Duration::from_secs(10)).await;
-    assert_eq!(events[0].source, "memory");
+    assert_eq!(
+        events[0].source,
+        Some(Provenance::Tier(opossum_fleet::TierKind::Memory))
+    );
 
     // SIGTERM stops it cleanly.
     assert!(worker.terminate().success());
@@ -527,12 +545,16 @@ async fn a_transient_failure_is_retried_then_lands_in_the_dead_set() {
     );
     assert_eq!(events[0].status, Status::Error);
     assert!(
-        events[0].error.starts_with(&format!(
+        events[0].error_message().starts_with(&format!(
             "gave up after {} attempts",
             opossum_fleet::MAX_ATTEMPTS
         )),
         "{:?}",
         events[0]
+    );
+    assert_eq!(
+        events[0].error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Transient)
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let dead = loop {
@@ -546,6 +568,12 @@ async fn a_transient_failure_is_retried_then_lands_in_the_dead_set() {
     assert_eq!(
         dead[0].job.as_ref().map(|j| j.job_id.as_str()),
         Some(job.job_id.as_str())
+    );
+    // The one retry policy: as many runs as the embedded queue makes.
+    assert_eq!(
+        dead[0].attempts as usize,
+        opossum_fleet::MAX_ATTEMPTS,
+        "{dead:?}"
     );
     let depth = settled_depth(&fleet.queues).await;
     assert_eq!((depth.dead, depth.backlog()), (1, 0), "{depth:?}");
@@ -643,8 +671,8 @@ async fn queues_live_on_their_own_redis_and_an_evicting_one_is_warned_of() {
     let events = fleet.run_one(&job, Duration::from_secs(30)).await;
     let event = events.first().expect("no completion event");
     assert_eq!(
-        (event.status, event.source.as_str()),
-        (Status::Ok, "computed"),
+        (event.status, event.source),
+        (Status::Ok, Some(Provenance::Computed)),
         "{event:?}"
     );
 

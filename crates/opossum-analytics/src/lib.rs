@@ -55,8 +55,47 @@ pub use mrc::{MissRatioCurve, sampled};
 
 pub use report::{BucketCounts, CategoryRates, HitRates, Report, SourceCounts, TierRate, TopImage};
 
-/// The sources an answer can come from, in the order a request meets them.
-pub const SOURCES: [&str; 6] = ["memory", "disk", "redis", "coalesced", "computed", "error"];
+/// Who answered a request, as the analytics count it: a tier, a concurrent identical
+/// request, a computation, or an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Answer {
+    /// the memory tier
+    Memory,
+    /// the disk tier
+    Disk,
+    /// the Redis tier
+    Redis,
+    /// a concurrent identical request's computation
+    Coalesced,
+    /// computed for this request
+    Computed,
+    /// the request failed (bad input)
+    Error,
+}
+
+impl Answer {
+    /// Every answer, in the order a request meets them.
+    pub const ALL: [Answer; 6] = [
+        Answer::Memory,
+        Answer::Disk,
+        Answer::Redis,
+        Answer::Coalesced,
+        Answer::Computed,
+        Answer::Error,
+    ];
+
+    /// The name the stored counters and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Answer::Memory => "memory",
+            Answer::Disk => "disk",
+            Answer::Redis => "redis",
+            Answer::Coalesced => "coalesced",
+            Answer::Computed => "computed",
+            Answer::Error => "error",
+        }
+    }
+}
 
 /// Sub-buckets per bucket in the fine traffic profile.
 pub const SUB_BUCKETS: u64 = 60;
@@ -216,8 +255,8 @@ pub struct Access {
     pub variant: Variant,
     /// its cache category
     pub category: Category,
-    /// who answered: a tier (`memory`, `disk`, `redis`), `coalesced`, `computed`, or `error`
-    pub source: String,
+    /// who answered
+    pub answer: Answer,
     /// bytes returned
     pub bytes: u64,
     /// time spent answering
@@ -364,7 +403,7 @@ impl Recorder {
                 field,
                 "{prefix}:{}:{}",
                 access.category.name(),
-                access.source
+                access.answer.name()
             );
         };
         class(&mut field, "r");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use opossum_analytics::{
-    Access, Analytics, AnalyticsConfig, MemoryStore, Recorder, Store, Variant,
+    Access, Analytics, AnalyticsConfig, Answer, MemoryStore, Recorder, Store, Variant,
 };
 use opossum_ops::Category;
 use opossum_testkit::{RedisServer, unique_namespace};
@@ -17,7 +17,7 @@ async fn connect(server: &RedisServer) -> redis::aio::ConnectionManager {
     redis::aio::ConnectionManager::new(client).await.unwrap()
 }
 
-fn access(image: &str, chain: &str, source: &str, at_ms: u64) -> Access {
+fn access(image: &str, chain: &str, answer: Answer, at_ms: u64) -> Access {
     let category = if chain.starts_with("thumbnail") {
         Category::Thumbnail
     } else {
@@ -31,7 +31,7 @@ fn access(image: &str, chain: &str, source: &str, at_ms: u64) -> Access {
             options: BTreeMap::new(),
         },
         category,
-        source: source.into(),
+        answer,
         bytes: 100,
         duration_ms: 2.0,
         at_ms,
@@ -94,16 +94,25 @@ async fn every_query(prefix: &str, store: impl Into<Store>) {
     let now = 1_000 * HOUR_MS + 30 * 60_000;
     // Two hours ago: b is hot. This hour: a is hot.
     for _ in 0..10 {
-        recorder.record(&access("b", "thumbnail:200", "computed", now - 2 * HOUR_MS));
+        recorder.record(&access(
+            "b",
+            "thumbnail:200",
+            Answer::Computed,
+            now - 2 * HOUR_MS,
+        ));
     }
     for i in 0..20 {
-        let source = if i < 15 { "memory" } else { "computed" };
+        let source = if i < 15 {
+            Answer::Memory
+        } else {
+            Answer::Computed
+        };
         recorder.record(&access("a", "thumbnail:200", source, now));
     }
     for _ in 0..5 {
-        recorder.record(&access("a", "resize:800:600", "redis", now));
+        recorder.record(&access("a", "resize:800:600", Answer::Redis, now));
     }
-    recorder.record(&access("c", "blur:2", "error", now));
+    recorder.record(&access("c", "blur:2", Answer::Error, now));
     recorder.flush().await;
     assert_eq!(recorder.recorded(), 36);
     assert_eq!(recorder.dropped(), 0);
@@ -202,7 +211,7 @@ async fn the_memory_store_forgets_what_is_past_retention() {
     };
     let recorder = Recorder::start(config.clone(), store.clone());
     let then = 3_000 * HOUR_MS;
-    recorder.record(&access("old", "thumbnail:200", "computed", then));
+    recorder.record(&access("old", "thumbnail:200", Answer::Computed, then));
     recorder.flush().await;
     let analytics = Analytics::new(config, store);
     let hour = Duration::from_secs(3600);
@@ -212,7 +221,7 @@ async fn the_memory_store_forgets_what_is_past_retention() {
     recorder.record(&access(
         "new",
         "thumbnail:200",
-        "computed",
+        Answer::Computed,
         then + 3 * HOUR_MS,
     ));
     recorder.flush().await;
@@ -220,7 +229,7 @@ async fn the_memory_store_forgets_what_is_past_retention() {
     recorder.record(&access(
         "new",
         "thumbnail:200",
-        "computed",
+        Answer::Computed,
         then + 4 * HOUR_MS,
     ));
     recorder.flush().await;
@@ -245,11 +254,11 @@ async fn sorted_sets_stay_bounded_and_keep_the_head() {
     // One heavy hitter with 1,000 requests, and 2,000 images seen once or twice, in rounds.
     for round in 0..20u64 {
         for _ in 0..50 {
-            recorder.record(&access("hot", "thumbnail:200", "memory", now));
+            recorder.record(&access("hot", "thumbnail:200", Answer::Memory, now));
         }
         for i in 0..100 {
             let id = format!("cold-{}", round * 100 + i);
-            recorder.record(&access(&id, "thumbnail:200", "computed", now));
+            recorder.record(&access(&id, "thumbnail:200", Answer::Computed, now));
         }
         recorder.flush().await;
     }
@@ -278,18 +287,18 @@ async fn a_dead_redis_drops_the_batch_and_the_recorder_carries_on() {
     let prefix = unique_namespace("dead");
     let recorder = Recorder::start(config(&prefix), connection);
     server.kill();
-    recorder.record(&access("a", "thumbnail:200", "memory", 5 * HOUR_MS));
+    recorder.record(&access("a", "thumbnail:200", Answer::Memory, 5 * HOUR_MS));
     tokio::time::timeout(Duration::from_secs(30), recorder.flush())
         .await
         .expect("a flush against a dead server returns");
     assert_eq!(recorder.dropped(), 1);
     assert_eq!(recorder.recorded(), 0);
     server.restart();
-    recorder.record(&access("a", "thumbnail:200", "memory", 5 * HOUR_MS));
+    recorder.record(&access("a", "thumbnail:200", Answer::Memory, 5 * HOUR_MS));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while recorder.recorded() == 0 {
         assert!(std::time::Instant::now() < deadline, "never recovered");
-        recorder.record(&access("a", "thumbnail:200", "memory", 5 * HOUR_MS));
+        recorder.record(&access("a", "thumbnail:200", Answer::Memory, 5 * HOUR_MS));
         recorder.flush().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -55,9 +55,10 @@ impl DiskTier {
         options.set_write_buffer_size(write_buffer as usize);
         // FIFO compaction requires every table file open (max_open_files = -1, the default).
         let db = DB::open(&options, &config.path).map_err(|e| {
-            TierError::new(
+            TierError::context(
                 TierKind::Disk,
-                format!("opening {}: {e}", config.path.display()),
+                format_args!("opening {}", config.path.display()),
+                e,
             )
         })?;
         Ok(DiskTier {
@@ -254,5 +255,27 @@ mod tests {
             assert_eq!(unframe(&damaged), None, "flipped byte {i} went unnoticed");
         }
         assert_eq!(unframe(&framed[..framed.len() - 1]), None);
+    }
+
+    #[test]
+    fn an_open_failure_names_the_path_as_given() {
+        // A data dir whose parent is a file cannot be opened; the error must name the path
+        // exactly (case included) and keep RocksDB's own error as its source.
+        let base = std::env::temp_dir().join(format!("Opossum-Case-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let blocker = base.join("Not-A-Dir");
+        std::fs::write(&blocker, b"x").unwrap();
+        let path = blocker.join("RocksDB");
+        let error = DiskTier::open(DiskConfig {
+            path: path.clone(),
+            max_bytes: 1 << 20,
+            cleanup_interval: Duration::from_secs(3600),
+        })
+        .err()
+        .expect("opened a database under a regular file");
+        let _ = std::fs::remove_dir_all(&base);
+        let text = error.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(std::error::Error::source(&error).is_some());
     }
 }

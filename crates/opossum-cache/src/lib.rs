@@ -61,20 +61,41 @@ impl TierKind {
 }
 
 /// A tier failed for a reason outside the request: the hierarchy skips it and carries on.
+/// The underlying error is kept as the source and its text is never rewritten (it may name a
+/// path, whose case matters).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{tier} tier unavailable: {message}")]
 pub struct TierError {
     /// which tier
     pub tier: &'static str,
-    /// what failed
+    /// what failed: the underlying error's text, after the context when there is one
     pub message: String,
+    /// the underlying error
+    #[source]
+    pub cause: std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>,
 }
 
 impl TierError {
-    pub(crate) fn new(tier: TierKind, message: impl std::fmt::Display) -> TierError {
+    pub(crate) fn new(
+        tier: TierKind,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> TierError {
         TierError {
             tier: tier.name(),
-            message: message.to_string().to_lowercase(),
+            message: cause.to_string(),
+            cause: std::sync::Arc::new(cause),
+        }
+    }
+
+    /// A failure of `tier` while doing `context` (`opening /srv/cache`).
+    pub(crate) fn context(
+        tier: TierKind,
+        context: impl std::fmt::Display,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> TierError {
+        TierError {
+            message: format!("{context}: {cause}"),
+            ..TierError::new(tier, cause)
         }
     }
 }

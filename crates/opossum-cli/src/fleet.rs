@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use opossum_config::Config;
 use opossum_fleet::{
-    Embedded, Event, Events, Fleet, Job, Originals, Priority, Queues, Status, WorkerState,
-    validate_image_id,
+    Embedded, Event, Events, Fleet, Job, JobQueue, Originals, Priority, Queues, Status,
+    WorkerState, submit_and_wait, validate_image_id,
 };
 use opossum_ops::Chain;
 use serde::Serialize;
@@ -156,14 +156,72 @@ pub(crate) fn submit(args: SubmitArgs, tiers: &TierArgs, config: &Config) -> any
     let runtime = runtime()?;
     let failed = runtime.block_on(async {
         match &tiers.queue_redis {
-            Some(url) => submit_redis(url, &args, jobs).await,
-            None => submit_embedded(&args, tiers, config, jobs).await,
+            Some(url) => {
+                let fleet = connect_fleet_with_connection(url).await?;
+                if args.wait {
+                    submit_and_print(&fleet, jobs, &args).await
+                } else {
+                    let names: Vec<String> = jobs
+                        .iter()
+                        .map(|job| fleet.queues.config().queue_name(job.priority))
+                        .collect();
+                    fleet.queues.submit(jobs.clone()).await?;
+                    for (job, queue) in jobs.iter().zip(names) {
+                        let line = Submitted {
+                            job_id: &job.job_id,
+                            image_id: &job.image_id,
+                            queue,
+                        };
+                        println!("{}", serde_json::to_string(&line)?);
+                    }
+                    Ok(0)
+                }
+            }
+            // Without Redis this process is the fleet: it runs the jobs and always waits.
+            None => {
+                let opened = tiers.open().await;
+                let state = Arc::new(WorkerState::new(
+                    &opened,
+                    namespace(),
+                    config.presets.clone(),
+                    Originals::open(&args.originals)?,
+                    opossum_fleet::engine_limits(config),
+                ));
+                let embedded = Embedded::start(state, 2, 1);
+                let failed = submit_and_print(&embedded, jobs, &args).await;
+                if let Err(e) = opened.hierarchy.flush_stats() {
+                    tracing::warn!(error = %e, "cache stats not saved");
+                }
+                failed
+            }
         }
     })?;
     if failed > 0 {
         bail!("{failed} job(s) ended with an error");
     }
     Ok(())
+}
+
+/// Submits `jobs` to `queue`, prints each one's completion event and returns how many failed;
+/// fails when some had no event within `--timeout`.
+async fn submit_and_print(
+    queue: &dyn JobQueue,
+    jobs: Vec<Job>,
+    args: &SubmitArgs,
+) -> anyhow::Result<usize> {
+    let submitted = jobs.len();
+    let found = submit_and_wait(queue, jobs, args.timeout).await?;
+    for event in &found {
+        print_event(event)?;
+    }
+    if found.len() < submitted {
+        bail!(
+            "{} of {submitted} job(s) had no completion event within {:?} (are workers running?)",
+            submitted - found.len(),
+            args.timeout
+        );
+    }
+    Ok(found.iter().filter(|e| e.status == Status::Error).count())
 }
 
 /// The queues and the event stream of this run's prefix at `url`.
@@ -178,88 +236,6 @@ pub(crate) async fn connect_fleet_with_connection(url: &str) -> anyhow::Result<F
     Fleet::connect(&client, namespace())
         .await
         .with_context(|| format!("connecting to {}", opossum_fleet::redact(url)))
-}
-
-async fn submit_redis(url: &str, args: &SubmitArgs, jobs: Vec<Job>) -> anyhow::Result<usize> {
-    let (queues, events) = connect_fleet(url).await?;
-    let start = if args.wait {
-        Some(events.last_id().await?)
-    } else {
-        None
-    };
-    queues.submit(jobs.clone()).await?;
-    let Some(start) = start else {
-        for job in &jobs {
-            let line = Submitted {
-                job_id: &job.job_id,
-                image_id: &job.image_id,
-                queue: queues.config().queue_name(job.priority),
-            };
-            println!("{}", serde_json::to_string(&line)?);
-        }
-        return Ok(0);
-    };
-    let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
-    let mut reader = events.reader(Duration::from_secs(1)).await?;
-    let (found, _) = reader.wait_for(&ids, start, args.timeout).await?;
-    let mut failed = 0;
-    for event in &found {
-        print_event(event)?;
-        if event.status == Status::Error {
-            failed += 1;
-        }
-    }
-    if found.len() < ids.len() {
-        bail!(
-            "{} of {} job(s) had no completion event within {:?} (are workers running?)",
-            ids.len() - found.len(),
-            ids.len(),
-            args.timeout
-        );
-    }
-    Ok(failed)
-}
-
-async fn submit_embedded(
-    args: &SubmitArgs,
-    tiers: &TierArgs,
-    config: &Config,
-    jobs: Vec<Job>,
-) -> anyhow::Result<usize> {
-    let originals = Originals::open(&args.originals)?;
-    let opened = tiers.open().await;
-    let state = Arc::new(WorkerState::new(
-        &opened,
-        namespace(),
-        config.presets.clone(),
-        originals,
-        opossum_fleet::limits(&config.limits),
-    ));
-    let embedded = Embedded::start(state, 2, 1);
-    let mut events = embedded.subscribe();
-    let mut pending: std::collections::HashSet<String> =
-        jobs.iter().map(|j| j.job_id.clone()).collect();
-    for job in jobs {
-        embedded.submit(job).await?;
-    }
-    let mut failed = 0;
-    let deadline = tokio::time::Instant::now() + args.timeout;
-    while !pending.is_empty() {
-        let event = tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .context("timed out waiting for the jobs")?
-            .context("the embedded worker stopped")?;
-        if pending.remove(&event.job_id) {
-            if event.status == Status::Error {
-                failed += 1;
-            }
-            print_event(&event)?;
-        }
-    }
-    if let Err(e) = opened.hierarchy.flush_stats() {
-        tracing::warn!(error = %e, "cache stats not saved");
-    }
-    Ok(failed)
 }
 
 fn redis_url(tiers: &TierArgs) -> anyhow::Result<&str> {

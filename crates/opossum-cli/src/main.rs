@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use opossum_config::Config;
-use opossum_ops::{Category, Chain, Options, PROCESSING_VERSION, Presets, derive_key};
+use opossum_ops::{Category, Chain, Options, Presets, derive_key};
 use serde::Serialize;
 
 /// The prefix of keys, queues and events (`--prefix`, default `opossum`), set once at start.
@@ -35,11 +35,7 @@ pub(crate) fn namespace() -> &'static str {
 
 /// Pipeline settings with this run's namespace and the configuration's limits.
 pub(crate) fn pipeline_config(config: &Config) -> opossum_pipeline::PipelineConfig {
-    opossum_pipeline::PipelineConfig {
-        namespace: namespace().to_string(),
-        limits: opossum_fleet::limits(&config.limits),
-        ..opossum_pipeline::PipelineConfig::default()
-    }
+    opossum_pipeline::PipelineConfig::new(namespace(), opossum_fleet::engine_limits(config))
 }
 
 /// A runtime for the commands that talk to the tiers.
@@ -207,7 +203,7 @@ fn key(args: KeyArgs, config: &Config) -> anyhow::Result<()> {
     let chain = parse_chain(&args.ops, &config.presets)?;
     let key = derive_key(
         namespace(),
-        PROCESSING_VERSION,
+        &pipeline_config(config).version,
         &args.image_id,
         &chain,
         &Options::new(),

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use opossum_config::Config;
-use opossum_ops::{Options, PROCESSING_VERSION, derive_key};
-use opossum_pipeline::{LoadError, Pipeline, PipelineError, PresetStore};
+use opossum_ops::{Options, derive_key};
+use opossum_pipeline::{ErrorKind, Pipeline, PipelineError, PresetStore, Provenance};
 use serde::Serialize;
 
 use crate::tiers::TierArgs;
@@ -48,7 +48,7 @@ struct ProcessReport<'a> {
     height: u32,
     bytes: usize,
     duration_ms: f64,
-    source: &'a str,
+    source: Provenance,
 }
 
 struct Produced {
@@ -57,7 +57,7 @@ struct Produced {
     format: &'static str,
     width: u32,
     height: u32,
-    source: &'static str,
+    source: Provenance,
 }
 
 pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs, config: &Config) -> anyhow::Result<()> {
@@ -65,18 +65,19 @@ pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs, config: &Config) -> anyho
     let image_id = args.input.to_string_lossy().into_owned();
     let produced = if args.no_cache {
         let chain = parse_chain(&args.ops, &config.presets)?;
+        let settings = crate::pipeline_config(config);
         let key = derive_key(
             namespace(),
-            PROCESSING_VERSION,
+            &settings.version,
             &image_id,
             &chain,
             &Options::new(),
         );
-        let limits = opossum_fleet::limits(&config.limits);
+        let limits = settings.limits;
         let source = OriginalSource::new(&args)?;
         let input = runtime()?
             .block_on(source.load(&image_id, limits.max_bytes))
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         let output = opossum_image::process(&input, &chain, &limits)
             .with_context(|| format!("processing {image_id}"))?;
         Produced {
@@ -85,7 +86,7 @@ pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs, config: &Config) -> anyho
             format: output.format,
             width: output.width,
             height: output.height,
-            source: "computed",
+            source: Provenance::Computed,
         }
     } else {
         through_cache(
@@ -139,26 +140,24 @@ impl OriginalSource {
         })
     }
 
-    async fn load(&self, image_id: &str, limit: u64) -> Result<Vec<u8>, LoadError> {
+    async fn load(&self, image_id: &str, limit: u64) -> Result<Vec<u8>, PipelineError> {
         match self {
-            OriginalSource::Store(store) => store
-                .load(image_id, limit)
-                .await
-                .map_err(|e| e.to_load_error()),
+            OriginalSource::Store(store) => Ok(store.load(image_id, limit).await?),
             OriginalSource::File(path) => {
                 let path = path.clone();
                 match tokio::task::spawn_blocking(move || read_limited(&path, limit)).await {
                     Ok(Ok(bytes)) => Ok(bytes),
-                    Ok(Err(e)) => Err(LoadError {
-                        message: format!("{e:#}"),
-                        permanent: true,
-                        missing: false,
-                    }),
-                    Err(e) => Err(LoadError {
-                        message: e.to_string(),
-                        permanent: false,
-                        missing: false,
-                    }),
+                    Ok(Err(e)) => {
+                        let missing = e.downcast_ref::<std::io::Error>().map(|e| e.kind())
+                            == Some(std::io::ErrorKind::NotFound);
+                        let kind = if missing {
+                            ErrorKind::NotFound
+                        } else {
+                            ErrorKind::BadRequest
+                        };
+                        Err(PipelineError::new(kind, format!("{e:#}")))
+                    }
+                    Err(e) => Err(PipelineError::from_cause(ErrorKind::Internal, e)),
                 }
             }
         }
@@ -175,37 +174,43 @@ fn through_cache(
     let runtime = runtime()?;
     runtime.block_on(async {
         let opened = tiers.open().await;
+        let settings = crate::pipeline_config(config);
         let presets = PresetStore::new(
             config.presets.clone(),
             opened.hierarchy.clone(),
             namespace(),
-            PROCESSING_VERSION,
+            &settings.version,
         );
         let chain = presets
             .resolve(ops)
             .await
             .with_context(|| format!("invalid --ops `{ops}`"))?;
-        let pipeline = Pipeline::new(
-            opened.hierarchy.clone(),
-            crate::pipeline_config(config),
-            opened.leases,
-        );
+        let pipeline = Pipeline::new(opened.hierarchy.clone(), settings, opened.leases);
         let max_bytes = config.limits.max_source_size;
-        let load = || async move { source.load(image_id, max_bytes).await };
+        // A failed load names the file already; an engine failure gets the image's name.
+        let load_failed = std::sync::atomic::AtomicBool::new(false);
+        let load = || async {
+            let loaded = source.load(image_id, max_bytes).await;
+            load_failed.store(loaded.is_err(), std::sync::atomic::Ordering::Relaxed);
+            loaded
+        };
         let result = pipeline.run(image_id, &chain, &Options::new(), load).await;
         if let Err(e) = opened.hierarchy.flush_stats() {
             tracing::warn!(error = %e, "cache stats not saved");
         }
-        let response = result.map_err(|e| match e {
-            PipelineError::Load { message, .. } => anyhow::anyhow!("{message}"),
-            other => anyhow::anyhow!("processing {image_id}: {other}"),
+        let response = result.map_err(|e| {
+            if load_failed.load(std::sync::atomic::Ordering::Relaxed) {
+                anyhow::anyhow!("{e}")
+            } else {
+                anyhow::anyhow!("processing {image_id}: {e}")
+            }
         })?;
         Ok(Produced {
             key: response.key.to_string(),
             format: format_name(&response.entry.media_type),
             width: response.entry.width,
             height: response.entry.height,
-            source: response.source.name(),
+            source: response.provenance,
             bytes: response.entry.body.to_vec(),
         })
     })

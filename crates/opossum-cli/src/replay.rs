@@ -436,10 +436,11 @@ async fn replay(
                 }
                 let Some((at, thumbnail)) = sent.get(&event.job_id) else { continue };
                 let ok = event.status == opossum_fleet::Status::Ok;
-                let hit = ok && ["memory", "disk", "redis"].contains(&event.source.as_str());
+                let hit = ok
+                    && matches!(event.source, Some(opossum_fleet::Provenance::Tier(_)));
                 if done.insert(event.job_id.clone(), (now - *at, *thumbnail, hit)).is_none() && !ok {
                     errors += 1;
-                    tracing::warn!(error = %event.error, "replay request failed");
+                    tracing::warn!(error = event.error_message(), "replay request failed");
                 }
             }
             () = tokio::time::sleep_until(deadline) => {

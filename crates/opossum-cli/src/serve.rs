@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use opossum_config::Config;
-use opossum_fleet::{Originals, WorkerState};
-use opossum_origin::{Compute, Origin, OriginConfig};
-use opossum_warming::{Target, Warmer, WarmerParts};
+use opossum_fleet::{JobQueue, Originals, WorkerState};
+use opossum_origin::{Origin, OriginConfig};
+use opossum_warming::{Warmer, WarmerParts};
 
 use crate::namespace;
 use crate::tiers::TierArgs;
@@ -69,11 +69,11 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
             namespace(),
             config.presets.clone(),
             originals,
-            opossum_fleet::limits(&config.limits),
+            opossum_fleet::engine_limits(config),
         );
         let analytics_config =
             opossum_analytics::AnalyticsConfig::from_settings(namespace(), &config.analytics);
-        let (state, compute, report_queues) = match &tiers.queue_redis {
+        let (state, queue, fleet_queues) = match &tiers.queue_redis {
             None => {
                 // Embedded: the analytics live here, for the scheduler that runs here too
                 // (with warming off there is no reader, so nothing is recorded).
@@ -98,10 +98,10 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
                         settings: config.warming.clone(),
                         presets: config.presets.clone(),
                         namespace: namespace().to_string(),
-                        version: opossum_ops::PROCESSING_VERSION.to_string(),
+                        version: state.pipeline.version().to_string(),
                         analytics: opossum_analytics::Analytics::new(analytics_config, store),
                         freshness: opened.hierarchy.clone(),
-                        target: Target::Embedded(embedded.clone()),
+                        target: Arc::new(embedded.clone()),
                     })?;
                     tokio::spawn(async move {
                         if let Err(e) = warmer.run(std::future::pending()).await {
@@ -109,33 +109,29 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
                         }
                     });
                 }
-                (state, Compute::Embedded(embedded), None)
+                let queue: Arc<dyn JobQueue> = Arc::new(embedded);
+                (state, queue, None)
             }
             Some(url) => {
-                let opossum_fleet::Fleet {
-                    queues,
-                    events,
-                    connection,
-                } = crate::fleet::connect_fleet_with_connection(url).await?;
-                opossum_fleet::check_queue_server(&connection, tiers.redis == tiers.queue_redis)
-                    .await;
+                let fleet = crate::fleet::connect_fleet_with_connection(url).await?;
+                opossum_fleet::check_queue_server(
+                    &fleet.connection,
+                    tiers.redis == tiers.queue_redis,
+                )
+                .await;
                 state = state.with_analytics(opossum_analytics::Recorder::start(
                     analytics_config,
-                    connection,
+                    fleet.connection.clone(),
                 ));
-                (
-                    Arc::new(state),
-                    Compute::Fleet {
-                        queues: Box::new(queues.clone()),
-                        events: Box::new(events),
-                    },
-                    Some(queues),
-                )
+                let queues = fleet.queues.clone();
+                let queue: Arc<dyn JobQueue> = Arc::new(fleet);
+                (Arc::new(state), queue, Some(queues))
             }
         };
         let origin = Origin::start(
             state,
-            compute,
+            queue,
+            fleet_queues.clone(),
             OriginConfig::from_settings(&opossum_config::OriginSettings {
                 signing_keys: if args.signing_keys.is_empty() {
                     settings.signing_keys.clone()
@@ -152,7 +148,7 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
         opossum_telemetry::spawn_reporter(
             Arc::new(opossum_fleet::Sources {
                 hierarchy: Some(opened.hierarchy.clone()),
-                queues: report_queues,
+                queues: fleet_queues,
             }),
             &config.telemetry,
         );

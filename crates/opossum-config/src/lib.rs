@@ -25,14 +25,14 @@ use std::path::Path;
 use opossum_ops::{OpsError, Presets};
 use serde::Deserialize;
 
-mod ops;
 mod sections;
+mod settings;
 
-pub use ops::{
+pub use sections::{AnalyticsSettings, FontsSettings, QueuesSettings, WarmingSettings};
+pub use settings::{
     CachingSettings, CdnSettings, DiskCacheSettings, LimitsSettings, MemoryCacheSettings,
     OriginSettings, RedisCacheSettings, TelemetrySettings, WorkerSettings,
 };
-pub use sections::{AnalyticsSettings, QueuesSettings, WarmingSettings};
 
 /// Largest configuration file read.
 const MAX_BYTES: u64 = 4 << 20;
@@ -106,6 +106,8 @@ pub struct Config {
     pub warming: WarmingSettings,
     /// the queue Redis, when it is not the cache's
     pub queues: QueuesSettings,
+    /// the font set of SVG text
+    pub fonts: FontsSettings,
 }
 
 /// The file's shape: every top-level key, unknown ones refused.
@@ -124,6 +126,7 @@ struct File {
     analytics: AnalyticsSettings,
     warming: WarmingSettings,
     queues: QueuesSettings,
+    fonts: FontsSettings,
 }
 
 impl Config {
@@ -212,7 +215,7 @@ impl Config {
             .connection_url()
             .map_err(|message| setting_error("caching.redis_cache.url", message))?;
         if let Some(url) = &file.queues.redis_url {
-            ops::check_redis_url(url)
+            settings::check_redis_url(url)
                 .map_err(|message| setting_error("queues.redis_url", message))?;
         }
         if !matches!(
@@ -263,6 +266,7 @@ impl Config {
             analytics: file.analytics,
             warming: file.warming,
             queues: file.queues,
+            fonts: file.fonts,
         })
     }
 

@@ -38,6 +38,26 @@ pub struct QueuesSettings {
     pub redis_url: Option<String>,
 }
 
+/// `fonts:`: the font set SVG text is drawn with. Every process of a fleet must draw with the
+/// same fonts, or two workers store different bytes under one key: the set is configured, never
+/// the machine's whole font list, and its identity is part of every key's processing version.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FontsSettings {
+    /// directory of font files (searched recursively); default the DejaVu fonts the Docker
+    /// image ships, `/usr/share/fonts/truetype/dejavu`. A missing directory is an empty set
+    /// (SVG text is not drawn), with a warning at start.
+    pub dir: std::path::PathBuf,
+}
+
+impl Default for FontsSettings {
+    fn default() -> FontsSettings {
+        FontsSettings {
+            dir: "/usr/share/fonts/truetype/dejavu".into(),
+        }
+    }
+}
+
 /// `analytics:`: how usage is recorded (see the opossum-analytics crate).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -17,12 +17,12 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use crate::events::Event;
-use crate::worker::{MAX_ATTEMPTS, Outcome, WorkerState, gave_up, job_outcome};
+use crate::seam::MemoryClaims;
+use crate::worker::{Outcome, Retry, WorkerState, job_outcome};
 use crate::{FleetError, Job, Priority};
 
 /// Latest events kept for [`Embedded::latest`].
@@ -43,6 +43,7 @@ struct Shared {
     recent: Mutex<VecDeque<Event>>,
     /// jobs submitted and not finished: user, warm
     backlog: [AtomicU64; 2],
+    claims: MemoryClaims,
 }
 
 impl Shared {
@@ -75,16 +76,11 @@ impl Embedded {
             events,
             recent: Mutex::default(),
             backlog: [AtomicU64::new(0), AtomicU64::new(0)],
+            claims: MemoryClaims::default(),
         });
         dispatch(shared.clone(), state.clone(), user_jobs, concurrency);
         dispatch(shared.clone(), state, warm_jobs, warm_concurrency);
         Embedded { user, warm, shared }
-    }
-
-    /// Publishes the completion event of work done outside this queue (the HTTP origin
-    /// computing a miss itself), as every job's is.
-    pub fn publish(&self, event: Event) {
-        self.shared.publish(event);
     }
 
     /// Events of jobs finishing from now on.
@@ -105,12 +101,17 @@ impl Embedded {
     }
 
     /// Jobs of `priority` submitted and not yet finished (waiting or running).
-    pub fn backlog(&self, priority: Priority) -> u64 {
+    pub fn backlog_of(&self, priority: Priority) -> u64 {
         self.shared.backlog[slot(priority)].load(Ordering::SeqCst)
     }
 
+    /// Warming claims, kept in memory.
+    pub(crate) fn claims(&self) -> &MemoryClaims {
+        &self.shared.claims
+    }
+
     /// Queues a job on its priority's pool.
-    pub async fn submit(&self, job: Job) -> Result<(), FleetError> {
+    pub fn submit_one(&self, job: Job) -> Result<(), FleetError> {
         let priority = job.priority;
         let sender = match priority {
             Priority::User => &self.user,
@@ -150,8 +151,8 @@ fn dispatch(
     });
 }
 
-/// No backend to reschedule: transient failures are retried here, with the same budget and
-/// linear backoff as the Redis backend. Each attempt is counted in the job metrics as a
+/// No backend to reschedule: transient failures are retried here, by the same policy as the
+/// Redis backend ([`Retry::after_attempt`]). Each attempt is counted in the job metrics as a
 /// fleet worker counts it.
 async fn run_with_retries(state: &WorkerState, job: &Job) -> Event {
     let mut attempt = 1;
@@ -166,16 +167,18 @@ async fn run_with_retries(state: &WorkerState, job: &Job) -> Event {
                 finish(job_outcome(&event));
                 return event;
             }
-            Outcome::Retry(message) if attempt < MAX_ATTEMPTS => {
-                tracing::warn!(job_id = %job.job_id, attempt, error = %message, "transient failure; will retry");
-                finish("retry");
-                tokio::time::sleep(Duration::from_secs(attempt as u64)).await;
-                attempt += 1;
-            }
-            Outcome::Retry(message) => {
-                finish("gave_up");
-                return gave_up(job, &message);
-            }
+            Outcome::Retry(error) => match Retry::after_attempt(attempt) {
+                Retry::After(delay) => {
+                    tracing::warn!(job_id = %job.job_id, attempt, %error, "transient failure; will retry");
+                    finish("retry");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Retry::GiveUp => {
+                    finish("gave_up");
+                    return Event::gave_up(job, attempt, &error);
+                }
+            },
         }
     }
 }

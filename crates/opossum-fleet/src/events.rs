@@ -11,10 +11,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use opossum_analytics::Answer;
+use opossum_cache::TierKind;
+use opossum_pipeline::{ErrorKind, PipelineError, Provenance, Response};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use serde::{Deserialize, Serialize};
 
-use crate::{FleetError, Priority};
+use crate::{FleetError, Job, Priority};
 
 /// How a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +39,18 @@ impl Status {
     }
 }
 
-/// One completion event, with the fields DESIGN.md names.
+/// Why a job failed, as its event carries it: what kind of failure (which decides the HTTP
+/// status a waiting origin answers) and the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// what kind of failure
+    pub kind: ErrorKind,
+    /// the message, as first reported
+    pub message: String,
+}
+
+/// One completion event, with the fields DESIGN.md names. Built only by [`Event::finished`]
+/// and [`Event::gave_up`], so `status`, `source` and `error` always agree.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// the job's id (consumers drop duplicates by it)
@@ -47,15 +61,16 @@ pub struct Event {
     pub key: String,
     /// how it ended
     pub status: Status,
-    /// the tier that answered (`memory`, `disk`, `redis`), `computed` or `coalesced`; for
-    /// errors, where the error came from
-    pub source: String,
+    /// where the answer came from: the tier that answered (for an error, the tier that held
+    /// the remembered error), computed or coalesced; `None` when nothing answered (an invalid
+    /// request, a failed load, retries exhausted)
+    pub source: Option<Provenance>,
     /// size of the variant
     pub bytes: u64,
     /// time the worker spent on the job
     pub duration_ms: f64,
-    /// the error message; empty when `status` is `ok`
-    pub error: String,
+    /// why it failed; `None` when `status` is `ok`
+    pub error: Option<JobError>,
     /// the chain as submitted (presets by name), so consumers such as related-variant
     /// warming can ask for siblings
     pub ops: String,
@@ -64,16 +79,79 @@ pub struct Event {
 }
 
 impl Event {
-    fn fields(&self) -> [(&'static str, String); 10] {
+    /// The event of `job` finished with `result` (a response, or a permanent failure) after
+    /// `duration`; `key` is empty when the request never had one.
+    pub fn finished(
+        job: &Job,
+        key: String,
+        result: Result<&Response, &PipelineError>,
+        duration: Duration,
+    ) -> Event {
+        let (status, source, bytes, error) = match result {
+            Ok(response) => (
+                Status::Ok,
+                Some(response.provenance),
+                response.entry.body.len() as u64,
+                None,
+            ),
+            Err(error) => (
+                Status::Error,
+                error.provenance(),
+                0,
+                Some(JobError {
+                    kind: error.kind(),
+                    message: error.message().to_string(),
+                }),
+            ),
+        };
+        Event {
+            job_id: job.job_id.clone(),
+            image_id: job.image_id.clone(),
+            key,
+            status,
+            source,
+            bytes,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            error,
+            ops: job.ops.clone(),
+            priority: job.priority,
+        }
+    }
+
+    /// The final event of `job`, whose transient failures outlasted the retry policy.
+    pub fn gave_up(job: &Job, attempts: usize, last: &PipelineError) -> Event {
+        let error = PipelineError::new(
+            last.kind(),
+            format!("gave up after {attempts} attempts: {}", last.message()),
+        );
+        Event::finished(job, String::new(), Err(&error), Duration::ZERO)
+    }
+
+    /// The error's message; empty for a success.
+    pub fn error_message(&self) -> &str {
+        self.error.as_ref().map_or("", |e| e.message.as_str())
+    }
+
+    fn fields(&self) -> [(&'static str, String); 11] {
         [
             ("job_id", self.job_id.clone()),
             ("image_id", self.image_id.clone()),
             ("key", self.key.clone()),
             ("status", self.status.name().to_string()),
-            ("source", self.source.clone()),
+            (
+                "source",
+                self.source.map_or("", Provenance::name).to_string(),
+            ),
             ("bytes", self.bytes.to_string()),
             ("duration_ms", format!("{:.3}", self.duration_ms)),
-            ("error", self.error.clone()),
+            ("error", self.error_message().to_string()),
+            (
+                "error_kind",
+                self.error
+                    .as_ref()
+                    .map_or("", |e| e.kind.name())
+                    .to_string(),
+            ),
             ("ops", self.ops.clone()),
             ("priority", self.priority.name().to_string()),
         ]
@@ -87,26 +165,45 @@ impl Event {
                 _ => None,
             }
         };
+        let status = match text("status")?.as_str() {
+            "ok" => Status::Ok,
+            _ => Status::Error,
+        };
+        let error = (status == Status::Error).then(|| JobError {
+            // An entry without a kind is from an older writer: say nothing more than it did.
+            kind: text("error_kind")
+                .and_then(|kind| ErrorKind::from_name(&kind))
+                .unwrap_or(ErrorKind::Internal),
+            message: text("error").unwrap_or_default(),
+        });
         Some(Event {
             job_id: text("job_id")?,
             image_id: text("image_id")?,
             key: text("key").unwrap_or_default(),
-            status: match text("status")?.as_str() {
-                "ok" => Status::Ok,
-                _ => Status::Error,
-            },
-            source: text("source").unwrap_or_default(),
+            status,
+            source: text("source").and_then(|name| Provenance::from_name(&name)),
             bytes: text("bytes").and_then(|b| b.parse().ok()).unwrap_or(0),
             duration_ms: text("duration_ms")
                 .and_then(|d| d.parse().ok())
                 .unwrap_or(0.0),
-            error: text("error").unwrap_or_default(),
+            error,
             ops: text("ops").unwrap_or_default(),
             priority: match text("priority").as_deref() {
                 Some("warm") => Priority::Warm,
                 _ => Priority::User,
             },
         })
+    }
+}
+
+/// How the analytics count an answer from `provenance`.
+pub fn answer_of(provenance: Provenance) -> Answer {
+    match provenance {
+        Provenance::Tier(TierKind::Memory) => Answer::Memory,
+        Provenance::Tier(TierKind::Disk) => Answer::Disk,
+        Provenance::Tier(TierKind::Redis) => Answer::Redis,
+        Provenance::Computed => Answer::Computed,
+        Provenance::Coalesced => Answer::Coalesced,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use opossum_ops::Chain;
 use serde::{Deserialize, Serialize};
 
 /// Which queue a job goes to. The Redis backend has no priorities inside a queue, so each class
@@ -36,15 +37,26 @@ impl Priority {
     }
 }
 
-/// One job: an image, an operation chain and options, as submitted.
+/// One job: an image, an operation chain and options. It says once what it is: the chain as
+/// submitted and, when the producer resolved it, the chain to compute; whether the producer
+/// already looked the key up; user work or warming, and how fresh an answer must be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     /// unique per submission; completion events carry it so consumers can drop duplicates
     pub job_id: String,
     /// the image, an object in the originals store
     pub image_id: String,
-    /// the chain as submitted (either form; may name presets, resolved by the worker)
+    /// the chain as submitted (either form, preset names kept): what events report and
+    /// related-variant warming reads
     pub ops: String,
+    /// the chain to compute, when the producer resolved it (the HTTP origin: presets expanded,
+    /// the format negotiated); `None` and the worker resolves `ops`
+    #[serde(default)]
+    pub chain: Option<Chain>,
+    /// the producer looked the key up in the shared tier and counted the miss: the worker
+    /// looks up without counting, so one request is one miss fleet-wide
+    #[serde(default)]
+    pub looked_up: bool,
     /// request options that take part in the key
     #[serde(default)]
     pub options: BTreeMap<String, String>,
@@ -66,9 +78,21 @@ impl Job {
             image_id: image_id.into(),
             ops: ops.into(),
             options: BTreeMap::new(),
+            chain: None,
+            looked_up: false,
             priority,
             submitted_at_ms: opossum_cache::unix_millis(),
             fresh_until_ms: 0,
+        }
+    }
+
+    /// A user job for a request the producer resolved to `chain` and already looked up (and
+    /// missed): the HTTP origin's miss in a fleet. `ops` is the chain as the user wrote it.
+    pub fn looked_up(image_id: impl Into<String>, ops: impl Into<String>, chain: Chain) -> Job {
+        Job {
+            chain: Some(chain),
+            looked_up: true,
+            ..Job::new(image_id, ops, Priority::User)
         }
     }
 }
@@ -94,6 +118,13 @@ mod tests {
         let bytes = rmp_serde::to_vec_named(&job).unwrap();
         let back: Job = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(back, job);
+        let chain = Chain::parse("thumbnail:200,format:webp").unwrap();
+        let resolved = Job::looked_up("a.png", "preset:avatar", chain.clone());
+        let bytes = rmp_serde::to_vec_named(&resolved).unwrap();
+        let back: Job = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back.chain, Some(chain));
+        assert!(back.looked_up);
+        assert_eq!(back.ops, "preset:avatar");
         assert_eq!(job.job_id.len(), 28);
         assert_ne!(new_job_id(), new_job_id());
     }

@@ -18,23 +18,26 @@ mod events;
 mod job;
 mod originals;
 mod queue;
+mod seam;
 mod telemetry;
 mod tiers;
 mod worker;
 
 pub use embedded::Embedded;
-pub use events::{Event, EventReader, Events, Status, StreamEntry};
+pub use events::{Event, EventReader, Events, JobError, Status, StreamEntry, answer_of};
 pub use job::{Job, Priority, new_job_id};
-pub use opossum_pipeline::Lookup;
+pub use opossum_cache::TierKind;
+pub use opossum_pipeline::{ErrorKind, Lookup, PipelineError, Provenance, processing_version};
 pub use originals::{MAX_IMAGE_ID_LEN, Originals, OriginalsError, validate_image_id};
 pub use queue::{
     DeadJob, Depth, JobStorage, MAX_DUE_CAP, PARK_BASE, PROMOTE_SCRIPT, QueueConfig, Queues,
     check_queue_server, connect,
 };
+pub use seam::{Completions, EVENTS_PER_READ, EventFollower, Expected, JobQueue, submit_and_wait};
 pub use telemetry::Sources;
-pub use tiers::{Tiers, default_data_dir, limits, open_tiers, redact};
+pub use tiers::{Tiers, default_data_dir, engine_limits, open_tiers, redact};
 pub use worker::{
-    MAX_ATTEMPTS, Outcome, UserWork, WARM_YIELD, WorkerConfig, WorkerState, announce_invalidation,
+    MAX_ATTEMPTS, Outcome, Retry, WARM_YIELD, WorkerConfig, WorkerState, announce_invalidation,
     invalidation_channel, run, shutdown_signal, unique_worker_name,
 };
 
@@ -42,7 +45,9 @@ pub use worker::{
 pub const EVENTS_MAX_LEN: usize = 100_000;
 
 /// The queues and the event stream of one prefix on one connection: what every producer and
-/// reader (CLI, scheduler, origin, benchmarks) opens.
+/// reader (CLI, scheduler, origin, benchmarks) opens, and the Redis side of the [`JobQueue`]
+/// seam.
+#[derive(Clone)]
 pub struct Fleet {
     /// the queues, with default settings
     pub queues: Queues,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
+use opossum_pipeline::{ErrorKind, PipelineError};
 
 /// Longest image id accepted.
 pub const MAX_IMAGE_ID_LEN: usize = 1024;
@@ -52,18 +53,21 @@ pub enum OriginalsError {
 }
 
 impl OriginalsError {
-    /// True when retrying cannot help.
-    pub fn is_permanent(&self) -> bool {
-        !matches!(self, OriginalsError::Store(_))
-    }
-
-    /// The pipeline's view of this failure.
-    pub fn to_load_error(&self) -> opossum_pipeline::LoadError {
-        opossum_pipeline::LoadError {
-            message: self.to_string(),
-            permanent: self.is_permanent(),
-            missing: matches!(self, OriginalsError::NotFound(_)),
+    /// What kind of failure this is: only the store failing is worth a retry.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            OriginalsError::InvalidId { .. } => ErrorKind::BadRequest,
+            OriginalsError::NotFound(_) => ErrorKind::NotFound,
+            OriginalsError::TooLarge { .. } => ErrorKind::BadImage,
+            OriginalsError::Store(_) => ErrorKind::Transient,
+            OriginalsError::Config { .. } => ErrorKind::Internal,
         }
+    }
+}
+
+impl From<OriginalsError> for PipelineError {
+    fn from(error: OriginalsError) -> PipelineError {
+        PipelineError::from_cause(error.kind(), error)
     }
 }
 
@@ -229,7 +233,7 @@ mod tests {
         );
         let missing = store.load("photos/b.bin", 100).await.unwrap_err();
         assert!(matches!(missing, OriginalsError::NotFound(_)), "{missing}");
-        assert!(missing.is_permanent());
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
         let large = store.load("photos/a.bin", 5).await.unwrap_err();
         assert!(
             matches!(large, OriginalsError::TooLarge { size: 10, .. }),
@@ -240,6 +244,8 @@ mod tests {
             matches!(escape, OriginalsError::InvalidId { .. }),
             "{escape}"
         );
+        assert_eq!(escape.kind(), ErrorKind::BadRequest);
+        assert_eq!(large.kind(), ErrorKind::BadImage);
         assert!(Originals::open("/no/such/dir").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -138,9 +138,18 @@ pub async fn open_tiers(
     }
 }
 
-/// The image engine's limits from the configuration's `limits:` section.
-pub fn limits(settings: &opossum_config::LimitsSettings) -> opossum_image::Limits {
+/// The image engine's settings from the configuration: its `limits:` and its `fonts:`.
+pub fn engine_limits(config: &opossum_config::Config) -> opossum_image::Limits {
+    let fonts = opossum_image::FontSet::from_dir(&config.fonts.dir);
+    if fonts.is_empty() {
+        tracing::warn!(
+            dir = %config.fonts.dir.display(),
+            "no fonts in fonts.dir: SVG text will not be drawn"
+        );
+    }
+    let settings = &config.limits;
     opossum_image::Limits {
+        fonts,
         max_pixels: settings.max_pixels,
         max_bytes: settings.max_source_size,
         max_output_pixels: settings.max_output_pixels,
@@ -175,7 +184,9 @@ mod tests {
 
     #[test]
     fn limits_map_every_setting() {
-        let settings = opossum_config::LimitsSettings::default();
-        assert_eq!(super::limits(&settings), opossum_image::Limits::default());
+        assert_eq!(
+            super::engine_limits(&opossum_config::Config::default()),
+            opossum_image::Limits::default()
+        );
     }
 }

@@ -14,7 +14,7 @@
 //!
 //! [`run`] runs one apalis worker per queue, each with its own concurrency, under a monitor
 //! that restarts a worker whose backend failed (a Redis restart ends the stream with "broken
-//! pipe", pitfall 9), plus a ticker that promotes parked jobs and removes completed jobs' data.
+//! pipe"), plus a ticker that promotes parked jobs and removes completed jobs' data.
 //! Idle workers wake on the promote script's pub/sub message, with a slow poll as a fallback.
 
 use std::sync::Arc;
@@ -25,12 +25,12 @@ use apalis::prelude::{
     AbortError, Attempt, BackendExt, BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt,
 };
 use futures::StreamExt;
-use opossum_analytics::{Access, Recorder, Variant};
+use opossum_analytics::{Access, Answer, Recorder, Variant};
 use opossum_image::Limits;
 use opossum_ops::{Category, Chain, Options};
-use opossum_pipeline::{Lookup, Pipeline, PipelineError, PresetStore, Response};
+use opossum_pipeline::{ErrorKind, Lookup, Pipeline, PipelineError, PresetStore, Response};
 
-use crate::events::{Event, Events, Status};
+use crate::events::{Event, Events};
 use crate::originals::Originals;
 use crate::queue::Queues;
 use crate::{Job, Priority};
@@ -38,13 +38,34 @@ use crate::{Job, Priority};
 /// Attempts before a transiently failing job is given up (and moved to the dead set).
 pub const MAX_ATTEMPTS: usize = 5;
 
+/// What to do after a transient failure: the one retry policy of every queue backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// run the job again after this delay
+    After(Duration),
+    /// the attempts are spent: give up with a final event (and, on Redis, the dead set)
+    GiveUp,
+}
+
+impl Retry {
+    /// What follows the transient failure of attempt `attempt` (1 for the first run): up to
+    /// [`MAX_ATTEMPTS`] runs in all, each retry after `attempt` seconds (linear backoff).
+    pub fn after_attempt(attempt: usize) -> Retry {
+        if attempt < MAX_ATTEMPTS {
+            Retry::After(Duration::from_secs(attempt as u64))
+        } else {
+            Retry::GiveUp
+        }
+    }
+}
+
 /// How a job ended, for the caller that publishes events or retries.
 #[derive(Debug)]
 pub enum Outcome {
     /// finished (successfully or with a permanent error): publish this event
     Done(Event),
-    /// a transient failure: retry later
-    Retry(String),
+    /// a transient failure: retry later, per [`Retry::after_attempt`]
+    Retry(PipelineError),
 }
 
 /// Everything a worker needs to run jobs.
@@ -73,7 +94,7 @@ pub struct WorkerState {
 pub const WARM_YIELD: Duration = Duration::from_secs(10);
 
 /// Counts user work as running in this process while alive (warm jobs wait for none).
-pub struct UserWork(Arc<AtomicUsize>);
+struct UserWork(Arc<AtomicUsize>);
 
 impl UserWork {
     fn new(counter: &Arc<AtomicUsize>) -> UserWork {
@@ -99,11 +120,7 @@ impl WorkerState {
         originals: Originals,
         limits: Limits,
     ) -> WorkerState {
-        let config = opossum_pipeline::PipelineConfig {
-            namespace: namespace.to_string(),
-            limits,
-            ..opossum_pipeline::PipelineConfig::default()
-        };
+        let config = opossum_pipeline::PipelineConfig::new(namespace, limits);
         let presets = Arc::new(PresetStore::new(
             presets,
             tiers.hierarchy.clone(),
@@ -132,9 +149,8 @@ impl WorkerState {
         self.user_in_flight.load(Ordering::SeqCst) > 0 || self.user_due.load(Ordering::Relaxed) > 0
     }
 
-    /// Marks user work done outside [`WorkerState::run`] (the HTTP origin computing a miss
-    /// itself) as running until the guard is dropped, so warm jobs yield to it too.
-    pub fn user_work(&self) -> UserWork {
+    /// Marks user work as running until the guard is dropped: warm jobs yield to it.
+    fn user_work(&self) -> UserWork {
         UserWork::new(&self.user_in_flight)
     }
 
@@ -157,75 +173,34 @@ impl WorkerState {
             }
         };
         let started = Instant::now();
-        let event = |status, key: String, source: &str, bytes: u64, error: String| Event {
-            job_id: job.job_id.clone(),
-            image_id: job.image_id.clone(),
-            key,
-            status,
-            source: source.to_string(),
-            bytes,
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            error,
-            ops: job.ops.clone(),
-            priority: job.priority,
-        };
-        let chain = match self.presets.resolve(&job.ops).await {
-            Ok(chain) => chain,
-            Err(e) => {
-                return Outcome::Done(event(
-                    Status::Error,
-                    String::new(),
-                    "request",
-                    0,
-                    format!("invalid ops `{}`: {e}", job.ops),
-                ));
-            }
-        };
-        let mut options = Options::new();
-        for (name, value) in &job.options {
-            if let Err(e) = options.insert(name, value) {
-                return Outcome::Done(event(
-                    Status::Error,
-                    String::new(),
-                    "request",
-                    0,
-                    e.to_string(),
-                ));
-            }
-        }
-        let key = self
-            .pipeline
-            .key(&job.image_id, &chain, &options)
-            .to_string();
-        let lookup = match job.priority {
-            Priority::User => Lookup::Request,
-            Priority::Warm => Lookup::Warm,
-        };
-        let respond = self.respond(&job.image_id, &chain, &options, job.fresh_until_ms, lookup);
-        // Warm jobs compute at background priority: the kernel serves user work first.
-        let result = match job.priority {
-            Priority::User => respond.await,
-            Priority::Warm => opossum_pipeline::in_background(respond).await,
-        };
-        let outcome = match result {
-            Ok(response) => Outcome::Done(event(
-                Status::Ok,
-                key,
-                response.source.name(),
-                response.entry.body.len() as u64,
-                String::new(),
-            )),
-            Err(e) if e.is_permanent() => {
-                let source = match &e {
-                    PipelineError::BadInput { origin, .. } => origin.name(),
-                    _ => "computed",
+        let (chain, key, result) = match self.resolve(job).await {
+            Ok((chain, options)) => {
+                let key = self
+                    .pipeline
+                    .key(&job.image_id, &chain, &options)
+                    .to_string();
+                let lookup = match (job.priority, job.looked_up) {
+                    (Priority::User, false) => Lookup::Counted,
+                    // Warm lookups are not requests; a producer's own lookup counted already.
+                    _ => Lookup::Uncounted,
                 };
-                Outcome::Done(event(Status::Error, key, source, 0, e.to_string()))
+                let respond =
+                    self.respond(&job.image_id, &chain, &options, job.fresh_until_ms, lookup);
+                // Warm jobs compute at background priority: the kernel serves user work first.
+                let result = match job.priority {
+                    Priority::User => respond.await,
+                    Priority::Warm => opossum_pipeline::in_background(respond).await,
+                };
+                (Some(chain), key, result)
             }
-            Err(e) => Outcome::Retry(e.to_string()),
+            Err(error) => (None, String::new(), Err(error)),
         };
-        if let (Some(recorder), Outcome::Done(event), Priority::User) =
-            (&self.analytics, &outcome, job.priority)
+        let event = match &result {
+            Err(error) if !error.is_permanent() => return Outcome::Retry(error.clone()),
+            result => Event::finished(job, key, result.as_ref(), started.elapsed()),
+        };
+        if let (Some(recorder), Some(chain), Priority::User) =
+            (&self.analytics, &chain, job.priority)
         {
             recorder.record(&Access {
                 variant: Variant {
@@ -234,17 +209,38 @@ impl WorkerState {
                     key: event.key.clone(),
                     options: job.options.clone(),
                 },
-                category: Category::of(&chain),
-                source: match event.status {
-                    Status::Ok => event.source.clone(),
-                    Status::Error => "error".into(),
+                category: Category::of(chain),
+                answer: match (&event.error, event.source) {
+                    (None, Some(provenance)) => crate::events::answer_of(provenance),
+                    _ => Answer::Error,
                 },
                 bytes: event.bytes,
                 duration_ms: event.duration_ms,
                 at_ms: opossum_cache::unix_millis(),
             });
         }
-        outcome
+        Outcome::Done(event)
+    }
+
+    /// The chain and options `job` asks for: the producer's resolved chain, or its `ops`
+    /// resolved here (presets included). Invalid ones are the request's fault.
+    async fn resolve(&self, job: &Job) -> Result<(Chain, Options), PipelineError> {
+        let chain = match &job.chain {
+            Some(chain) => chain.clone(),
+            None => self.presets.resolve(&job.ops).await.map_err(|e| {
+                PipelineError::new(
+                    ErrorKind::BadRequest,
+                    format!("invalid ops `{}`: {e}", job.ops),
+                )
+            })?,
+        };
+        let mut options = Options::new();
+        for (name, value) in &job.options {
+            options
+                .insert(name, value)
+                .map_err(|e| PipelineError::from_cause(ErrorKind::BadRequest, e))?;
+        }
+        Ok((chain, options))
     }
 
     /// Answers one request from the cache, or computes it from the original in the originals
@@ -265,7 +261,7 @@ impl WorkerState {
             originals
                 .load(&id, limit)
                 .await
-                .map_err(|e| e.to_load_error())
+                .map_err(|e| PipelineError::from(e).context(format_args!("loading {id}")))
         };
         self.pipeline
             .respond(image_id, chain, options, fresh_until_ms, lookup, load)
@@ -298,16 +294,19 @@ impl WorkerState {
         async {
             let event = match self.run(job).await {
                 Outcome::Done(event) => event,
-                Outcome::Retry(message) if attempt + 1 < MAX_ATTEMPTS => {
-                    tracing::warn!(job_id = %job.job_id, attempt, error = %message, "transient failure; will retry");
-                    finish("retry");
-                    return Err(message.into());
-                }
-                Outcome::Retry(message) => {
-                    events.publish(&[gave_up(job, &message)]).await?;
-                    finish("gave_up");
-                    return Err(AbortError::new(message).into());
-                }
+                // The backend reschedules the job itself; the policy decides whether it may.
+                Outcome::Retry(error) => match Retry::after_attempt(attempt) {
+                    Retry::After(_) => {
+                        tracing::warn!(job_id = %job.job_id, attempt, %error, "transient failure; will retry");
+                        finish("retry");
+                        return Err(error.into());
+                    }
+                    Retry::GiveUp => {
+                        events.publish(&[Event::gave_up(job, attempt, &error)]).await?;
+                        finish("gave_up");
+                        return Err(AbortError::new(error).into());
+                    }
+                },
             };
             // A failed publish fails the job: it runs again (now a cache hit) and the event is
             // written then. At-least-once, never silently dropped.
@@ -320,42 +319,19 @@ impl WorkerState {
     }
 }
 
-/// The bounded outcome label of a finished job: `error`, or the tier that answered,
-/// `computed` or `coalesced`.
+/// The bounded outcome label of a finished job: `error`, or where the answer came from.
 pub(crate) fn job_outcome(event: &Event) -> &'static str {
-    if event.status == Status::Error {
-        return "error";
-    }
-    match event.source.as_str() {
-        "memory" => "memory",
-        "disk" => "disk",
-        "redis" => "redis",
-        "computed" => "computed",
-        "coalesced" => "coalesced",
-        _ => "other",
-    }
-}
-
-/// The final event of a job whose transient failures outlasted [`MAX_ATTEMPTS`].
-pub(crate) fn gave_up(job: &Job, message: &str) -> Event {
-    Event {
-        job_id: job.job_id.clone(),
-        image_id: job.image_id.clone(),
-        key: String::new(),
-        status: Status::Error,
-        source: "retries".into(),
-        bytes: 0,
-        duration_ms: 0.0,
-        error: format!("gave up after {MAX_ATTEMPTS} attempts: {message}"),
-        ops: job.ops.clone(),
-        priority: job.priority,
+    match (&event.error, event.source) {
+        (None, Some(provenance)) => provenance.name(),
+        _ => "error",
     }
 }
 
 /// Settings of the worker process.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// this process's unique name (a restart gets a new one: pitfall 8)
+    /// this process's unique name (a restart gets a new one: re-registering a name within
+    /// one heartbeat is fatal to apalis)
     pub name: String,
     /// user jobs run at once
     pub concurrency: usize,
@@ -493,7 +469,8 @@ pub async fn run(
                 idle_poll,
             );
             let backend = queues.storage(priority).poll_with_stream(wake);
-            // A restarted worker registers under a new name (pitfall 8).
+            // A restarted worker registers under a new name: re-registering one within a
+            // heartbeat is fatal.
             let name = if restarts == 0 {
                 base.clone()
             } else {

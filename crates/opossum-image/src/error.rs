@@ -85,11 +85,3 @@ pub enum ImageError {
         message: String,
     },
 }
-
-impl ImageError {
-    /// True when the same input will fail the same way again, so retrying is pointless and
-    /// the failure may be cached as an error result.
-    pub fn is_permanent(&self) -> bool {
-        !matches!(self, ImageError::Internal { .. })
-    }
-}

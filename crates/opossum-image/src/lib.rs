@@ -22,13 +22,16 @@
 //! assert_eq!(output.media_type, "image/webp");
 //! ```
 //!
-//! Every error is an [`ImageError`]; all of them describe bad input (permanent) except
-//! [`ImageError::Internal`].
+//! Every error is an [`ImageError`]; all of them describe bad input except
+//! [`ImageError::Internal`] (a bug) and [`ImageError::SvgTimeout`] (a deadline, which the
+//! machine's load decides as much as the document). The pipeline classifies them
+//! (`opossum_pipeline::ErrorKind::of_image`).
 
 mod analyze;
 mod decode;
 mod encode;
 mod error;
+mod fonts;
 mod ops;
 mod svg;
 
@@ -38,6 +41,7 @@ pub use analyze::{Analysis, analyze};
 pub use decode::{DecodeHint, Decoded, SourceFormat, decode, decode_hint};
 pub use encode::{default_encoding, encode};
 pub use error::ImageError;
+pub use fonts::{DEFAULT_FONTS_DIR, FontSet};
 pub use image::DynamicImage;
 pub use ops::apply;
 
@@ -60,6 +64,9 @@ pub struct Limits {
     pub max_svg_nodes: u64,
     /// Longest an SVG may take to render.
     pub svg_render_timeout: Duration,
+    /// The fonts SVG text is drawn with (not a bound, but what every render is given: the
+    /// engine never reads the machine's own fonts).
+    pub fonts: FontSet,
 }
 
 impl Default for Limits {
@@ -72,6 +79,7 @@ impl Default for Limits {
             max_svg_depth: 128,
             max_svg_nodes: 100_000,
             svg_render_timeout: Duration::from_secs(10),
+            fonts: FontSet::default(),
         }
     }
 }

@@ -9,7 +9,6 @@
 //! No external reference is ever resolved: no files, no URLs, no embedded images.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
 
 use image::DynamicImage;
 use resvg::tiny_skia;
@@ -26,22 +25,11 @@ pub(crate) fn looks_like_svg(input: &[u8]) -> bool {
     trimmed.starts_with('<') && text.contains("<svg")
 }
 
-/// Fonts are loaded once per process: scanning the system's fonts costs milliseconds per call.
-fn fonts() -> Arc<usvg::fontdb::Database> {
-    static FONTS: OnceLock<Arc<usvg::fontdb::Database>> = OnceLock::new();
-    FONTS
-        .get_or_init(|| {
-            let mut db = usvg::fontdb::Database::new();
-            db.load_system_fonts();
-            Arc::new(db)
-        })
-        .clone()
-}
-
-fn options() -> usvg::Options<'static> {
+/// The configured font set ([`crate::FontSet`]), never the machine's own fonts.
+fn options(limits: &Limits) -> usvg::Options<'static> {
     usvg::Options {
         resources_dir: None,
-        fontdb: fonts(),
+        fontdb: limits.fonts.database(),
         image_href_resolver: usvg::ImageHrefResolver {
             resolve_data: Box::new(|_, _, _| None),
             resolve_string: Box::new(|_, _| None),
@@ -70,7 +58,7 @@ pub(crate) fn render(
     })?;
     check_structure(&document, limits)?;
     let tree =
-        usvg::Tree::from_xmltree(&document, &options()).map_err(|e| ImageError::Corrupt {
+        usvg::Tree::from_xmltree(&document, &options(limits)).map_err(|e| ImageError::Corrupt {
             format: "svg",
             message: e.to_string().to_lowercase(),
         })?;

@@ -10,9 +10,11 @@
 //! - Misses: identical concurrent misses are merged here first (one leader per key), so 100
 //!   requests for one uncached variant are one computation. The leader takes one of
 //!   `max_computations` permits; at most `max_waiting` requests queue for one, the rest get
-//!   `503` with `Retry-After`. Embedded (no Redis), the leader computes in this process; in a
-//!   fleet it submits a user job to `{prefix}:process` and waits for its completion event, then
-//!   reads the variant from the shared tier.
+//!   `503` with `Retry-After`. The leader submits a user job through the [`JobQueue`] seam,
+//!   the same way in both modes (to `{prefix}:process` in a fleet, to the embedded queue in
+//!   this process without Redis), waits for its completion event, then reads the variant from
+//!   the tiers. The job says the key was looked up and carries the chain as the user wrote it
+//!   and as resolved: the worker neither counts a second miss nor resolves it again.
 //! - Security: with signing keys set, every image and info request needs `?sig=` (see
 //!   `sign.rs`), else `403`. Image ids are validated before any I/O (`..`, absolute paths,
 //!   backslashes and control characters, also percent-encoded: `400`); request paths are
@@ -33,13 +35,14 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use opossum_analytics::Answer;
 use opossum_cache::{Entry, unix_millis};
-use opossum_fleet::{Embedded, Event, Events, Job, Priority, Queues, Status, WorkerState};
+use opossum_fleet::{Completions, Job, JobQueue, Queues, WorkerState, answer_of};
 use opossum_ops::{Category, Chain, Encoding, Operation, Options, OutputFormat};
-use opossum_pipeline::PipelineError;
+use opossum_pipeline::{ErrorKind, Provenance};
 
 use crate::counters::counters;
-use tokio::sync::{OnceCell, Semaphore, oneshot};
+use tokio::sync::{OnceCell, Semaphore};
 
 pub use sign::{sign, verify};
 
@@ -94,20 +97,6 @@ impl Default for OriginConfig {
     }
 }
 
-/// Where misses are computed.
-pub enum Compute {
-    /// in this process; the completion events go to the embedded queue's subscribers (the
-    /// embedded scheduler)
-    Embedded(Embedded),
-    /// by the worker fleet: a user job, answered through its completion event
-    Fleet {
-        /// the queues
-        queues: Box<Queues>,
-        /// the event stream
-        events: Box<Events>,
-    },
-}
-
 /// How an origin request ended, for the counters and the status page.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecentRequest {
@@ -123,15 +112,19 @@ pub struct RecentRequest {
     pub ms: f64,
 }
 
-type Flight = Arc<OnceCell<Result<(Arc<Entry>, &'static str), Failure>>>;
+type Answered = Result<(Arc<Entry>, Provenance), Failure>;
+type Flight = Arc<OnceCell<Answered>>;
 
-/// A failed request: its status and message.
+/// A failed request: its status and message, and the kind of failure when the request
+/// reached the pipeline (the origin's own refusals, busy or unsigned, have none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// HTTP status
     pub status: StatusCode,
     /// the message (the body's `error`)
     pub message: String,
+    /// what kind of failure the pipeline or the fleet reported
+    pub kind: Option<ErrorKind>,
 }
 
 impl Failure {
@@ -139,73 +132,71 @@ impl Failure {
         Failure {
             status,
             message: message.into(),
+            kind: None,
         }
+    }
+
+    /// A failure the pipeline or a worker reported: its status from its kind, in one place.
+    fn of_kind(kind: ErrorKind, message: impl Into<String>) -> Failure {
+        Failure {
+            status: status_of(kind),
+            message: message.into(),
+            kind: Some(kind),
+        }
+    }
+}
+
+/// The HTTP status of each kind of failure.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::BadImage => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Transient => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 /// The origin: shared state of every request.
 pub struct Origin {
     state: Arc<WorkerState>,
-    compute: Compute,
+    /// where misses go: the fleet's queues, or the embedded queue in this process
+    queue: Arc<dyn JobQueue>,
+    /// the fleet's queues, for their depths on the status page and in /metrics
+    fleet_queues: Option<Queues>,
+    /// `queue`'s completion events, followed once for every waiting miss
+    completions: Completions,
     config: OriginConfig,
     permits: Semaphore,
     waiting: AtomicUsize,
     flights: Mutex<HashMap<String, Flight>>,
-    waiters: Arc<Mutex<HashMap<String, oneshot::Sender<Event>>>>,
     recent: Mutex<VecDeque<RecentRequest>>,
     history: Mutex<VecDeque<(u64, f64)>>,
     started: Instant,
 }
 
 impl Origin {
-    /// An origin over `state` (tiers, presets, originals) that computes misses per `compute`.
-    /// In fleet mode this starts the task that follows completion events; call it inside a
-    /// tokio runtime.
+    /// An origin over `state` (tiers, presets, originals) whose misses become user jobs on
+    /// `queue` (the fleet's, or the embedded queue running `state` in this process);
+    /// `fleet_queues` are the fleet's queues when there is a fleet, for the status page. This
+    /// starts the task that follows `queue`'s completion events; call it inside a tokio
+    /// runtime.
     pub async fn start(
         state: Arc<WorkerState>,
-        compute: Compute,
+        queue: Arc<dyn JobQueue>,
+        fleet_queues: Option<Queues>,
         config: OriginConfig,
     ) -> Result<Arc<Origin>, opossum_fleet::FleetError> {
-        let waiters: Arc<Mutex<HashMap<String, oneshot::Sender<Event>>>> = Arc::default();
-        if let Compute::Fleet { events, .. } = &compute {
-            let mut reader = events.reader(Duration::from_secs(1)).await?;
-            let mut after = events.last_id().await?;
-            let waiters = waiters.clone();
-            let events = events.clone();
-            tokio::spawn(async move {
-                loop {
-                    match reader.next(&after, 1000).await {
-                        Ok(entries) => {
-                            for (id, event) in entries {
-                                after = id;
-                                let waiter = waiters
-                                    .lock()
-                                    .ok()
-                                    .and_then(|mut w| w.remove(&event.job_id));
-                                if let Some(waiter) = waiter {
-                                    let _ = waiter.send(event);
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "reading completion events failed; reconnecting");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            if let Ok(fresh) = events.reader(Duration::from_secs(1)).await {
-                                reader = fresh;
-                            }
-                        }
-                    }
-                }
-            });
-        }
+        let completions = Completions::follow(queue.as_ref()).await?;
         let origin = Arc::new(Origin {
             permits: Semaphore::new(config.max_computations.max(1)),
             state,
-            compute,
+            queue,
+            fleet_queues,
+            completions,
             config,
             waiting: AtomicUsize::new(0),
             flights: Mutex::default(),
-            waiters,
             recent: Mutex::default(),
             history: Mutex::default(),
             started: Instant::now(),
@@ -271,14 +262,15 @@ impl Origin {
         chain_text: &str,
         image_id: &str,
         accept: Option<&str>,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<Served, Failure> {
         let started = Instant::now();
         opossum_fleet::validate_image_id(image_id)
-            .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-        let chain = self.state.presets.resolve(chain_text).await.map_err(|e| {
-            Failure::new(
-                StatusCode::BAD_REQUEST,
-                format!("invalid chain `{chain_text}`: {e}"),
+            .map_err(|e| Failure::of_kind(e.kind(), e.to_string()))?;
+        let submitted = chain_text;
+        let chain = self.state.presets.resolve(submitted).await.map_err(|e| {
+            Failure::of_kind(
+                ErrorKind::BadRequest,
+                format!("invalid chain `{submitted}`: {e}"),
             )
         })?;
         let (chain, negotiated) = negotiate(chain, accept, &self.config.negotiate);
@@ -296,12 +288,12 @@ impl Origin {
             .get(&key_text, category)
             .await
         {
-            (Ok((hit.entry, hit.tier.name())), false)
+            (Ok((hit.entry, Provenance::Tier(hit.tier))), false)
         } else {
-            self.miss(&key_text, image_id, &chain).await
+            self.miss(&key_text, image_id, submitted, &chain).await
         };
-        // A miss this request led in a fleet ran as a job: the worker recorded it.
-        if !(led && matches!(self.compute, Compute::Fleet { .. })) {
+        // A miss this request led ran as a job: the worker that ran it recorded it.
+        if !led {
             self.record(
                 image_id,
                 &chain_text,
@@ -311,10 +303,10 @@ impl Origin {
                 started,
             );
         }
-        let (entry, source) = looked_up?;
+        let (entry, provenance) = looked_up?;
         if entry.category == Category::Error {
-            return Err(Failure::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(Failure::of_kind(
+                ErrorKind::BadImage,
                 String::from_utf8_lossy(&entry.body).into_owned(),
             ));
         }
@@ -328,9 +320,9 @@ impl Origin {
                 ),
             ));
         }
-        Ok(Answer {
+        Ok(Served {
             entry,
-            source,
+            provenance,
             etag: key.etag(),
             surrogate_key: key.image_hash().to_string(),
             negotiated,
@@ -338,34 +330,29 @@ impl Origin {
         })
     }
 
-    /// Records an answered request in the analytics the scheduler reads (in a fleet, not the
-    /// misses it submitted as jobs: the worker that ran them records those). Requests refused
-    /// before they had a key, or for being busy, are not answers and are not recorded.
+    /// Records an answered request in the analytics the scheduler reads (not the misses it
+    /// submitted as jobs: the worker that ran them records those). Requests refused before
+    /// they had a key, or for being busy, are not answers and are not recorded.
     fn record(
         &self,
         image_id: &str,
         chain: &str,
         key: &str,
         category: Category,
-        result: &Result<(Arc<Entry>, &'static str), Failure>,
+        result: &Answered,
         started: Instant,
     ) {
         let Some(recorder) = &self.state.analytics else {
             return;
         };
-        let fleet = matches!(self.compute, Compute::Fleet { .. });
-        let (source, bytes) = match result {
-            Ok((entry, _)) if entry.category == Category::Error => ("error", 0),
-            Ok((entry, source)) => (*source, entry.body.len() as u64),
-            Err(failure)
-                if !fleet
-                    && matches!(
-                        failure.status,
-                        StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY
-                    ) =>
-            {
-                ("error", 0)
-            }
+        let (answer, bytes) = match result {
+            Ok((entry, _)) if entry.category == Category::Error => (Answer::Error, 0),
+            Ok((entry, provenance)) => (answer_of(*provenance), entry.body.len() as u64),
+            // The input's own faults are answers; being busy or timing out is not.
+            Err(Failure {
+                kind: Some(ErrorKind::NotFound | ErrorKind::BadImage),
+                ..
+            }) => (Answer::Error, 0),
             Err(_) => return,
         };
         recorder.record(&opossum_analytics::Access {
@@ -376,7 +363,7 @@ impl Origin {
                 options: Default::default(),
             },
             category,
-            source: source.to_string(),
+            answer,
             bytes,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             at_ms: unix_millis(),
@@ -389,8 +376,9 @@ impl Origin {
         &self,
         key: &str,
         image_id: &str,
+        submitted: &str,
         chain: &Chain,
-    ) -> (Result<(Arc<Entry>, &'static str), Failure>, bool) {
+    ) -> (Answered, bool) {
         let flight = match self.flights.lock() {
             Ok(mut flights) => flights.entry(key.to_string()).or_default().clone(),
             Err(_) => {
@@ -402,23 +390,28 @@ impl Origin {
         let result = flight
             .get_or_init(|| {
                 led = true;
-                self.lead(key, image_id, chain)
+                self.lead(key, image_id, submitted, chain)
             })
             .await
             .clone();
         if led && let Ok(mut flights) = self.flights.lock() {
             flights.remove(key);
         }
-        let answer = result.map(|(entry, source)| (entry, if led { source } else { "coalesced" }));
+        let answer = result.map(|(entry, provenance)| {
+            let provenance = if led {
+                provenance
+            } else {
+                Provenance::Coalesced
+            };
+            (entry, provenance)
+        });
         (answer, led)
     }
 
-    async fn lead(
-        &self,
-        key: &str,
-        image_id: &str,
-        chain: &Chain,
-    ) -> Result<(Arc<Entry>, &'static str), Failure> {
+    /// The leader of a miss: takes a computation permit, then computes here (embedded) or
+    /// submits a job that says the key was looked up (fleet). The job and the event carry
+    /// the chain as `submitted`, preset names kept, and the resolved `chain` to compute.
+    async fn lead(&self, key: &str, image_id: &str, submitted: &str, chain: &Chain) -> Answered {
         let busy = || {
             Failure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -439,109 +432,27 @@ impl Origin {
             return Err(busy());
         };
         counters().computations.inc();
-        match &self.compute {
-            Compute::Embedded(embedded) => {
-                // Warm jobs of the embedded scheduler yield to this computation.
-                let _user = self.state.user_work();
-                let started = Instant::now();
-                let result = self
-                    .state
-                    .respond(
-                        image_id,
-                        chain,
-                        &Options::new(),
-                        0,
-                        opossum_fleet::Lookup::Missed,
-                    )
-                    .await;
-                let ok = result.as_ref().ok();
-                embedded.publish(Event {
-                    job_id: opossum_fleet::new_job_id(),
-                    image_id: image_id.to_string(),
-                    key: key.to_string(),
-                    status: if ok.is_some() {
-                        Status::Ok
-                    } else {
-                        Status::Error
-                    },
-                    source: ok.map_or("computed", |r| r.source.name()).to_string(),
-                    bytes: ok.map_or(0, |r| r.entry.body.len() as u64),
-                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-                    error: result
-                        .as_ref()
-                        .err()
-                        .map(|e| e.to_string())
-                        .unwrap_or_default(),
-                    ops: chain.to_string(),
-                    priority: Priority::User,
-                });
-                let response = result.map_err(pipeline_failure)?;
-                Ok((response.entry, response.source.name()))
-            }
-            Compute::Fleet { queues, .. } => {
-                let job = Job::new(image_id, chain.to_string(), Priority::User);
-                let (sender, receiver) = oneshot::channel();
-                if let Ok(mut waiters) = self.waiters.lock() {
-                    waiters.insert(job.job_id.clone(), sender);
-                }
-                let job_id = job.job_id.clone();
-                let unregister = || {
-                    if let Ok(mut waiters) = self.waiters.lock() {
-                        waiters.remove(&job_id);
-                    }
-                };
-                if let Err(e) = queues.submit(vec![job]).await {
-                    unregister();
-                    return Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
-                }
-                let event = match tokio::time::timeout(self.config.timeout, receiver).await {
-                    Ok(Ok(event)) => event,
-                    _ => {
-                        unregister();
-                        return Err(Failure::new(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            format!("the fleet did not answer within {:?}", self.config.timeout),
-                        ));
-                    }
-                };
-                if event.status == Status::Error {
-                    let status = if event.source == "request" {
-                        StatusCode::BAD_REQUEST
-                    } else if event.error.starts_with("no image")
-                        || event.error.contains(": no image")
-                    {
-                        StatusCode::NOT_FOUND
-                    } else if event.source == "retries" {
-                        StatusCode::BAD_GATEWAY
-                    } else {
-                        StatusCode::UNPROCESSABLE_ENTITY
-                    };
-                    return Err(Failure::new(status, event.error));
-                }
-                match self.state.pipeline.hierarchy().get_uncounted(key).await {
-                    Some(hit) => Ok((hit.entry, "computed")),
-                    None => Err(Failure::new(
-                        StatusCode::BAD_GATEWAY,
-                        "the fleet computed the variant but it is not in the shared cache",
-                    )),
-                }
-            }
+        let job = Job::looked_up(image_id, submitted, chain.clone());
+        let expected = self.completions.expect(&job.job_id);
+        if let Err(e) = self.queue.submit(vec![job]).await {
+            return Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
         }
-    }
-}
-
-fn pipeline_failure(error: PipelineError) -> Failure {
-    match &error {
-        PipelineError::Load { missing: true, .. } => {
-            Failure::new(StatusCode::NOT_FOUND, error.to_string())
+        let Some(event) = expected.wait(self.config.timeout).await else {
+            return Err(Failure::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("the fleet did not answer within {:?}", self.config.timeout),
+            ));
+        };
+        if let Some(error) = event.error {
+            return Err(Failure::of_kind(error.kind, error.message));
         }
-        PipelineError::Load {
-            permanent: false, ..
+        match self.state.pipeline.hierarchy().get_uncounted(key).await {
+            Some(hit) => Ok((hit.entry, Provenance::Computed)),
+            None => Err(Failure::new(
+                StatusCode::BAD_GATEWAY,
+                "the fleet computed the variant but it is not in the shared cache",
+            )),
         }
-        | PipelineError::Internal(_) => {
-            Failure::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
-        }
-        _ => Failure::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),
     }
 }
 
@@ -563,9 +474,9 @@ fn negotiate(chain: Chain, accept: Option<&str>, offered: &[OutputFormat]) -> (C
     }
 }
 
-struct Answer {
+struct Served {
     entry: Arc<Entry>,
-    source: &'static str,
+    provenance: Provenance,
     etag: String,
     surrogate_key: String,
     negotiated: bool,
@@ -587,7 +498,7 @@ fn failure_response(failure: &Failure) -> Response {
     response
 }
 
-fn success_response(answer: &Answer, request_headers: &HeaderMap) -> Response {
+fn success_response(answer: &Served, request_headers: &HeaderMap) -> Response {
     let max_age = answer
         .entry
         .remaining(unix_millis())
@@ -621,7 +532,10 @@ fn success_response(answer: &Answer, request_headers: &HeaderMap) -> Response {
     if answer.negotiated {
         headers.insert(header::VARY, HeaderValue::from_static("Accept"));
     }
-    headers.insert("x-opossum-source", HeaderValue::from_static(answer.source));
+    headers.insert(
+        "x-opossum-source",
+        HeaderValue::from_static(answer.provenance.name()),
+    );
     response
 }
 
@@ -678,7 +592,12 @@ async fn serve(
                 counters().not_modified.inc();
             }
             let status = response.status().as_u16();
-            (response, status, answer.source, answer.chain.clone())
+            (
+                response,
+                status,
+                answer.provenance.name(),
+                answer.chain.clone(),
+            )
         }
         Err(failure) => (
             failure_response(failure),

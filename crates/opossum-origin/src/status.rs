@@ -9,11 +9,11 @@ use std::fmt::Write as _;
 use opossum_cache::{ANSWER_CATEGORIES, TierKind};
 use opossum_fleet::{Depth, Priority};
 
+use crate::Origin;
 use crate::counters::counters;
-use crate::{Compute, Origin};
 
 async fn depths(origin: &Origin) -> Vec<(String, Depth)> {
-    let Compute::Fleet { queues, .. } = &origin.compute else {
+    let Some(queues) = &origin.fleet_queues else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -81,12 +81,12 @@ pub(crate) async fn page(origin: &Origin) -> String {
     }
     html.push_str("</table><h2>Queues</h2>");
     let depths = depths(origin).await;
-    if let Compute::Embedded(embedded) = &origin.compute {
+    if origin.fleet_queues.is_none() {
         let _ = write!(
             html,
             "<p>embedded mode: misses are computed in this process; warm jobs waiting or running: \
              <span data-metric=\"warm-backlog\">{}</span></p>",
-            embedded.backlog(Priority::Warm)
+            origin.queue.backlog(Priority::Warm).await.unwrap_or(0)
         );
     } else {
         html.push_str(
@@ -155,10 +155,7 @@ pub(crate) async fn page(origin: &Origin) -> String {
 pub(crate) async fn metrics(origin: &Origin) -> String {
     let sources = opossum_fleet::Sources {
         hierarchy: Some(origin.state.pipeline.hierarchy().clone()),
-        queues: match &origin.compute {
-            Compute::Fleet { queues, .. } => Some((**queues).clone()),
-            Compute::Embedded(_) => None,
-        },
+        queues: origin.fleet_queues.clone(),
     };
     opossum_telemetry::render(&sources).await
 }

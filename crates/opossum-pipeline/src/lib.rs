@@ -19,6 +19,7 @@
 //! this process does not have, from the cache where other processes published them.
 
 mod background;
+mod error;
 mod lease;
 mod presets;
 mod raw;
@@ -36,15 +37,16 @@ use opossum_ops::{
 use tokio::sync::OnceCell;
 
 pub use background::in_background;
+pub use error::{Cause, ErrorKind, PipelineError};
 pub use lease::Leases;
 pub use presets::{PRESET_MEDIA_TYPE, PresetStore};
 
 /// Media type of cached error results.
 pub const ERROR_MEDIA_TYPE: &str = "text/plain; charset=utf-8";
 
-/// Where an answer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+/// Where an answer came from (events and JSON call it `source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provenance {
     /// a cache tier
     Tier(TierKind),
     /// computed by this call
@@ -53,14 +55,42 @@ pub enum Source {
     Coalesced,
 }
 
-impl Source {
+impl Provenance {
+    /// Every provenance, tiers in read order first.
+    pub const ALL: [Provenance; 5] = [
+        Provenance::Tier(TierKind::Memory),
+        Provenance::Tier(TierKind::Disk),
+        Provenance::Tier(TierKind::Redis),
+        Provenance::Computed,
+        Provenance::Coalesced,
+    ];
+
     /// `memory`, `disk`, `redis`, `computed` or `coalesced`.
     pub fn name(self) -> &'static str {
         match self {
-            Source::Tier(tier) => tier.name(),
-            Source::Computed => "computed",
-            Source::Coalesced => "coalesced",
+            Provenance::Tier(tier) => tier.name(),
+            Provenance::Computed => "computed",
+            Provenance::Coalesced => "coalesced",
         }
+    }
+
+    /// The provenance named `name` ([`Provenance::name`]).
+    pub fn from_name(name: &str) -> Option<Provenance> {
+        Provenance::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl serde::Serialize for Provenance {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Provenance {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Provenance, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Provenance::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown source `{name}`")))
     }
 }
 
@@ -72,70 +102,18 @@ pub struct Response {
     /// the cached or computed entry
     pub entry: Arc<Entry>,
     /// where it came from
-    pub source: Source,
+    pub provenance: Provenance,
 }
 
 /// How [`Pipeline::respond`] looks the key up before computing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// a user request: look up, counting the hit or miss
-    Request,
-    /// not a request (a warm job): look up without counting, so the tiers' hit rates stay
-    /// those of user requests (as the analytics count user requests only)
-    Warm,
-    /// the caller has looked the key up and missed (the miss is counted already)
-    Missed,
-}
-
-/// Why a request failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PipelineError {
-    /// The input (image or chain) is bad; retrying cannot help. `origin` says whether the
-    /// error came from the cache (an error result) or was just found.
-    #[error("{message}")]
-    BadInput {
-        /// the error, as first reported
-        message: String,
-        /// where the answer came from
-        origin: Source,
-    },
-    /// The original could not be loaded.
-    #[error("loading {image_id}: {message}")]
-    Load {
-        /// the image id
-        image_id: String,
-        /// what failed
-        message: String,
-        /// true when retrying cannot help (no such image)
-        permanent: bool,
-        /// true when the original does not exist (an HTTP origin answers 404)
-        missing: bool,
-    },
-    /// A bug or an environmental failure inside the engine.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl PipelineError {
-    /// True when retrying the same request cannot succeed.
-    pub fn is_permanent(&self) -> bool {
-        match self {
-            PipelineError::BadInput { .. } => true,
-            PipelineError::Load { permanent, .. } => *permanent,
-            PipelineError::Internal(_) => false,
-        }
-    }
-}
-
-/// Why an original could not be loaded, from the caller's loader.
-#[derive(Debug, Clone)]
-pub struct LoadError {
-    /// what failed
-    pub message: String,
-    /// true when retrying cannot help
-    pub permanent: bool,
-    /// true when the original does not exist
-    pub missing: bool,
+    /// a user request nobody has looked up yet: look up, counting the hit or miss
+    Counted,
+    /// look up without counting: a warm job (so the tiers' hit rates stay those of user
+    /// requests, as the analytics count user requests only), or a job whose producer already
+    /// looked the key up and counted its miss (the HTTP origin)
+    Uncounted,
 }
 
 /// Pipeline settings.
@@ -151,22 +129,42 @@ pub struct PipelineConfig {
     pub max_intermediate_bytes: usize,
 }
 
-impl Default for PipelineConfig {
-    fn default() -> PipelineConfig {
+impl PipelineConfig {
+    /// Settings for keys in `namespace` under `limits`, whose font set is part of the
+    /// processing version ([`processing_version`]).
+    pub fn new(namespace: &str, limits: Limits) -> PipelineConfig {
         PipelineConfig {
-            namespace: "opossum".into(),
-            version: opossum_ops::PROCESSING_VERSION.into(),
-            limits: Limits::default(),
+            namespace: namespace.to_string(),
+            version: processing_version(&limits),
+            limits,
             max_intermediate_bytes: 16 << 20,
         }
     }
 }
 
-type Shared = Result<(Arc<Entry>, Source), PipelineError>;
+impl Default for PipelineConfig {
+    fn default() -> PipelineConfig {
+        PipelineConfig::new("opossum", Limits::default())
+    }
+}
+
+/// The processing version every key carries: the engine's own
+/// ([`opossum_ops::PROCESSING_VERSION`]) and the identity of the font set SVG text is drawn
+/// with, so processes with different fonts never share a key (they would store different
+/// bytes under it). Every process derives keys with this one function.
+pub fn processing_version(limits: &Limits) -> String {
+    format!(
+        "{}+fonts.{}",
+        opossum_ops::PROCESSING_VERSION,
+        limits.fonts.identity()
+    )
+}
+
+type Shared = Result<(Arc<Entry>, Provenance), PipelineError>;
 
 /// One request on its way through the miss path.
 #[derive(Clone, Copy)]
-struct Job<'a> {
+struct Miss<'a> {
     key: &'a str,
     image_id: &'a str,
     chain: &'a Chain,
@@ -196,6 +194,11 @@ impl Pipeline {
             leases,
             in_flight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The processing version in this pipeline's keys.
+    pub fn version(&self) -> &str {
+        &self.config.version
     }
 
     /// The hierarchy this pipeline reads and writes.
@@ -243,9 +246,9 @@ impl Pipeline {
     ) -> Result<Response, PipelineError>
     where
         L: FnOnce() -> F,
-        F: Future<Output = Result<Vec<u8>, LoadError>>,
+        F: Future<Output = Result<Vec<u8>, PipelineError>>,
     {
-        self.respond(image_id, chain, options, 0, Lookup::Request, load)
+        self.respond(image_id, chain, options, 0, Lookup::Counted, load)
             .await
     }
 
@@ -263,26 +266,25 @@ impl Pipeline {
     ) -> Result<Response, PipelineError>
     where
         L: FnOnce() -> F,
-        F: Future<Output = Result<Vec<u8>, LoadError>>,
+        F: Future<Output = Result<Vec<u8>, PipelineError>>,
     {
         let key = self.key(image_id, chain, options);
         let key_text = key.to_string();
         let hit = match lookup {
-            Lookup::Request => self.hierarchy.get(&key_text, Category::of(chain)).await,
-            Lookup::Warm => self.hierarchy.get_uncounted(&key_text).await,
-            Lookup::Missed => None,
+            Lookup::Counted => self.hierarchy.get(&key_text, Category::of(chain)).await,
+            Lookup::Uncounted => self.hierarchy.get_uncounted(&key_text).await,
         };
         if let Some(hit) = hit
             && hit.entry.expires_at_ms() >= fresh_until_ms
         {
-            return answer(key, hit.entry, Source::Tier(hit.tier));
+            return answer(key, hit.entry, Provenance::Tier(hit.tier));
         }
         let category = Category::of(chain);
         let (cell, leader_cell) = {
             let mut in_flight = self
                 .in_flight
                 .lock()
-                .map_err(|_| PipelineError::Internal("in-flight map poisoned".into()))?;
+                .map_err(|_| PipelineError::new(ErrorKind::Internal, "in-flight map poisoned"))?;
             let cell = in_flight.entry(key_text.clone()).or_default().clone();
             (cell.clone(), cell)
         };
@@ -290,7 +292,7 @@ impl Pipeline {
         let shared = cell
             .get_or_init(|| {
                 led = true;
-                let job = Job {
+                let miss = Miss {
                     key: &key_text,
                     image_id,
                     chain,
@@ -298,7 +300,7 @@ impl Pipeline {
                     category,
                     fresh_until_ms,
                 };
-                async move { self.compute_once(&job, load).await }
+                async move { self.compute_once(&miss, load).await }
             })
             .await
             .clone();
@@ -310,27 +312,31 @@ impl Pipeline {
         {
             in_flight.remove(&key_text);
         }
-        let (entry, source) = shared?;
-        let source = if led { source } else { Source::Coalesced };
-        answer(key, entry, source)
+        let (entry, provenance) = shared?;
+        let provenance = if led {
+            provenance
+        } else {
+            Provenance::Coalesced
+        };
+        answer(key, entry, provenance)
     }
 
     /// The leader's path: take the cross-process lease (or wait for its holder's result),
     /// then compute.
-    async fn compute_once<L, F>(&self, job: &Job<'_>, load: L) -> Shared
+    async fn compute_once<L, F>(&self, miss: &Miss<'_>, load: L) -> Shared
     where
         L: FnOnce() -> F,
-        F: Future<Output = Result<Vec<u8>, LoadError>>,
+        F: Future<Output = Result<Vec<u8>, PipelineError>>,
     {
-        let Job {
+        let Miss {
             key,
             fresh_until_ms,
             ..
-        } = *job;
+        } = *miss;
         // What another process finished while we waited counts only if it is fresh enough.
         let fresh = |hit: &opossum_cache::Hit| hit.entry.expires_at_ms() >= fresh_until_ms;
         let Some(leases) = &self.leases else {
-            return self.compute(job, load).await;
+            return self.compute(miss, load).await;
         };
         let started = Instant::now();
         loop {
@@ -342,9 +348,9 @@ impl Pipeline {
                         && fresh(&hit)
                     {
                         leases.release(key, &token).await;
-                        return Ok((hit.entry, Source::Coalesced));
+                        return Ok((hit.entry, Provenance::Coalesced));
                     }
-                    let result = self.compute(job, load).await;
+                    let result = self.compute(miss, load).await;
                     leases.release(key, &token).await;
                     return result;
                 }
@@ -353,34 +359,34 @@ impl Pipeline {
                     if let Some(hit) = self.hierarchy.get_uncounted(key).await
                         && fresh(&hit)
                     {
-                        return Ok((hit.entry, Source::Coalesced));
+                        return Ok((hit.entry, Provenance::Coalesced));
                     }
                     if started.elapsed() > leases.ttl() + Duration::from_secs(1) {
                         tracing::warn!(key, "lease holder never delivered; computing");
-                        return self.compute(job, load).await;
+                        return self.compute(miss, load).await;
                     }
                 }
                 Err(e) => {
                     tracing::warn!(key, error = %e, "lease unavailable; computing without it");
-                    return self.compute(job, load).await;
+                    return self.compute(miss, load).await;
                 }
             }
         }
     }
 
-    async fn compute<L, F>(&self, job: &Job<'_>, load: L) -> Shared
+    async fn compute<L, F>(&self, miss: &Miss<'_>, load: L) -> Shared
     where
         L: FnOnce() -> F,
-        F: Future<Output = Result<Vec<u8>, LoadError>>,
+        F: Future<Output = Result<Vec<u8>, PipelineError>>,
     {
-        let Job {
+        let Miss {
             key,
             image_id,
             chain,
             options,
             category,
             ..
-        } = *job;
+        } = *miss;
         let started = Instant::now();
         match self.compute_inner(image_id, chain, options, load).await {
             Ok(output) => {
@@ -400,12 +406,14 @@ impl Pipeline {
                 ));
                 self.hierarchy.put(key, entry.clone()).await;
                 self.hierarchy.record_computed(category);
-                Ok((entry, Source::Computed))
+                Ok((entry, Provenance::Computed))
             }
-            Err(Failure::Image(error)) if error.is_permanent() => {
-                let message = error.to_string();
+            Err(Failed::Engine(error)) if error.kind() == ErrorKind::BadImage => {
+                // Only the engine's verdicts on the image are remembered: a transient failure
+                // (a render deadline on a loaded machine) or a bug must not answer for 5
+                // minutes, and a failed load is the store's to answer again.
                 let entry = Arc::new(Entry::new(
-                    message.clone().into_bytes(),
+                    error.message().as_bytes().to_vec(),
                     ERROR_MEDIA_TYPE,
                     Category::Error,
                     Category::Error.default_ttl(),
@@ -414,13 +422,9 @@ impl Pipeline {
                 ));
                 self.hierarchy.put(key, entry).await;
                 self.hierarchy.record_computed(Category::Error);
-                Err(PipelineError::BadInput {
-                    message,
-                    origin: Source::Computed,
-                })
+                Err(error.answered_by(Provenance::Computed))
             }
-            Err(Failure::Image(error)) => Err(PipelineError::Internal(error.to_string())),
-            Err(Failure::Pipeline(error)) => Err(error),
+            Err(Failed::Engine(error) | Failed::Load(error)) => Err(error),
         }
     }
 
@@ -430,10 +434,10 @@ impl Pipeline {
         chain: &Chain,
         options: &Options,
         load: L,
-    ) -> Result<opossum_image::Output, Failure>
+    ) -> Result<opossum_image::Output, Failed>
     where
         L: FnOnce() -> F,
-        F: Future<Output = Result<Vec<u8>, LoadError>>,
+        F: Future<Output = Result<Vec<u8>, PipelineError>>,
     {
         let limits = self.config.limits.clone();
         let pixel_ops = chain.pixel_ops().to_vec();
@@ -463,32 +467,28 @@ impl Pipeline {
                 }
             }
         }
-        let (start, mut image, source) = match resumed {
-            Some((n, (image, source))) => (n, image, source),
+        let (start, mut image, original) = match resumed {
+            Some((n, (image, original))) => (n, image, original),
             None => {
-                let bytes = load().await.map_err(|e| {
-                    Failure::Pipeline(PipelineError::Load {
-                        image_id: image_id.to_string(),
-                        message: e.message,
-                        permanent: e.permanent,
-                        missing: e.missing,
-                    })
-                })?;
+                let bytes = load().await.map_err(Failed::Load)?;
                 let hint = opossum_image::decode_hint(chain);
                 let limits = limits.clone();
-                let decoded =
-                    blocking(move || opossum_image::decode(&bytes, &limits, hint)).await?;
-                let source = SourceInfo::from(&decoded);
-                (0, decoded.image, source)
+                let decoded = blocking(move || opossum_image::decode(&bytes, &limits, hint))
+                    .await
+                    .map_err(Failed::Engine)?;
+                let original = SourceInfo::from(&decoded);
+                (0, decoded.image, original)
             }
         };
         for (index, op) in pixel_ops.iter().enumerate().skip(start) {
             let (op, limits) = (*op, limits.clone());
-            image = blocking(move || opossum_image::apply(image, &op, &limits)).await?;
+            image = blocking(move || opossum_image::apply(image, &op, &limits))
+                .await
+                .map_err(Failed::Engine)?;
             let done = index + 1;
             if done < pixel_ops.len() && raw::size(&image) <= self.config.max_intermediate_bytes {
                 let prefix_key = self.intermediate_key(image_id, &chain.prefix(done), options);
-                let body = raw::encode(&image, source);
+                let body = raw::encode(&image, original);
                 let entry = Entry::new(
                     body,
                     raw::MEDIA_TYPE,
@@ -501,40 +501,50 @@ impl Pipeline {
             }
         }
         let chain = chain.clone();
-        blocking(move || opossum_image::finish(&image, &chain, source, &limits)).await
+        blocking(move || opossum_image::finish(&image, &chain, original, &limits))
+            .await
+            .map_err(Failed::Engine)
     }
 }
 
-enum Failure {
-    Image(ImageError),
-    Pipeline(PipelineError),
+/// Where a computation failed: loading the original, or in the engine (whose verdicts on
+/// the image are cached as error results).
+enum Failed {
+    Load(PipelineError),
+    Engine(PipelineError),
 }
 
 /// CPU work runs on the blocking pool, never on the async threads; inside
 /// [`in_background`], on the low-priority background pool.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ImageError> + Send + 'static,
-) -> Result<T, Failure> {
+) -> Result<T, PipelineError> {
     if background::is_background() {
         return match background::run(work).await {
-            Ok(result) => result.map_err(Failure::Image),
-            Err(e) => Err(Failure::Pipeline(PipelineError::Internal(e))),
+            Ok(result) => result.map_err(PipelineError::from_image),
+            Err(e) => Err(PipelineError::new(ErrorKind::Internal, e)),
         };
     }
     match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.map_err(Failure::Image),
-        Err(e) => Err(Failure::Pipeline(PipelineError::Internal(format!(
-            "image task failed: {e}"
-        )))),
+        Ok(result) => result.map_err(PipelineError::from_image),
+        Err(e) => {
+            Err(PipelineError::from_cause(ErrorKind::Internal, e).context("image task failed"))
+        }
     }
 }
 
-fn answer(key: CacheKey, entry: Arc<Entry>, source: Source) -> Result<Response, PipelineError> {
+fn answer(
+    key: CacheKey,
+    entry: Arc<Entry>,
+    provenance: Provenance,
+) -> Result<Response, PipelineError> {
     if entry.category == Category::Error {
-        return Err(PipelineError::BadInput {
-            message: String::from_utf8_lossy(&entry.body).into_owned(),
-            origin: source,
-        });
+        let message = String::from_utf8_lossy(&entry.body).into_owned();
+        return Err(PipelineError::new(ErrorKind::BadImage, message).answered_by(provenance));
     }
-    Ok(Response { key, entry, source })
+    Ok(Response {
+        key,
+        entry,
+        provenance,
+    })
 }

@@ -9,7 +9,7 @@ use opossum_cache::{
 };
 use opossum_ops::{Chain, Options};
 use opossum_pipeline::{
-    Leases, LoadError, Lookup, Pipeline, PipelineConfig, PipelineError, Source,
+    ErrorKind, Leases, Lookup, Pipeline, PipelineConfig, PipelineError, Provenance,
 };
 use opossum_testkit::{RedisServer, TempDir, unique_namespace};
 
@@ -53,7 +53,7 @@ fn local_pipeline(dir: &TempDir, namespace: &str) -> Pipeline {
 fn counting(
     calls: &Arc<AtomicUsize>,
     bytes: Vec<u8>,
-) -> impl FnOnce() -> std::future::Ready<Result<Vec<u8>, LoadError>> {
+) -> impl FnOnce() -> std::future::Ready<Result<Vec<u8>, PipelineError>> {
     let calls = calls.clone();
     move || {
         calls.fetch_add(1, Ordering::SeqCst);
@@ -61,7 +61,7 @@ fn counting(
     }
 }
 
-fn never() -> std::future::Ready<Result<Vec<u8>, LoadError>> {
+fn never() -> std::future::Ready<Result<Vec<u8>, PipelineError>> {
     panic!("the original must not be loaded: a cached prefix should have been used")
 }
 
@@ -82,14 +82,14 @@ async fn a_chain_resumes_from_its_longest_cached_prefix() {
         )
         .await
         .unwrap();
-    assert_eq!(a.source, Source::Computed);
+    assert_eq!(a.provenance, Provenance::Computed);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     let b = pipeline
         .run("harvesters.jpeg", &second, &Options::new(), never)
         .await
         .unwrap();
-    assert_eq!(b.source, Source::Computed);
+    assert_eq!(b.provenance, Provenance::Computed);
 
     // The resumed result is exactly what a cold computation gives.
     let cold_dir = TempDir::new("prefix-cold");
@@ -111,7 +111,10 @@ async fn a_chain_resumes_from_its_longest_cached_prefix() {
         .run("harvesters.jpeg", &second, &Options::new(), never)
         .await
         .unwrap();
-    assert_eq!(again.source, Source::Tier(opossum_cache::TierKind::Memory));
+    assert_eq!(
+        again.provenance,
+        Provenance::Tier(opossum_cache::TierKind::Memory)
+    );
 }
 
 #[tokio::test]
@@ -130,29 +133,21 @@ async fn bad_input_is_remembered_as_an_error_result() {
         )
         .await
         .unwrap_err();
-    let PipelineError::BadInput {
-        message,
-        origin: source,
-    } = &first
-    else {
-        panic!("{first:?}")
-    };
-    assert_eq!(*source, Source::Computed);
+    assert_eq!(first.kind(), ErrorKind::BadImage, "{first:?}");
+    assert_eq!(first.provenance(), Some(Provenance::Computed));
+    let message = first.message();
     assert!(message.starts_with("corrupt jpeg image"), "{message}");
 
     let second = pipeline
         .run("broken.jpg", &chain, &Options::new(), never)
         .await
         .unwrap_err();
-    let PipelineError::BadInput {
-        message: again,
-        origin: source,
-    } = &second
-    else {
-        panic!("{second:?}")
-    };
-    assert_eq!(*source, Source::Tier(opossum_cache::TierKind::Memory));
-    assert_eq!(again, message);
+    assert_eq!(second.kind(), ErrorKind::BadImage, "{second:?}");
+    assert_eq!(
+        second.provenance(),
+        Some(Provenance::Tier(opossum_cache::TierKind::Memory))
+    );
+    assert_eq!(second.message(), message);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(first.is_permanent());
 }
@@ -184,7 +179,7 @@ async fn identical_concurrent_misses_compute_once_in_a_process() {
     let mut bodies = std::collections::HashSet::new();
     for task in tasks {
         let response = task.await.unwrap();
-        sources.push(response.source);
+        sources.push(response.provenance);
         bodies.insert(response.entry.body.clone());
     }
     assert_eq!(
@@ -193,7 +188,10 @@ async fn identical_concurrent_misses_compute_once_in_a_process() {
         "the original was loaded more than once"
     );
     assert_eq!(
-        sources.iter().filter(|s| **s == Source::Computed).count(),
+        sources
+            .iter()
+            .filter(|s| **s == Provenance::Computed)
+            .count(),
         1,
         "{sources:?}"
     );
@@ -292,15 +290,15 @@ async fn a_version_bump_makes_old_entries_unreachable() {
         v1.run("h.jpg", &chain, &Options::new(), never)
             .await
             .unwrap()
-            .source,
-        Source::Tier(_)
+            .provenance,
+        Provenance::Tier(_)
     ));
     assert_eq!(
         v2.run("h.jpg", &chain, &Options::new(), counting(&calls, photo()))
             .await
             .unwrap()
-            .source,
-        Source::Computed
+            .provenance,
+        Provenance::Computed
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
@@ -322,22 +320,29 @@ async fn warm_lookups_are_not_counted_as_hits_or_misses() {
             &chain,
             &Options::new(),
             0,
-            Lookup::Warm,
+            Lookup::Uncounted,
             counting(&calls, photo()),
         )
         .await
         .unwrap();
-    assert_eq!(warmed.source, Source::Computed);
+    assert_eq!(warmed.provenance, Provenance::Computed);
     assert_eq!(lookups(&pipeline), (0, 0));
     // A warm job that finds it cached: no hit counted either.
     let again = pipeline
-        .respond("a.jpg", &chain, &Options::new(), 0, Lookup::Warm, never)
+        .respond(
+            "a.jpg",
+            &chain,
+            &Options::new(),
+            0,
+            Lookup::Uncounted,
+            never,
+        )
         .await
         .unwrap();
     assert!(
-        matches!(again.source, Source::Tier(_)),
+        matches!(again.provenance, Provenance::Tier(_)),
         "{:?}",
-        again.source
+        again.provenance
     );
     assert_eq!(lookups(&pipeline), (0, 0));
     // A request is counted.
@@ -347,4 +352,46 @@ async fn warm_lookups_are_not_counted_as_hits_or_misses() {
         .unwrap();
     assert_eq!(lookups(&pipeline), (1, 0));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_render_past_its_deadline_is_transient_and_not_remembered() {
+    // A loaded machine can push any render past its deadline: the next attempt (another
+    // worker, a calmer moment) must compute it, not read a remembered error for 5 minutes.
+    let hierarchy = Arc::new(Hierarchy::new(
+        vec![Arc::new(MemoryTier::new(MemoryConfig::default())) as Arc<dyn Tier>],
+        None,
+    ));
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="1600" height="1600">
+        <filter id="b"><feGaussianBlur stdDeviation="40"/></filter>
+        <circle cx="800" cy="800" r="700" fill="teal" filter="url(#b)"/></svg>"#
+        .to_vec();
+    let chain = Chain::parse("resize:1600:1600,format:png").unwrap();
+    let mut hurried = config("deadline");
+    hurried.limits.svg_render_timeout = Duration::ZERO;
+    let loaded_machine = Pipeline::new(hierarchy.clone(), hurried, None);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let late = loaded_machine
+        .run(
+            "late.svg",
+            &chain,
+            &Options::new(),
+            counting(&calls, svg.clone()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(late.kind(), ErrorKind::Transient, "{late:?}");
+    assert!(!late.is_permanent());
+    assert!(
+        late.message().contains("svg rendering took longer"),
+        "{late}"
+    );
+
+    let calm = Pipeline::new(hierarchy, config("deadline"), None);
+    let answer = calm
+        .run("late.svg", &chain, &Options::new(), counting(&calls, svg))
+        .await
+        .expect("the deadline's failure was remembered as a bad image");
+    assert_eq!(answer.provenance, Provenance::Computed);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

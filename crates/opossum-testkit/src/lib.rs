@@ -155,3 +155,66 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// An HTTP answer read by [`http_get`].
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    /// the status code
+    pub status: u16,
+    /// header names (lowercase) and values, in order
+    pub headers: Vec<(String, String)>,
+    /// the body (the server closes the connection after it)
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// The first value of header `name` (any case), or "".
+    pub fn header(&self, name: &str) -> &str {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// `GET {base}{path}` over one HTTP/1.1 connection (`Connection: close`), for tests that
+/// have no HTTP client of their own; `base` is `http://host:port`. Panics, naming the URL,
+/// when the server cannot be reached or answers something that is not HTTP.
+pub fn http_get(base: &str, path: &str) -> HttpReply {
+    let address = base.strip_prefix("http://").unwrap_or(base);
+    let url = format!("{base}{path}");
+    let mut stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("{url}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("{url}: no HTTP header in {} bytes", raw.len()));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("{url}: bad status line in {head:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    HttpReply {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}

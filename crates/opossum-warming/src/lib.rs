@@ -15,32 +15,28 @@
 //! - [`Warmer::run`]: the long-running scheduler: predictive every `interval`; background on
 //!   the cron `schedule` and whenever traffic is low (at most once per analytics bucket);
 //!   related-variant continuously, from the completion events of user jobs.
-//! - [`Target`]: where the jobs go. A fleet's Redis queues and event stream, or the embedded
-//!   queue of `opossum serve` without Redis, where the one process is the fleet: the same
-//!   strategies and funnel, with claims in this process's memory (there is one scheduler) and
-//!   analytics in a [`opossum_analytics::MemoryStore`].
+//! - [`WarmerParts::target`]: where the jobs go, a [`JobQueue`]: a fleet's Redis queues and
+//!   event stream, or the embedded queue of `opossum serve` without Redis, where the one
+//!   process is the fleet: the same strategies and funnel, with claims in this process's
+//!   memory (there is one scheduler) and analytics in a [`opossum_analytics::MemoryStore`].
 
 mod policy;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use opossum_analytics::Analytics;
 use opossum_cache::Hierarchy;
 use opossum_config::WarmingSettings;
-use opossum_fleet::{Embedded, Event, EventReader, Events, Job, Priority, Queues, Status};
+use opossum_fleet::{Event, Job, JobQueue, Priority, Status};
 use opossum_ops::{Chain, Options, OutputFormat, Presets, derive_key};
 
 pub use policy::{Candidate, Predictive, TrafficLevel, background, related};
 
 /// Candidates whose freshness is checked in one round trip.
 const CHECK_BATCH: usize = 500;
-
-/// Completion events read per related-variant batch.
-const EVENTS_PER_READ: usize = 500;
 
 /// A warming strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -180,96 +176,9 @@ pub struct WarmerParts {
     pub analytics: Analytics,
     /// the tiers shared with the fleet, asked whether a variant is cached
     pub freshness: Arc<Hierarchy>,
-    /// where warm jobs go and completion events come from
-    pub target: Target,
-}
-
-/// Where warm jobs go and where the completion events related-variant warming follows come
-/// from.
-pub enum Target {
-    /// a fleet's Redis: the warm queue, the event stream, claims in Redis shared by every
-    /// scheduler
-    Fleet {
-        /// the queues (warm jobs go to the warm one)
-        queues: Box<Queues>,
-        /// completion events
-        events: Box<Events>,
-    },
-    /// this process's embedded queue; claims in memory
-    Embedded(Embedded),
-}
-
-/// Follows completion events from now on.
-enum Follower {
-    Fleet {
-        events: Box<Events>,
-        reader: Box<EventReader>,
-        after: String,
-    },
-    Embedded(tokio::sync::broadcast::Receiver<Event>),
-}
-
-impl Follower {
-    async fn start(target: &Target) -> Result<Follower, WarmError> {
-        Ok(match target {
-            Target::Fleet { events, .. } => Follower::Fleet {
-                reader: Box::new(events.reader(Duration::from_secs(1)).await?),
-                after: events.last_id().await?,
-                events: events.clone(),
-            },
-            Target::Embedded(embedded) => Follower::Embedded(embedded.subscribe()),
-        })
-    }
-
-    /// The events of about the next second, up to [`EVENTS_PER_READ`]. A failure is logged
-    /// and gives none (after a pause and a reconnection).
-    async fn next(&mut self) -> Vec<Event> {
-        match self {
-            Follower::Fleet {
-                events,
-                reader,
-                after,
-            } => match reader.next(after, EVENTS_PER_READ).await {
-                Ok(entries) => {
-                    if let Some((id, _)) = entries.last() {
-                        *after = id.clone();
-                    }
-                    entries.into_iter().map(|(_, e)| e).collect()
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading completion events failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if let Ok(fresh) = events.reader(Duration::from_secs(1)).await {
-                        **reader = fresh;
-                    }
-                    Vec::new()
-                }
-            },
-            Follower::Embedded(receiver) => {
-                use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-                let mut out = Vec::new();
-                match tokio::time::timeout(Duration::from_secs(1), receiver.recv()).await {
-                    Ok(Ok(event)) => out.push(event),
-                    Ok(Err(RecvError::Lagged(missed))) => {
-                        tracing::debug!(missed, "related-variant warming fell behind the events");
-                    }
-                    Ok(Err(RecvError::Closed)) => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        return out;
-                    }
-                    Err(_) => return out,
-                }
-                while out.len() < EVENTS_PER_READ {
-                    match receiver.try_recv() {
-                        Ok(event) => out.push(event),
-                        Err(TryRecvError::Lagged(_)) => continue,
-                        Err(_) => break,
-                    }
-                }
-                out
-            }
-        }
-    }
+    /// where warm jobs go, completion events come from and claims are kept: the fleet's
+    /// Redis (claims shared by every scheduler) or this process's embedded queue
+    pub target: Arc<dyn JobQueue>,
 }
 
 /// The scheduler's engine; see the crate documentation.
@@ -277,8 +186,6 @@ pub struct Warmer {
     parts: WarmerParts,
     formats: Vec<OutputFormat>,
     schedule: croner::Cron,
-    /// embedded mode's claims: key -> expiry (Unix milliseconds)
-    claims: Mutex<HashMap<String, u64>>,
 }
 
 impl Warmer {
@@ -304,7 +211,6 @@ impl Warmer {
             parts,
             formats,
             schedule,
-            claims: Mutex::default(),
         })
     }
 
@@ -343,15 +249,7 @@ impl Warmer {
             }
             Strategy::Related => {
                 let count = s.jobs_per_run.max(1);
-                let events: Vec<Event> = match &self.parts.target {
-                    Target::Fleet { events, .. } => events
-                        .latest(count)
-                        .await?
-                        .into_iter()
-                        .map(|(_, event)| event)
-                        .collect(),
-                    Target::Embedded(embedded) => embedded.latest(count),
-                };
+                let events = self.parts.target.latest_events(count).await?;
                 self.related_candidates(&events, now_ms)
             }
         })
@@ -412,86 +310,25 @@ impl Warmer {
         format!("{}:warm:claim:{key}", self.parts.namespace)
     }
 
-    fn held_claims(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        // A panic while holding the lock leaves a table of expiries that is still one.
-        self.claims
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Warm jobs waiting or running.
     async fn warm_backlog(&self) -> Result<u64, WarmError> {
-        Ok(match &self.parts.target {
-            Target::Fleet { queues, .. } => queues.depth(Priority::Warm).await?.backlog(),
-            Target::Embedded(embedded) => embedded.backlog(Priority::Warm),
-        })
+        Ok(self.parts.target.backlog(Priority::Warm).await?)
     }
 
     /// Whether each claim is held.
     async fn claimed(&self, claims: &[String]) -> Result<Vec<bool>, WarmError> {
-        if claims.is_empty() {
-            return Ok(Vec::new());
-        }
-        let queues = match &self.parts.target {
-            Target::Fleet { queues, .. } => queues,
-            Target::Embedded(_) => {
-                let now = opossum_cache::unix_millis();
-                let held = self.held_claims();
-                return Ok(claims
-                    .iter()
-                    .map(|claim| held.get(claim).is_some_and(|until| *until > now))
-                    .collect());
-            }
-        };
-        let mut pipe = redis::pipe();
-        for claim in claims {
-            pipe.cmd("EXISTS").arg(claim);
-        }
-        Ok(pipe.query_async(&mut queues.connection()).await?)
+        Ok(self.parts.target.claimed(claims).await?)
     }
 
     /// Takes each claim unless it is held (another scheduler took it since [`Self::claimed`]);
     /// says which were taken.
     async fn take_claims(&self, claims: &[&String]) -> Result<Vec<bool>, WarmError> {
-        let ttl_ms = self.parts.settings.claim_ttl.as_millis().max(1) as u64;
-        let queues = match &self.parts.target {
-            Target::Fleet { queues, .. } => queues,
-            Target::Embedded(_) => {
-                let now = opossum_cache::unix_millis();
-                let mut held = self.held_claims();
-                held.retain(|_, until| *until > now);
-                return Ok(claims
-                    .iter()
-                    .map(|claim| {
-                        held.insert((*claim).clone(), now + ttl_ms)
-                            .is_none_or(|until| until <= now)
-                    })
-                    .collect());
-            }
-        };
-        let mut pipe = redis::pipe();
-        for claim in claims {
-            pipe.cmd("SET")
-                .arg(*claim)
-                .arg(1)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl_ms);
-        }
-        let taken: Vec<Option<String>> = pipe.query_async(&mut queues.connection()).await?;
-        Ok(taken.into_iter().map(|t| t.is_some()).collect())
+        let ttl = self.parts.settings.claim_ttl;
+        Ok(self.parts.target.take_claims(claims, ttl).await?)
     }
 
     async fn submit(&self, jobs: Vec<Job>) -> Result<(), WarmError> {
-        match &self.parts.target {
-            Target::Fleet { queues, .. } => queues.submit(jobs).await?,
-            Target::Embedded(embedded) => {
-                for job in jobs {
-                    embedded.submit(job).await?;
-                }
-            }
-        }
-        Ok(())
+        Ok(self.parts.target.submit(jobs).await?)
     }
 
     /// Runs `candidates` through the funnel (see the crate documentation) and enqueues what
@@ -596,7 +433,7 @@ impl Warmer {
             shutdown.await;
             return Ok(());
         }
-        let mut follower = Follower::start(&self.parts.target).await?;
+        let mut follower = self.parts.target.follow().await?;
         let mut next_predictive = opossum_cache::unix_millis();
         let mut next_scheduled = self.next_scheduled(opossum_cache::unix_millis());
         let bucket_ms = self.parts.analytics.config().bucket.as_millis() as u64;

@@ -245,6 +245,19 @@ async fn worker_scheduler_and_origin_metrics_pass_promtool() {
     let url = format!("{}/v1/img/thumbnail:72,format:png/a.png", server.base);
     assert_eq!(get(&url, &[]).await.status(), 200);
     assert_eq!(get(&url, &[]).await.status(), 200);
+    // The origin's miss reached the worker as a job that was looked up already, so the
+    // worker counted no lookup for it; a job submitted directly (another variant) is the
+    // worker's own lookup, a miss in every tier, and its second computation.
+    let submitted = Command::new(binary())
+        .args(["--redis", &redis.url(), "submit", "a.png"])
+        .args(["--ops", "thumbnail:73,format:png", "--wait"])
+        .output()
+        .unwrap();
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
 
     let worker_metrics = format!("http://127.0.0.1:{worker_port}/metrics");
     let worker = wait_http(&worker_metrics).await;
@@ -254,7 +267,7 @@ async fn worker_scheduler_and_origin_metrics_pass_promtool() {
             &worker,
             "opossum_jobs_total{outcome=\"computed\",queue=\"process\"}"
         ),
-        Some(1.0),
+        Some(2.0),
         "{worker}"
     );
     assert_eq!(
@@ -262,7 +275,7 @@ async fn worker_scheduler_and_origin_metrics_pass_promtool() {
             &worker,
             "opossum_job_duration_seconds_count{outcome=\"computed\",queue=\"process\"}"
         ),
-        Some(1.0)
+        Some(2.0)
     );
     for tier in ["memory", "disk", "redis"] {
         let size = sample(
@@ -585,7 +598,7 @@ async fn cache_size_recommends_from_the_recorded_miss_ratio_curve() {
                     options: Default::default(),
                 },
                 category: opossum_ops::Category::Thumbnail,
-                source: "memory".into(),
+                answer: opossum_analytics::Answer::Memory,
                 bytes: 100_000,
                 duration_ms: 1.0,
                 at_ms: now + round * 10 + i,

@@ -116,6 +116,20 @@ async fn metric(base: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing from {base}/metrics"))
 }
 
+/// The sum of every sample of the family `name` (all label sets); 0 when absent.
+async fn family_sum(base: &str, name: &str) -> f64 {
+    let text = get(&format!("{base}/metrics"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next())
+        .map(|v| v.parse::<f64>().unwrap())
+        .sum()
+}
+
 /// A sample of /metrics, 0 when absent (a counter not yet incremented).
 async fn sample(base: &str, series: &str) -> f64 {
     sample_of(base, series).await.unwrap_or(0.0)
@@ -413,6 +427,38 @@ async fn embedded_mode_runs_the_scheduler() {
 }
 
 #[tokio::test]
+async fn embedded_preset_requests_warm_their_family() {
+    // The origin resolves `preset:thumb-s` to compute it; its completion event must still
+    // say `preset:thumb-s`, or related-variant warming cannot find the family.
+    let config = TempDir::new("serve-presets");
+    let file = config.join("opossum.yaml");
+    std::fs::write(
+        &file,
+        "presets:\n  thumb-s:\n    ops: thumbnail:64,format:webp\n    family: thumbs\n  thumb-m:\n    ops: thumbnail:128,format:webp\n    family: thumbs\nwarming:\n  related_formats: []\n",
+    )
+    .unwrap();
+    let server = start(&["--config", file.to_str().unwrap()], None);
+    let url = |preset: &str| format!("{}/v1/img/preset:{preset}/a.png", server.base);
+    let first = get(&url("thumb-s"), &[]).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(header(&first, "x-opossum-source"), "computed");
+    wait_for_sample(
+        &server.base,
+        r#"opossum_jobs_total{outcome="computed",queue="warm"}"#,
+        1.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    let sibling = get(&url("thumb-m"), &[]).await;
+    assert_eq!(sibling.status(), 200);
+    assert_eq!(header(&sibling, "x-opossum-source"), "memory");
+    assert_eq!(
+        metric(&server.base, "opossum_origin_computations_total").await,
+        1.0
+    );
+}
+
+#[tokio::test]
 async fn embedded_warming_can_be_switched_off() {
     let config = TempDir::new("serve-no-warming");
     let file = config.join("opossum.yaml");
@@ -436,6 +482,7 @@ async fn with_redis_misses_go_to_the_fleet() {
     let redis = RedisServer::start();
     let server = start(&[], Some(&redis.url()));
     let worker_data = TempDir::new("serve-worker");
+    let worker_metrics = format!("127.0.0.1:{}", free_port());
     let _worker = Process(
         Command::new(Path::new(binary()).with_file_name("opossum-worker"))
             .args(["--redis", &redis.url()])
@@ -443,6 +490,7 @@ async fn with_redis_misses_go_to_the_fleet() {
             .arg(server.originals.path())
             .arg("--data-dir")
             .arg(worker_data.path())
+            .args(["--metrics-listen", &worker_metrics])
             .env("OPOSSUM_LOG", "warn")
             .spawn()
             .unwrap(),
@@ -451,6 +499,26 @@ async fn with_redis_misses_go_to_the_fleet() {
     let first = get(&url, &[]).await;
     assert_eq!(first.status(), 200);
     assert_eq!(header(&first, "x-opossum-source"), "computed");
+    // One request, one miss per tier fleet-wide: the origin looked the key up and counted
+    // it; the job says so, and the worker looks up without counting.
+    let worker_base = format!("http://{worker_metrics}");
+    wait_for_sample(
+        &worker_base,
+        r#"opossum_jobs_total{outcome="computed",queue="process"}"#,
+        1.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        family_sum(&worker_base, "opossum_cache_misses_total").await,
+        0.0,
+        "the worker counted the origin's miss again"
+    );
+    assert_eq!(
+        family_sum(&server.base, "opossum_cache_misses_total").await,
+        3.0,
+        "the origin's memory, disk and Redis tiers each missed once"
+    );
     let again = get(&url, &[]).await;
     assert_eq!(header(&again, "x-opossum-source"), "memory");
     // The worker computed it: its completion event is in the stream.
