@@ -1,8 +1,11 @@
-//! `opossum-bench`: makes reproducible benchmark inputs and measures output quality. The
-//! timing itself is done by hyperfine and criterion in the scripts beside this crate.
+//! `opossum-bench`: makes reproducible benchmark inputs, measures output quality, and runs the
+//! fleet's load generators (`queue`, `replay`) against real worker processes. The timing of
+//! single commands is done by hyperfine and criterion in the scripts beside this crate.
 
 mod http;
 mod latency;
+mod queue;
+mod replay;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -97,6 +100,22 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         repeat: usize,
     },
+    /// Jobs/s and submit-to-event latency of the fleet, beside a no-op apalis baseline
+    Queue {
+        /// the Redis the fleet runs on (a scratch server: its prefix is removed afterwards)
+        #[arg(long, env = "OPOSSUM_REDIS_URL")]
+        redis: String,
+        #[command(flatten)]
+        args: queue::QueueBenchArgs,
+    },
+    /// A day of traffic through a real fleet, cache warming off then on
+    Replay {
+        /// the Redis the fleet runs on (a scratch server)
+        #[arg(long, env = "OPOSSUM_REDIS_URL")]
+        redis: String,
+        #[command(flatten)]
+        args: replay::ReplayArgs,
+    },
     /// PSNR of thumbnails against a full-decode Lanczos3 reference of the same source
     Psnr {
         /// the full-size source the thumbnails were made from
@@ -108,6 +127,14 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The load generators log their workers' troubles (OPOSSUM_LOG, default warn).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OPOSSUM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     match Cli::parse().command {
         Command::MakeImage {
             source,
@@ -158,6 +185,8 @@ fn main() -> anyhow::Result<()> {
             target,
         } => mrc_accuracy(&trace, &rates, target)?,
         Command::HttpLatency { url, count, repeat } => http::run(&url, count, repeat)?,
+        Command::Queue { redis, args } => queue::run(args, redis)?,
+        Command::Replay { redis, args } => replay::run(args, redis)?,
         Command::Psnr { source, thumbnails } => {
             let full =
                 image::open(&source).with_context(|| format!("opening {}", source.display()))?;
@@ -251,4 +280,13 @@ fn mrc_accuracy(trace: &std::path::Path, rates: &[f64], target: f64) -> anyhow::
         );
     }
     Ok(())
+}
+
+/// A runtime for the load generators.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }

@@ -5,12 +5,10 @@
 //! line `error: ...` on stderr; 2 a usage error (from clap). A panic is a bug: it is reported
 //! on one line too and exits 101, never by a signal.
 
-mod bench;
 mod cache;
 mod config;
 mod fleet;
 mod process;
-mod replay;
 mod serve;
 mod stats;
 mod tiers;
@@ -88,9 +86,6 @@ enum Command {
     /// Usage analytics of the fleet
     #[command(subcommand)]
     Stats(stats::StatsCommand),
-    /// Load generators
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
     /// Check configuration files
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -177,7 +172,6 @@ fn main() -> ExitCode {
                 Command::Queue(command) => fleet::queue(command, &cli.tiers),
                 Command::Serve(args) => serve::run(args, &cli.tiers, &config),
                 Command::Stats(command) => stats::run(command, &cli.tiers, &config),
-                Command::Bench(command) => bench::run(command, &cli.tiers),
                 Command::Config(command) => config::run(command),
             }
         });

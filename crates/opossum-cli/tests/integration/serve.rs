@@ -27,6 +27,7 @@ pub(crate) struct Server {
     pub(crate) base: String,
     pub(crate) originals: TempDir,
     _data: TempDir,
+    _config: Option<TempDir>,
 }
 
 fn originals() -> TempDir {
@@ -40,6 +41,16 @@ fn originals() -> TempDir {
     .unwrap();
     std::fs::write(dir.join("corrupt.jpg"), b"\xff\xd8\xff garbage").unwrap();
     dir
+}
+
+/// `opossum serve` embedded, with `yaml` as its configuration file.
+fn start_with_config(yaml: &str) -> Server {
+    let config = TempDir::new("serve-config");
+    let file = config.join("opossum.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut server = start(&["--config", file.to_str().unwrap()], None);
+    server._config = Some(config);
+    server
 }
 
 pub(crate) fn start(extra: &[&str], redis: Option<&str>) -> Server {
@@ -72,6 +83,7 @@ pub(crate) fn start(extra: &[&str], redis: Option<&str>) -> Server {
         base,
         originals,
         _data: data,
+        _config: None,
     }
 }
 
@@ -365,14 +377,9 @@ async fn misses_beyond_the_limit_get_503_with_retry_after() {
 
 #[tokio::test]
 async fn embedded_mode_runs_the_scheduler() {
-    let config = TempDir::new("serve-warming");
-    let file = config.join("opossum.yaml");
-    std::fs::write(
-        &file,
+    let server = start_with_config(
         "warming:\n  related_formats: [webp, png]\n  interval: 1s\n  min_expected_requests: 0.1\n",
-    )
-    .unwrap();
-    let server = start(&["--config", file.to_str().unwrap()], None);
+    );
     let url = |format: &str| format!("{}/v1/img/thumbnail:64,format:{format}/a.png", server.base);
     let first = get(&url("jpeg"), &[]).await;
     assert_eq!(first.status(), 200);
@@ -430,14 +437,9 @@ async fn embedded_mode_runs_the_scheduler() {
 async fn embedded_preset_requests_warm_their_family() {
     // The origin resolves `preset:thumb-s` to compute it; its completion event must still
     // say `preset:thumb-s`, or related-variant warming cannot find the family.
-    let config = TempDir::new("serve-presets");
-    let file = config.join("opossum.yaml");
-    std::fs::write(
-        &file,
+    let server = start_with_config(
         "presets:\n  thumb-s:\n    ops: thumbnail:64,format:webp\n    family: thumbs\n  thumb-m:\n    ops: thumbnail:128,format:webp\n    family: thumbs\nwarming:\n  related_formats: []\n",
-    )
-    .unwrap();
-    let server = start(&["--config", file.to_str().unwrap()], None);
+    );
     let url = |preset: &str| format!("{}/v1/img/preset:{preset}/a.png", server.base);
     let first = get(&url("thumb-s"), &[]).await;
     assert_eq!(first.status(), 200);
@@ -460,10 +462,7 @@ async fn embedded_preset_requests_warm_their_family() {
 
 #[tokio::test]
 async fn embedded_warming_can_be_switched_off() {
-    let config = TempDir::new("serve-no-warming");
-    let file = config.join("opossum.yaml");
-    std::fs::write(&file, "warming:\n  enabled: false\n  interval: 1s\n").unwrap();
-    let server = start(&["--config", file.to_str().unwrap()], None);
+    let server = start_with_config("warming:\n  enabled: false\n  interval: 1s\n");
     let url = format!("{}/v1/img/thumbnail:64,format:jpeg/a.png", server.base);
     assert_eq!(get(&url, &[]).await.status(), 200);
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -1,4 +1,4 @@
-//! `opossum bench replay`: a day of traffic replayed through a real fleet twice in one run,
+//! `opossum-bench replay`: a day of traffic replayed through a real fleet twice in one run,
 //! with cache warming off and then on, to measure what warming buys and what it costs.
 //!
 //! The workload ([`workload`]) is generated from a seed, so both phases replay the same
@@ -363,7 +363,7 @@ async fn phase(
     }
     let result = replay(client, &prefix, requests, warming).await;
     drop(processes);
-    if let Err(e) = crate::bench::remove_prefix(client, &prefix).await {
+    if let Err(e) = crate::queue::remove_prefix(client, &prefix).await {
         eprintln!("warning: the replay's keys under {prefix}: were not all removed: {e}");
     }
     result

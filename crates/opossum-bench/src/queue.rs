@@ -1,4 +1,4 @@
-//! `opossum bench queue`: the fleet's load generator. One run measures, against the same Redis:
+//! `opossum-bench queue`: the fleet's load generator. One run measures, against the same Redis:
 //!
 //! 1. a no-op apalis baseline: an in-process apalis-redis worker whose handler does nothing,
 //!    draining `--jobs` jobs pushed beforehand (jobs/s), then one job at a time (latency);
@@ -17,17 +17,6 @@ use anyhow::{Context, bail};
 use apalis::prelude::{BackendExt, Data, TaskSink, WorkerBuilder, WorkerBuilderExt};
 use opossum_fleet::{Events, Fleet, Job, Priority, QueueConfig, Queues};
 use serde::Serialize;
-
-use crate::runtime;
-use crate::tiers::TierArgs;
-
-#[derive(clap::Subcommand)]
-pub(crate) enum BenchCommand {
-    /// Jobs/s and submit-to-event latency of the fleet, beside a no-op apalis baseline
-    Queue(QueueBenchArgs),
-    /// A day of traffic through a real fleet, cache warming off then on
-    Replay(crate::replay::ReplayArgs),
-}
 
 #[derive(clap::Args)]
 pub(crate) struct QueueBenchArgs {
@@ -90,15 +79,9 @@ fn latency_figures(mut samples: Vec<f64>, jobs_per_second: f64) -> Figures {
     }
 }
 
-pub(crate) fn run(command: BenchCommand, tiers: &TierArgs) -> anyhow::Result<()> {
-    let url = tiers
-        .queue_redis
-        .clone()
-        .context("the fleet benchmarks need --redis URL (or OPOSSUM_REDIS_URL)")?;
-    match command {
-        BenchCommand::Queue(args) => runtime()?.block_on(queue_bench(args, url)),
-        BenchCommand::Replay(args) => crate::replay::run(args, url),
-    }
+/// Runs the queue benchmark against the Redis at `url`.
+pub(crate) fn run(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
+    crate::runtime()?.block_on(queue_bench(args, url))
 }
 
 /// The no-op baseline's payload.
