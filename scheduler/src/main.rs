@@ -6,6 +6,7 @@
 //!   events), until SIGTERM or SIGINT.
 //! - `opossum-scheduler warm --once --strategy predictive|background|related [--dry-run]`: one
 //!   run of one strategy, with a progress bar on a terminal and a one-line summary.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -6,6 +6,7 @@
 //! grace period to finish, fetched jobs that have not started go back to their queue. A job
 //! interrupted harder (SIGKILL, a crash) is re-run by another worker once this one's
 //! heartbeats stop (two missed 2 s heartbeats): at-least-once, and the rerun is a cache hit.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 use std::path::PathBuf;
 use std::sync::Arc;

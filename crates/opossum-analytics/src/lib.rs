@@ -36,6 +36,7 @@
 //! before the next cut. Memory is therefore at most `retention / bucket` buckets of
 //! `2 * (top_images + top_variants)` members plus a fixed-size hash (about 150 MB with the
 //! defaults and 200-byte members; far less in practice).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

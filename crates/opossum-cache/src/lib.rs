@@ -14,6 +14,7 @@
 //!
 //! Every tier passes the same conformance suite (`tests/conformance.rs`) against the real
 //! thing: RocksDB in a temporary directory, a redis-server started by the test.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod disk;
 mod entry;

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 the request failed (bad image, bad chain, unreadable file), with one
 //! line `error: ...` on stderr; 2 a usage error (from clap). A panic is a bug: it is reported
 //! on one line too and exits 101, never by a signal.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod cache;
 mod config;

@@ -19,6 +19,7 @@
 //! serde_path_to_error) and where the value came from, so a file is never half-applied in
 //! silence. YAML is read with serde-saphyr: a pure-Rust parser that never panics on malformed
 //! input and bounds alias expansion, where the once-standard serde_yaml is archived.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 use std::path::Path;
 

@@ -12,6 +12,7 @@
 //! - [`Originals`] (`originals.rs`): object_store, local directory or S3.
 //! - [`Embedded`] (`embedded.rs`): the same handler on an in-process queue.
 //! - [`open_tiers`] (`tiers.rs`): the cache tiers every process opens the same way.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod embedded;
 mod events;

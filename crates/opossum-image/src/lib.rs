@@ -26,6 +26,7 @@
 //! [`ImageError::Internal`] (a bug) and [`ImageError::SvgTimeout`] (a deadline, which the
 //! machine's load decides as much as the document). The pipeline classifies them
 //! (`opossum_pipeline::ErrorKind::of_image`).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod analyze;
 mod decode;

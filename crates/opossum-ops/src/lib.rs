@@ -26,6 +26,7 @@
 //! let key = derive_key("opossum", "1", "photos/cat.jpg", &a, &Options::default());
 //! assert!(key.to_string().starts_with("opossum:"));
 //! ```
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod category;
 mod chain;

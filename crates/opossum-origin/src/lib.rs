@@ -19,6 +19,7 @@
 //!   `sign.rs`), else `403`. Image ids are validated before any I/O (`..`, absolute paths,
 //!   backslashes and control characters, also percent-encoded: `400`); request paths are
 //!   bounded (`414`) and outputs too (`422`).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod counters;
 mod sign;

@@ -17,6 +17,7 @@
 //!
 //! [`PresetStore`] resolves chains that name presets, from configuration and, for versions
 //! this process does not have, from the cache where other processes published them.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod background;
 mod error;

@@ -17,6 +17,7 @@
 //!
 //! Numbers owned by other crates (tiers, queues) are pulled through [`Refresh`], implemented
 //! where those live, so this crate knows nothing of caches or queues.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod metrics;
 mod otel;

@@ -8,6 +8,7 @@
 //! redis.kill();          // fault injection
 //! redis.restart();       // same port, same (empty) data
 //! ```
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

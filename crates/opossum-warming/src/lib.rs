@@ -19,6 +19,7 @@
 //!   event stream, or the embedded queue of `opossum serve` without Redis, where the one
 //!   process is the fleet: the same strategies and funnel, with claims in this process's
 //!   memory (there is one scheduler) and analytics in a [`opossum_analytics::MemoryStore`].
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod policy;
 
