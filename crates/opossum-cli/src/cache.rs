@@ -6,6 +6,7 @@ use anyhow::Context;
 use opossum_cache::EvictionPolicy;
 use opossum_cache::simulate::{Trace, belady_hit_rate, lru_hit_rate, moka_hit_rate};
 use opossum_ops::{Category, image_hash};
+use opossum_origin::CdnPurger;
 use serde::Serialize;
 use serde_json::json;
 
@@ -326,26 +327,6 @@ fn stats(tiers: &TierArgs, as_json: bool) -> anyhow::Result<()> {
     })
 }
 
-/// Sends `PURGE` with `Surrogate-Key: surrogate_key` to `endpoint`; the CDN's status code.
-async fn purge(endpoint: &str, surrogate_key: &str) -> anyhow::Result<u16> {
-    let method = reqwest::Method::from_bytes(b"PURGE").context("purge method")?;
-    let response = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .context("http client")?
-        .request(method, endpoint)
-        .header("Surrogate-Key", surrogate_key)
-        .send()
-        .await
-        .with_context(|| format!("purging {endpoint}"))?;
-    let status = response.status();
-    anyhow::ensure!(
-        status.is_success(),
-        "purging {endpoint}: the CDN answered {status}"
-    );
-    Ok(status.as_u16())
-}
-
 fn invalidate(
     tiers: &TierArgs,
     image_id: &str,
@@ -388,10 +369,13 @@ fn invalidate(
         // The CDN tier: one purge per endpoint drops every variant of the image.
         let surrogate_key = image_hash(image_id);
         let mut purged = Vec::new();
-        for endpoint in purge_endpoints.iter().filter(|e| !e.is_empty()) {
-            match purge(endpoint, &surrogate_key).await {
+        for (endpoint, result) in CdnPurger::new(purge_endpoints)
+            .purge(&surrogate_key)
+            .await
+        {
+            match result {
                 Ok(status) => purged.push(json!({ "endpoint": endpoint, "status": status })),
-                Err(e) => failed.push(format!("{e:#}")),
+                Err(e) => failed.push(e.to_string()),
             }
         }
         if as_json {

@@ -21,6 +21,7 @@
 //!   bounded (`414`) and outputs too (`422`).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod cdn;
 mod counters;
 mod sign;
 mod status;
@@ -45,6 +46,7 @@ use opossum_pipeline::{ErrorKind, Provenance};
 use crate::counters::counters;
 use tokio::sync::{OnceCell, Semaphore};
 
+pub use cdn::{CdnPurger, PurgeError};
 pub use sign::{sign, verify};
 
 /// Origin settings.
