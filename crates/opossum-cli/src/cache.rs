@@ -10,8 +10,8 @@ use opossum_origin::CdnPurger;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::runtime;
 use crate::tiers::TierArgs;
-use crate::{namespace, runtime};
 
 #[derive(clap::Subcommand)]
 pub(crate) enum CacheCommand {
@@ -125,7 +125,7 @@ fn size(
         let connection = opossum_fleet::connect(&client)
             .await
             .with_context(|| format!("connecting to {}", opossum_fleet::redact(url)))?;
-        let settings = opossum_analytics::AnalyticsConfig::from_settings(namespace(), &config.analytics);
+        let settings = opossum_analytics::AnalyticsConfig::from_settings(&tiers.prefix, &config.analytics);
         let rate = settings.sample_rate;
         let analytics = opossum_analytics::Analytics::new(settings, connection);
         let curve = analytics
@@ -333,7 +333,7 @@ fn invalidate(
     purge_endpoints: &[String],
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let prefix = format!("{}:{}:", namespace(), image_hash(image_id));
+    let prefix = format!("{}:{}:", &tiers.prefix, image_hash(image_id));
     runtime()?.block_on(async {
         let opened = tiers.open().await;
         let results = opened.hierarchy.invalidate_image(&prefix).await;
@@ -359,7 +359,7 @@ fn invalidate(
             let announced = async {
                 let client = redis::Client::open(url.as_str())?;
                 let mut connection = opossum_fleet::connect(&client).await?;
-                opossum_fleet::announce_invalidation(&mut connection, namespace(), &prefix).await
+                opossum_fleet::announce_invalidation(&mut connection, &tiers.prefix, &prefix).await
             };
             match announced.await {
                 Ok(n) => notified = Some(n),

@@ -16,8 +16,8 @@ use opossum_fleet::{
 use opossum_ops::Chain;
 use serde::Serialize;
 
+use crate::runtime;
 use crate::tiers::TierArgs;
-use crate::{namespace, runtime};
 
 #[derive(clap::Args)]
 pub(crate) struct SubmitArgs {
@@ -157,7 +157,7 @@ pub(crate) fn submit(args: SubmitArgs, tiers: &TierArgs, config: &Config) -> any
     let failed = runtime.block_on(async {
         match &tiers.queue_redis {
             Some(url) => {
-                let fleet = connect_fleet_with_connection(url).await?;
+                let fleet = connect_fleet_with_connection(url, &tiers.prefix).await?;
                 if args.wait {
                     submit_and_print(&fleet, jobs, &args).await
                 } else {
@@ -182,7 +182,7 @@ pub(crate) fn submit(args: SubmitArgs, tiers: &TierArgs, config: &Config) -> any
                 let opened = tiers.open().await;
                 let state = Arc::new(WorkerState::new(
                     &opened,
-                    namespace(),
+                    &tiers.prefix,
                     config.presets.clone(),
                     Originals::open(&args.originals)?,
                     opossum_fleet::engine_limits(config),
@@ -225,15 +225,18 @@ async fn submit_and_print(
 }
 
 /// The queues and the event stream of this run's prefix at `url`.
-async fn connect_fleet(url: &str) -> anyhow::Result<(Queues, Events)> {
-    let fleet = connect_fleet_with_connection(url).await?;
+async fn connect_fleet(url: &str, prefix: &str) -> anyhow::Result<(Queues, Events)> {
+    let fleet = connect_fleet_with_connection(url, prefix).await?;
     Ok((fleet.queues, fleet.events))
 }
 
 /// [`connect_fleet`], also keeping the connection (for analytics).
-pub(crate) async fn connect_fleet_with_connection(url: &str) -> anyhow::Result<Fleet> {
+pub(crate) async fn connect_fleet_with_connection(
+    url: &str,
+    prefix: &str,
+) -> anyhow::Result<Fleet> {
     let client = redis::Client::open(url).context("invalid Redis URL")?;
-    Fleet::connect(&client, namespace())
+    Fleet::connect(&client, prefix)
         .await
         .with_context(|| format!("connecting to {}", opossum_fleet::redact(url)))
 }
@@ -255,7 +258,7 @@ struct EventLine<'a> {
 pub(crate) fn events(args: EventsArgs, tiers: &TierArgs) -> anyhow::Result<()> {
     let url = redis_url(tiers)?.to_string();
     runtime()?.block_on(async move {
-        let (_, events) = connect_fleet(&url).await?;
+        let (_, events) = connect_fleet(&url, &tiers.prefix).await?;
         let latest = events.latest(args.count).await?;
         let mut after = latest
             .last()
@@ -288,7 +291,7 @@ pub(crate) fn events(args: EventsArgs, tiers: &TierArgs) -> anyhow::Result<()> {
 pub(crate) fn queue(command: QueueCommand, tiers: &TierArgs) -> anyhow::Result<()> {
     let url = redis_url(tiers)?.to_string();
     runtime()?.block_on(async move {
-        let (queues, _) = connect_fleet(&url).await?;
+        let (queues, _) = connect_fleet(&url, &tiers.prefix).await?;
         match command {
             QueueCommand::Stats { json } => {
                 let mut rows = Vec::new();

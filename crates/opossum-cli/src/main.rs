@@ -25,16 +25,9 @@ use opossum_ops::{Category, Chain, Options, Presets, derive_key};
 use serde::Serialize;
 
 /// The prefix of keys, queues and events (`--prefix`, default `opossum`), set once at start.
-static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// The key namespace and Redis prefix in use.
-pub(crate) fn namespace() -> &'static str {
-    PREFIX.get().map_or("opossum", String::as_str)
-}
-
 /// Pipeline settings with this run's namespace and the configuration's limits.
-pub(crate) fn pipeline_config(config: &Config) -> opossum_pipeline::PipelineConfig {
-    opossum_pipeline::PipelineConfig::new(namespace(), opossum_fleet::engine_limits(config))
+pub(crate) fn pipeline_config(config: &Config, prefix: &str) -> opossum_pipeline::PipelineConfig {
+    opossum_pipeline::PipelineConfig::new(prefix, opossum_fleet::engine_limits(config))
 }
 
 /// A runtime for the commands that talk to the tiers.
@@ -154,7 +147,7 @@ fn main() -> ExitCode {
         Ok(telemetry) => telemetry,
         Err(e) => return fail(&e),
     };
-    let _ = PREFIX.set(config.prefix_or(cli.prefix.as_deref()));
+    cli.tiers.prefix = config.prefix_or(cli.prefix.as_deref());
     cli.tiers.caching = config.caching.clone();
     let urls = config
         .redis_url(cli.tiers.redis.as_deref())
@@ -166,7 +159,7 @@ fn main() -> ExitCode {
             cli.tiers.queue_redis = queue;
             match cli.command {
                 Command::Process(args) => process::run(args, &cli.tiers, &config),
-                Command::Key(args) => key(args, &config),
+                Command::Key(args) => key(args, &cli.tiers, &config),
                 Command::Cache(command) => cache::run(command, &cli.tiers, &config),
                 Command::Submit(args) => fleet::submit(args, &cli.tiers, &config),
                 Command::Events(args) => fleet::events(args, &cli.tiers),
@@ -194,11 +187,11 @@ pub(crate) fn parse_chain(text: &str, presets: &Presets) -> anyhow::Result<Chain
     Chain::parse_any_with(text, presets).with_context(|| format!("invalid --ops `{text}`"))
 }
 
-fn key(args: KeyArgs, config: &Config) -> anyhow::Result<()> {
+fn key(args: KeyArgs, tiers: &tiers::TierArgs, config: &Config) -> anyhow::Result<()> {
     let chain = parse_chain(&args.ops, &config.presets)?;
     let key = derive_key(
-        namespace(),
-        &pipeline_config(config).version,
+        &tiers.prefix,
+        &pipeline_config(config, &tiers.prefix).version,
         &args.image_id,
         &chain,
         &Options::new(),

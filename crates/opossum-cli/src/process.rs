@@ -14,7 +14,7 @@ use opossum_pipeline::{ErrorKind, Pipeline, PipelineError, PresetStore, Provenan
 use serde::Serialize;
 
 use crate::tiers::TierArgs;
-use crate::{namespace, parse_chain, read_limited, runtime, write_file, write_stdout};
+use crate::{parse_chain, read_limited, runtime, write_file, write_stdout};
 
 #[derive(clap::Args)]
 pub(crate) struct ProcessArgs {
@@ -65,9 +65,9 @@ pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs, config: &Config) -> anyho
     let image_id = args.input.to_string_lossy().into_owned();
     let produced = if args.no_cache {
         let chain = parse_chain(&args.ops, &config.presets)?;
-        let settings = crate::pipeline_config(config);
+        let settings = crate::pipeline_config(config, &tiers.prefix);
         let key = derive_key(
-            namespace(),
+            &tiers.prefix,
             &settings.version,
             &image_id,
             &chain,
@@ -174,11 +174,11 @@ fn through_cache(
     let runtime = runtime()?;
     runtime.block_on(async {
         let opened = tiers.open().await;
-        let settings = crate::pipeline_config(config);
+        let settings = crate::pipeline_config(config, &tiers.prefix);
         let presets = PresetStore::new(
             config.presets.clone(),
             opened.hierarchy.clone(),
-            namespace(),
+            &tiers.prefix,
             &settings.version,
         );
         let chain = presets

@@ -15,7 +15,6 @@ use opossum_fleet::{JobQueue, Originals, WorkerState};
 use opossum_origin::{Origin, OriginConfig};
 use opossum_warming::{Warmer, WarmerParts};
 
-use crate::namespace;
 use crate::tiers::TierArgs;
 
 #[derive(clap::Args)]
@@ -66,13 +65,13 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
         }
         let mut state = WorkerState::new(
             &opened,
-            namespace(),
+            &tiers.prefix,
             config.presets.clone(),
             originals,
             opossum_fleet::engine_limits(config),
         );
         let analytics_config =
-            opossum_analytics::AnalyticsConfig::from_settings(namespace(), &config.analytics);
+            opossum_analytics::AnalyticsConfig::from_settings(&tiers.prefix, &config.analytics);
         let (state, queue, fleet_queues) = match &tiers.queue_redis {
             None => {
                 // Embedded: the analytics live here, for the scheduler that runs here too
@@ -97,7 +96,7 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
                     let warmer = Warmer::new(WarmerParts {
                         settings: config.warming.clone(),
                         presets: config.presets.clone(),
-                        namespace: namespace().to_string(),
+                        namespace: tiers.prefix.clone(),
                         version: state.pipeline.version().to_string(),
                         analytics: opossum_analytics::Analytics::new(analytics_config, store),
                         freshness: opened.hierarchy.clone(),
@@ -113,7 +112,7 @@ pub(crate) fn run(args: ServeArgs, tiers: &TierArgs, config: &Config) -> anyhow:
                 (state, queue, None)
             }
             Some(url) => {
-                let fleet = crate::fleet::connect_fleet_with_connection(url).await?;
+                let fleet = crate::fleet::connect_fleet_with_connection(url, &tiers.prefix).await?;
                 opossum_fleet::check_queue_server(
                     &fleet.connection,
                     tiers.redis == tiers.queue_redis,

@@ -8,7 +8,6 @@ use clap::Subcommand;
 use opossum_analytics::{Analytics, AnalyticsConfig};
 use opossum_config::Config;
 
-use crate::namespace;
 use crate::tiers::TierArgs;
 
 #[derive(Subcommand)]
@@ -45,7 +44,7 @@ pub(crate) fn run(command: StatsCommand, tiers: &TierArgs, config: &Config) -> a
             .await
             .with_context(|| format!("connecting to {url}"))?;
         let analytics = Analytics::new(
-            AnalyticsConfig::from_settings(namespace(), &config.analytics),
+            AnalyticsConfig::from_settings(&tiers.prefix, &config.analytics),
             connection,
         );
         let report = analytics

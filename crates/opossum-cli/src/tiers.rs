@@ -24,6 +24,10 @@ pub(crate) struct TierArgs {
     /// the configuration's `caching:` block (set after the configuration is read)
     #[arg(skip)]
     pub(crate) caching: opossum_config::CachingSettings,
+    /// the prefix of keys, queues and events: `--prefix`, else the configuration's (set
+    /// after the configuration is read)
+    #[arg(skip)]
+    pub(crate) prefix: String,
 }
 
 impl TierArgs {
