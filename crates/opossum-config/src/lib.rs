@@ -23,7 +23,7 @@
 
 use std::path::Path;
 
-use opossum_ops::{OpsError, Presets};
+use opossum_ops::{OpsError, OutputFormat, Presets};
 use serde::Deserialize;
 
 mod sections;
@@ -32,7 +32,7 @@ mod settings;
 pub use sections::{AnalyticsSettings, FontsSettings, QueuesSettings, WarmingSettings};
 pub use settings::{
     CachingSettings, CdnSettings, DiskCacheSettings, LimitsSettings, MemoryCacheSettings,
-    OriginSettings, RedisCacheSettings, TelemetrySettings, WorkerSettings,
+    OriginSettings, OtlpProtocol, RedisCacheSettings, TelemetrySettings, WorkerSettings,
 };
 
 /// Largest configuration file read.
@@ -219,23 +219,11 @@ impl Config {
             settings::check_redis_url(url)
                 .map_err(|message| setting_error("queues.redis_url", message))?;
         }
-        if !matches!(
-            file.telemetry.otlp_protocol.as_str(),
-            "http/protobuf" | "http/json"
-        ) {
-            return Err(setting_error(
-                "telemetry.otlp_protocol",
-                format!(
-                    "`{}` is not supported (http/protobuf or http/json)",
-                    file.telemetry.otlp_protocol
-                ),
-            ));
-        }
         for (index, format) in file.origin.negotiate.iter().enumerate() {
-            if !matches!(format.as_str(), "webp" | "avif") {
+            if !matches!(format, OutputFormat::Webp | OutputFormat::Avif) {
                 return Err(setting_error(
                     &format!("origin.negotiate[{index}]"),
-                    format!("`{format}` cannot be negotiated (webp, avif)"),
+                    format!("`{}` cannot be negotiated (webp, avif)", format.name()),
                 ));
             }
         }
@@ -522,11 +510,15 @@ mod tests {
         );
         check(
             "telemetry:\n  otlp_protocol: grpc\n",
-            "configuration n.yaml: telemetry.otlp_protocol: `grpc` is not supported",
+            "configuration n.yaml: telemetry.otlp_protocol: unknown variant `grpc`, expected `http/protobuf` or `http/json`",
+        );
+        check(
+            "origin:\n  negotiate: [webp, png]\n",
+            "configuration n.yaml: origin.negotiate[1]: `png` cannot be negotiated",
         );
         check(
             "origin:\n  negotiate: [webp, gif]\n",
-            "configuration n.yaml: origin.negotiate[1]: `gif` cannot be negotiated",
+            "configuration n.yaml: origin.negotiate[1]: unknown format `gif`",
         );
         check(
             "worker:\n  concurrency: 0\n",

@@ -102,7 +102,7 @@ pub struct WarmingSettings {
     /// operations the background strategy applies to the top images (the seed's list)
     pub common_operations: Vec<String>,
     /// output formats related-variant warming offers as siblings of a variant with a format
-    pub related_formats: Vec<String>,
+    pub related_formats: Vec<OutputFormat>,
     /// images the background strategy covers
     pub top_images: usize,
     /// most warm jobs one run of one strategy enqueues
@@ -141,7 +141,7 @@ impl Default for WarmingSettings {
                 "thumbnail:200".into(),
                 "grayscale".into(),
             ],
-            related_formats: vec!["jpeg".into(), "webp".into(), "avif".into()],
+            related_formats: vec![OutputFormat::Jpeg, OutputFormat::Webp, OutputFormat::Avif],
             top_images: 100,
             jobs_per_run: 1_000,
             backlog_cap: 5_000,
@@ -168,14 +168,6 @@ impl WarmingSettings {
                     format!("`{ops}`: {e}"),
                 )
             })?;
-        }
-        for (index, format) in self.related_formats.iter().enumerate() {
-            if OutputFormat::from_name(format).is_none() {
-                return Err((
-                    format!("related_formats[{index}]"),
-                    format!("unknown format `{format}` (known: jpeg, png, webp, avif, svg)"),
-                ));
-            }
         }
         if !(0.0..=1.0).contains(&self.low_traffic_fraction) {
             return Err((

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use opossum_ops::OutputFormat;
 use serde::{Deserialize, Deserializer};
 
 use crate::sections::duration;
@@ -270,7 +271,7 @@ pub struct OriginSettings {
     #[serde(deserialize_with = "size")]
     pub max_output_bytes: u64,
     /// formats offered by `Accept` negotiation, in order (default webp, avif)
-    pub negotiate: Vec<String>,
+    pub negotiate: Vec<OutputFormat>,
 }
 
 impl Default for OriginSettings {
@@ -283,7 +284,7 @@ impl Default for OriginSettings {
             timeout: Duration::from_secs(30),
             max_path_bytes: 2048,
             max_output_bytes: 64 << 20,
-            negotiate: vec!["webp".into(), "avif".into()],
+            negotiate: vec![OutputFormat::Webp, OutputFormat::Avif],
         }
     }
 }
@@ -332,6 +333,17 @@ impl Default for LimitsSettings {
     }
 }
 
+/// How OTLP is sent: protobuf (the default) or JSON, both over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    /// `http/protobuf`
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// `http/json`
+    #[serde(rename = "http/json")]
+    HttpJson,
+}
+
 /// `telemetry:`: metrics, traces and the summary line.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -340,7 +352,7 @@ pub struct TelemetrySettings {
     /// exported when set (`OTEL_EXPORTER_OTLP_ENDPOINT` is read too)
     pub otlp_endpoint: Option<String>,
     /// `http/protobuf` (default) or `http/json`
-    pub otlp_protocol: String,
+    pub otlp_protocol: OtlpProtocol,
     /// how often metrics are exported over OTLP (default 60s)
     #[serde(deserialize_with = "duration")]
     pub export_interval: Duration,
@@ -356,7 +368,7 @@ impl Default for TelemetrySettings {
     fn default() -> TelemetrySettings {
         TelemetrySettings {
             otlp_endpoint: None,
-            otlp_protocol: "http/protobuf".into(),
+            otlp_protocol: OtlpProtocol::HttpProtobuf,
             export_interval: Duration::from_secs(60),
             metrics_listen: None,
             summary_interval: Duration::from_secs(60),

@@ -114,6 +114,18 @@ pub enum OutputFormat {
     Svg,
 }
 
+/// Read by name (`jpeg`, `jpg`, `png`, `webp`, `avif`, `svg`), as configuration files name it.
+impl<'de> serde::Deserialize<'de> for OutputFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<OutputFormat, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        OutputFormat::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown format `{name}` (known: jpeg, png, webp, avif, svg)"
+            ))
+        })
+    }
+}
+
 impl OutputFormat {
     /// The canonical name, as it appears in chains, file extensions and events.
     pub fn name(self) -> &'static str {

@@ -84,11 +84,7 @@ impl OriginConfig {
             timeout: settings.timeout,
             max_path_bytes: settings.max_path_bytes,
             max_output_bytes: usize::try_from(settings.max_output_bytes).unwrap_or(usize::MAX),
-            negotiate: settings
-                .negotiate
-                .iter()
-                .filter_map(|name| OutputFormat::from_name(name))
-                .collect(),
+            negotiate: settings.negotiate.clone(),
         }
     }
 }

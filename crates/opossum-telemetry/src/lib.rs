@@ -79,7 +79,7 @@ pub fn init(service: &str, config: &Config, default_level: &str) -> anyhow::Resu
             service,
             &otel::OtlpTarget {
                 endpoint,
-                json: config.telemetry.otlp_protocol == "http/json",
+                json: config.telemetry.otlp_protocol == opossum_config::OtlpProtocol::HttpJson,
                 interval: config.telemetry.export_interval,
             },
         )?)

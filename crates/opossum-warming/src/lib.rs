@@ -197,17 +197,7 @@ impl Warmer {
                 key: "schedule",
                 message: format!("`{}`: {e}", parts.settings.schedule),
             })?;
-        let formats = parts
-            .settings
-            .related_formats
-            .iter()
-            .map(|name| {
-                OutputFormat::from_name(name).ok_or_else(|| WarmError::Settings {
-                    key: "related_formats",
-                    message: format!("unknown format `{name}`"),
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let formats = parts.settings.related_formats.clone();
         Ok(Warmer {
             parts,
             formats,
