@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use opossum_ops::Chain;
+use opossum_pipeline::Mode;
 use serde::{Deserialize, Serialize};
 
 /// Which queue a job goes to. The Redis backend has no priorities inside a queue, so each class
@@ -86,6 +87,17 @@ impl Job {
         }
     }
 
+    /// How the pipeline answers this job, said once: warming looks up uncounted (it is not a
+    /// request), refreshes what expires before `fresh_until_ms` and computes at background
+    /// priority; a user job looks up counted, unless its producer looked it up already.
+    pub fn mode(&self) -> Mode {
+        match (self.priority, self.looked_up) {
+            (Priority::Warm, _) => Mode::warm(self.fresh_until_ms),
+            (Priority::User, true) => Mode::LOOKED_UP,
+            (Priority::User, false) => Mode::REQUEST,
+        }
+    }
+
     /// A user job for a request the producer resolved to `chain` and already looked up (and
     /// missed): the HTTP origin's miss in a fleet. `ops` is the chain as the user wrote it.
     pub fn looked_up(image_id: impl Into<String>, ops: impl Into<String>, chain: Chain) -> Job {
@@ -127,5 +139,19 @@ mod tests {
         assert_eq!(back.ops, "preset:avatar");
         assert_eq!(job.job_id.len(), 28);
         assert_ne!(new_job_id(), new_job_id());
+    }
+
+    #[test]
+    fn a_job_says_its_mode_once() {
+        let user = Job::new("a.png", "thumbnail:200", Priority::User);
+        assert_eq!(user.mode(), Mode::REQUEST);
+        let chain = Chain::parse("thumbnail:200").unwrap();
+        let looked_up = Job::looked_up("a.png", "thumbnail:200", chain);
+        assert_eq!(looked_up.mode().lookup, opossum_pipeline::Lookup::Uncounted);
+        assert!(!looked_up.mode().background);
+        let mut warm = Job::new("a.png", "thumbnail:200", Priority::Warm);
+        warm.fresh_until_ms = 1234;
+        assert_eq!(warm.mode(), Mode::warm(1234));
+        assert!(warm.mode().background);
     }
 }

@@ -28,7 +28,9 @@ pub use embedded::Embedded;
 pub use events::{Event, EventReader, Events, JobError, Status, StreamEntry, answer_of};
 pub use job::{Job, Priority, new_job_id};
 pub use opossum_cache::TierKind;
-pub use opossum_pipeline::{ErrorKind, Lookup, PipelineError, Provenance, processing_version};
+pub use opossum_pipeline::{
+    ErrorKind, Lookup, Mode, PipelineError, Provenance, processing_version,
+};
 pub use originals::{MAX_IMAGE_ID_LEN, Originals, OriginalsError, validate_image_id};
 pub use queue::{
     DeadJob, Depth, JobStorage, MAX_DUE_CAP, PARK_BASE, PROMOTE_SCRIPT, QueueConfig, Queues,

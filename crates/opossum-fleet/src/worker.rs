@@ -28,7 +28,7 @@ use futures::StreamExt;
 use opossum_analytics::{Access, Answer, Recorder, Variant};
 use opossum_image::Limits;
 use opossum_ops::{Category, Chain, Options};
-use opossum_pipeline::{ErrorKind, Lookup, Pipeline, PipelineError, PresetStore, Response};
+use opossum_pipeline::{ErrorKind, Mode, Pipeline, PipelineError, PresetStore, Response};
 
 use crate::events::{Event, Events};
 use crate::originals::Originals;
@@ -179,18 +179,9 @@ impl WorkerState {
                     .pipeline
                     .key(&job.image_id, &chain, &options)
                     .to_string();
-                let lookup = match (job.priority, job.looked_up) {
-                    (Priority::User, false) => Lookup::Counted,
-                    // Warm lookups are not requests; a producer's own lookup counted already.
-                    _ => Lookup::Uncounted,
-                };
-                let respond =
-                    self.respond(&job.image_id, &chain, &options, job.fresh_until_ms, lookup);
-                // Warm jobs compute at background priority: the kernel serves user work first.
-                let result = match job.priority {
-                    Priority::User => respond.await,
-                    Priority::Warm => opossum_pipeline::in_background(respond).await,
-                };
+                let result = self
+                    .respond(&job.image_id, &chain, &options, job.mode())
+                    .await;
                 (Some(chain), key, result)
             }
             Err(error) => (None, String::new(), Err(error)),
@@ -251,8 +242,7 @@ impl WorkerState {
         image_id: &str,
         chain: &Chain,
         options: &Options,
-        fresh_until_ms: u64,
-        lookup: Lookup,
+        mode: Mode,
     ) -> Result<Response, PipelineError> {
         let limit = self.limits.max_bytes;
         let originals = self.originals.clone();
@@ -264,7 +254,7 @@ impl WorkerState {
                 .map_err(|e| PipelineError::from(e).context(format_args!("loading {id}")))
         };
         self.pipeline
-            .respond(image_id, chain, options, fresh_until_ms, lookup, load)
+            .respond(image_id, chain, options, mode, load)
             .await
     }
 

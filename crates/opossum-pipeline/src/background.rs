@@ -1,5 +1,5 @@
-//! Background priority for CPU work: computations started inside [`in_background`] (warm
-//! jobs) run on a small pool of threads that lowered their own scheduling priority (`nice`
+//! Background priority for CPU work: computations whose [`crate::Mode`] says `background`
+//! (warm jobs) run on a small pool of threads that lowered their own scheduling priority (`nice`
 //! 19), so on a busy machine the kernel gives the cores to user work first. A warm job still
 //! gets idle CPU at full speed; it just never competes on equal terms with a user's request.
 //!
@@ -10,20 +10,6 @@
 
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
-
-tokio::task_local! {
-    static BACKGROUND: ();
-}
-
-/// Runs `future` with its CPU work at background priority.
-pub async fn in_background<F: Future>(future: F) -> F::Output {
-    BACKGROUND.scope((), future).await
-}
-
-/// True inside [`in_background`].
-pub(crate) fn is_background() -> bool {
-    BACKGROUND.try_with(|_| ()).is_ok()
-}
 
 type Work = Box<dyn FnOnce() + Send>;
 
@@ -110,26 +96,18 @@ mod tests {
     #[tokio::test]
     async fn background_work_runs_on_the_low_priority_pool() {
         let name = || std::thread::current().name().unwrap_or("").to_string();
-        assert!(!is_background());
-        let thread = in_background(async {
-            assert!(is_background());
-            run(name).await.unwrap()
-        })
-        .await;
+        let thread = run(name).await.unwrap();
         assert!(thread.starts_with("opossum-background-"), "{thread}");
         // Its nice value is 19 (from /proc: field 19 of the thread's stat line).
-        let nice = in_background(async {
-            run(|| {
-                let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-                let after = stat.rsplit_once(") ").unwrap().1;
-                after.split(' ').nth(16).unwrap().parse::<i32>().unwrap()
-            })
-            .await
-            .unwrap()
+        let nice = run(|| {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+            let after = stat.rsplit_once(") ").unwrap().1;
+            after.split(' ').nth(16).unwrap().parse::<i32>().unwrap()
         })
-        .await;
+        .await
+        .unwrap();
         assert_eq!(nice, 19);
-        let failed = in_background(async { run(|| panic!("boom")).await }).await;
+        let failed = run(|| panic!("boom")).await;
         assert!(failed.is_err());
     }
 }

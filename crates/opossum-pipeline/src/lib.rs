@@ -37,7 +37,6 @@ use opossum_ops::{
 };
 use tokio::sync::OnceCell;
 
-pub use background::in_background;
 pub use error::{Cause, ErrorKind, PipelineError};
 pub use lease::Leases;
 pub use presets::{PRESET_MEDIA_TYPE, PresetStore};
@@ -117,6 +116,45 @@ pub enum Lookup {
     Uncounted,
 }
 
+/// What a caller says once about a request: how to look the key up, how fresh a cached answer
+/// must be, and at which CPU priority a miss is computed. A user request is
+/// [`Mode::REQUEST`]; a warm job is [`Mode::warm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    /// how the first lookup counts
+    pub lookup: Lookup,
+    /// a cached answer expiring before this (Unix milliseconds) is a miss: how warming
+    /// refreshes a variant that is about to expire; 0 takes any fresh answer
+    pub fresh_until_ms: u64,
+    /// compute on the background pool at the lowest CPU priority, so user work is served
+    /// first
+    pub background: bool,
+}
+
+impl Mode {
+    /// A user request nobody looked up yet.
+    pub const REQUEST: Mode = Mode {
+        lookup: Lookup::Counted,
+        fresh_until_ms: 0,
+        background: false,
+    };
+
+    /// A user request whose producer already looked the key up and counted the miss.
+    pub const LOOKED_UP: Mode = Mode {
+        lookup: Lookup::Uncounted,
+        ..Mode::REQUEST
+    };
+
+    /// Warming: uncounted, fresh until `fresh_until_ms`, at background priority.
+    pub fn warm(fresh_until_ms: u64) -> Mode {
+        Mode {
+            lookup: Lookup::Uncounted,
+            fresh_until_ms,
+            background: true,
+        }
+    }
+}
+
 /// Pipeline settings.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
@@ -172,6 +210,7 @@ struct Miss<'a> {
     options: &'a Options,
     category: Category,
     fresh_until_ms: u64,
+    background: bool,
 }
 
 /// Runs requests against a cache hierarchy.
@@ -249,20 +288,19 @@ impl Pipeline {
         L: FnOnce() -> F,
         F: Future<Output = Result<Vec<u8>, PipelineError>>,
     {
-        self.respond(image_id, chain, options, 0, Lookup::Counted, load)
+        self.respond(image_id, chain, options, Mode::REQUEST, load)
             .await
     }
 
-    /// [`Pipeline::run`] with the first lookup chosen by `lookup`, treating a cached answer
-    /// that expires before `fresh_until_ms` (Unix milliseconds) as a miss: how a warm job
-    /// refreshes a variant that is about to expire. On a miss: coalescing, lease, computation.
+    /// [`Pipeline::run`] as `mode` says: the first lookup counted or not, a cached answer
+    /// that expires before `mode.fresh_until_ms` treated as a miss, and a miss computed at
+    /// user or background priority. On a miss: coalescing, lease, computation.
     pub async fn respond<L, F>(
         &self,
         image_id: &str,
         chain: &Chain,
         options: &Options,
-        fresh_until_ms: u64,
-        lookup: Lookup,
+        mode: Mode,
         load: L,
     ) -> Result<Response, PipelineError>
     where
@@ -271,6 +309,11 @@ impl Pipeline {
     {
         let key = self.key(image_id, chain, options);
         let key_text = key.to_string();
+        let Mode {
+            lookup,
+            fresh_until_ms,
+            background,
+        } = mode;
         let hit = match lookup {
             Lookup::Counted => self.hierarchy.get(&key_text, Category::of(chain)).await,
             Lookup::Uncounted => self.hierarchy.get_uncounted(&key_text).await,
@@ -300,6 +343,7 @@ impl Pipeline {
                     options,
                     category,
                     fresh_until_ms,
+                    background,
                 };
                 async move { self.compute_once(&miss, load).await }
             })
@@ -386,10 +430,14 @@ impl Pipeline {
             chain,
             options,
             category,
+            background,
             ..
         } = *miss;
         let started = Instant::now();
-        match self.compute_inner(image_id, chain, options, load).await {
+        match self
+            .compute_inner(image_id, chain, options, background, load)
+            .await
+        {
             Ok(output) => {
                 let compute_ms = started.elapsed().as_millis() as u64;
                 let inputs = TtlInputs {
@@ -434,6 +482,7 @@ impl Pipeline {
         image_id: &str,
         chain: &Chain,
         options: &Options,
+        background: bool,
         load: L,
     ) -> Result<opossum_image::Output, Failed>
     where
@@ -474,18 +523,22 @@ impl Pipeline {
                 let bytes = load().await.map_err(Failed::Load)?;
                 let hint = opossum_image::decode_hint(chain);
                 let limits = limits.clone();
-                let decoded = blocking(move || opossum_image::decode(&bytes, &limits, hint))
-                    .await
-                    .map_err(Failed::Engine)?;
+                let decoded = blocking(background, move || {
+                    opossum_image::decode(&bytes, &limits, hint)
+                })
+                .await
+                .map_err(Failed::Engine)?;
                 let original = SourceInfo::from(&decoded);
                 (0, decoded.image, original)
             }
         };
         for (index, op) in pixel_ops.iter().enumerate().skip(start) {
             let (op, limits) = (*op, limits.clone());
-            image = blocking(move || opossum_image::apply(image, &op, &limits))
-                .await
-                .map_err(Failed::Engine)?;
+            image = blocking(background, move || {
+                opossum_image::apply(image, &op, &limits)
+            })
+            .await
+            .map_err(Failed::Engine)?;
             let done = index + 1;
             if done < pixel_ops.len() && raw::size(&image) <= self.config.max_intermediate_bytes {
                 let prefix_key = self.intermediate_key(image_id, &chain.prefix(done), options);
@@ -502,9 +555,11 @@ impl Pipeline {
             }
         }
         let chain = chain.clone();
-        blocking(move || opossum_image::finish(&image, &chain, original, &limits))
-            .await
-            .map_err(Failed::Engine)
+        blocking(background, move || {
+            opossum_image::finish(&image, &chain, original, &limits)
+        })
+        .await
+        .map_err(Failed::Engine)
     }
 }
 
@@ -515,12 +570,13 @@ enum Failed {
     Engine(PipelineError),
 }
 
-/// CPU work runs on the blocking pool, never on the async threads; inside
-/// [`in_background`], on the low-priority background pool.
+/// CPU work runs on the blocking pool, never on the async threads; at `background`
+/// priority, on the low-priority background pool.
 async fn blocking<T: Send + 'static>(
+    background: bool,
     work: impl FnOnce() -> Result<T, ImageError> + Send + 'static,
 ) -> Result<T, PipelineError> {
-    if background::is_background() {
+    if background {
         return match background::run(work).await {
             Ok(result) => result.map_err(PipelineError::from_image),
             Err(e) => Err(PipelineError::new(ErrorKind::Internal, e)),

@@ -9,7 +9,7 @@ use opossum_cache::{
 };
 use opossum_ops::{Chain, Options};
 use opossum_pipeline::{
-    ErrorKind, Leases, Lookup, Pipeline, PipelineConfig, PipelineError, Provenance,
+    ErrorKind, Leases, Mode, Pipeline, PipelineConfig, PipelineError, Provenance,
 };
 use opossum_testkit::{RedisServer, TempDir, unique_namespace};
 
@@ -319,8 +319,7 @@ async fn warm_lookups_are_not_counted_as_hits_or_misses() {
             "a.jpg",
             &chain,
             &Options::new(),
-            0,
-            Lookup::Uncounted,
+            Mode::warm(0),
             counting(&calls, photo()),
         )
         .await
@@ -329,14 +328,7 @@ async fn warm_lookups_are_not_counted_as_hits_or_misses() {
     assert_eq!(lookups(&pipeline), (0, 0));
     // A warm job that finds it cached: no hit counted either.
     let again = pipeline
-        .respond(
-            "a.jpg",
-            &chain,
-            &Options::new(),
-            0,
-            Lookup::Uncounted,
-            never,
-        )
+        .respond("a.jpg", &chain, &Options::new(), Mode::warm(0), never)
         .await
         .unwrap();
     assert!(
