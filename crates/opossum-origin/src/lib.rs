@@ -26,7 +26,7 @@ mod counters;
 mod sign;
 mod status;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,10 +41,10 @@ use opossum_analytics::Answer;
 use opossum_cache::{Entry, unix_millis};
 use opossum_fleet::{Completions, Job, JobQueue, Queues, WorkerState, answer_of};
 use opossum_ops::{Category, Chain, Encoding, Operation, Options, OutputFormat};
-use opossum_pipeline::{ErrorKind, Provenance};
+use opossum_pipeline::{ErrorKind, Provenance, SingleFlight};
 
 use crate::counters::counters;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
 
 pub use cdn::{CdnPurger, PurgeError};
 pub use sign::{sign, verify};
@@ -112,7 +112,6 @@ pub struct RecentRequest {
 }
 
 type Answered = Result<(Arc<Entry>, Provenance), Failure>;
-type Flight = Arc<OnceCell<Answered>>;
 
 /// A failed request: its status and message, and the kind of failure when the request
 /// reached the pipeline (the origin's own refusals, busy or unsigned, have none).
@@ -168,7 +167,7 @@ pub struct Origin {
     config: OriginConfig,
     permits: Semaphore,
     waiting: AtomicUsize,
-    flights: Mutex<HashMap<String, Flight>>,
+    flights: SingleFlight<Answered>,
     recent: Mutex<VecDeque<RecentRequest>>,
     history: Mutex<VecDeque<(u64, f64)>>,
     started: Instant,
@@ -195,7 +194,7 @@ impl Origin {
             completions,
             config,
             waiting: AtomicUsize::new(0),
-            flights: Mutex::default(),
+            flights: SingleFlight::default(),
             recent: Mutex::default(),
             history: Mutex::default(),
             started: Instant::now(),
@@ -378,24 +377,10 @@ impl Origin {
         submitted: &str,
         chain: &Chain,
     ) -> (Answered, bool) {
-        let flight = match self.flights.lock() {
-            Ok(mut flights) => flights.entry(key.to_string()).or_default().clone(),
-            Err(_) => {
-                let failure = Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "lock poisoned");
-                return (Err(failure), false);
-            }
-        };
-        let mut led = false;
-        let result = flight
-            .get_or_init(|| {
-                led = true;
-                self.lead(key, image_id, submitted, chain)
-            })
-            .await
-            .clone();
-        if led && let Ok(mut flights) = self.flights.lock() {
-            flights.remove(key);
-        }
+        let (result, led) = self
+            .flights
+            .run(key, || self.lead(key, image_id, submitted, chain))
+            .await;
         let answer = result.map(|(entry, provenance)| {
             let provenance = if led {
                 provenance

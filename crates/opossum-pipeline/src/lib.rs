@@ -21,13 +21,13 @@
 
 mod background;
 mod error;
+mod flight;
 mod lease;
 mod presets;
 mod raw;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opossum_cache::{Entry, Hierarchy, TierKind};
@@ -35,9 +35,9 @@ use opossum_image::{ImageError, Limits, SourceInfo};
 use opossum_ops::{
     CacheKey, Category, Chain, Options, TtlInputs, adaptive_ttl, derive_key_with_chain,
 };
-use tokio::sync::OnceCell;
 
 pub use error::{Cause, ErrorKind, PipelineError};
+pub use flight::SingleFlight;
 pub use lease::Leases;
 pub use presets::{PRESET_MEDIA_TYPE, PresetStore};
 
@@ -218,7 +218,7 @@ pub struct Pipeline {
     hierarchy: Arc<Hierarchy>,
     config: PipelineConfig,
     leases: Option<Leases>,
-    in_flight: Mutex<HashMap<String, Arc<OnceCell<Shared>>>>,
+    in_flight: SingleFlight<Shared>,
 }
 
 impl Pipeline {
@@ -232,7 +232,7 @@ impl Pipeline {
             hierarchy,
             config,
             leases,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: SingleFlight::default(),
         }
     }
 
@@ -324,39 +324,19 @@ impl Pipeline {
             return answer(key, hit.entry, Provenance::Tier(hit.tier));
         }
         let category = Category::of(chain);
-        let (cell, leader_cell) = {
-            let mut in_flight = self
-                .in_flight
-                .lock()
-                .map_err(|_| PipelineError::new(ErrorKind::Internal, "in-flight map poisoned"))?;
-            let cell = in_flight.entry(key_text.clone()).or_default().clone();
-            (cell.clone(), cell)
+        let miss = Miss {
+            key: &key_text,
+            image_id,
+            chain,
+            options,
+            category,
+            fresh_until_ms,
+            background,
         };
-        let mut led = false;
-        let shared = cell
-            .get_or_init(|| {
-                led = true;
-                let miss = Miss {
-                    key: &key_text,
-                    image_id,
-                    chain,
-                    options,
-                    category,
-                    fresh_until_ms,
-                    background,
-                };
-                async move { self.compute_once(&miss, load).await }
-            })
-            .await
-            .clone();
-        // The finished cell leaves the map, so a later miss (after an eviction) computes anew.
-        if let Ok(mut in_flight) = self.in_flight.lock()
-            && in_flight
-                .get(&key_text)
-                .is_some_and(|c| Arc::ptr_eq(c, &leader_cell))
-        {
-            in_flight.remove(&key_text);
-        }
+        let (shared, led) = self
+            .in_flight
+            .run(&key_text, || self.compute_once(&miss, load))
+            .await;
         let (entry, provenance) = shared?;
         let provenance = if led {
             provenance
