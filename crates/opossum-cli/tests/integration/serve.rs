@@ -128,6 +128,13 @@ async fn metric(base: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing from {base}/metrics"))
 }
 
+/// Asks for `url` once and checks the origin computed it.
+async fn expect_computed(url: &str) {
+    let first = get(url, &[]).await;
+    assert_eq!(first.status(), 200, "{url}");
+    assert_eq!(header(&first, "x-opossum-source"), "computed", "{url}");
+}
+
 /// The sum of every sample of the family `name` (all label sets); 0 when absent.
 async fn family_sum(base: &str, name: &str) -> f64 {
     let text = get(&format!("{base}/metrics"), &[])
@@ -381,9 +388,7 @@ async fn embedded_mode_runs_the_scheduler() {
         "warming:\n  related_formats: [webp, png]\n  interval: 1s\n  min_expected_requests: 0.1\n",
     );
     let url = |format: &str| format!("{}/v1/img/thumbnail:64,format:{format}/a.png", server.base);
-    let first = get(&url("jpeg"), &[]).await;
-    assert_eq!(first.status(), 200);
-    assert_eq!(header(&first, "x-opossum-source"), "computed");
+    expect_computed(&url("jpeg")).await;
     for _ in 0..3 {
         let again = get(&url("jpeg"), &[]).await;
         assert_eq!(header(&again, "x-opossum-source"), "memory");
@@ -441,9 +446,7 @@ async fn embedded_preset_requests_warm_their_family() {
         "presets:\n  thumb-s:\n    ops: thumbnail:64,format:webp\n    family: thumbs\n  thumb-m:\n    ops: thumbnail:128,format:webp\n    family: thumbs\nwarming:\n  related_formats: []\n",
     );
     let url = |preset: &str| format!("{}/v1/img/preset:{preset}/a.png", server.base);
-    let first = get(&url("thumb-s"), &[]).await;
-    assert_eq!(first.status(), 200);
-    assert_eq!(header(&first, "x-opossum-source"), "computed");
+    expect_computed(&url("thumb-s")).await;
     wait_for_sample(
         &server.base,
         r#"opossum_jobs_total{outcome="computed",queue="warm"}"#,
@@ -495,9 +498,7 @@ async fn with_redis_misses_go_to_the_fleet() {
             .unwrap(),
     );
     let url = format!("{}/v1/img/thumbnail:72,format:png/a.png", server.base);
-    let first = get(&url, &[]).await;
-    assert_eq!(first.status(), 200);
-    assert_eq!(header(&first, "x-opossum-source"), "computed");
+    expect_computed(&url).await;
     // One request, one miss per tier fleet-wide: the origin looked the key up and counted
     // it; the job says so, and the worker looks up without counting.
     let worker_base = format!("http://{worker_metrics}");
