@@ -22,7 +22,11 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod cdn;
+mod config;
 mod counters;
+mod failure;
+mod negotiate;
+mod routes;
 mod sign;
 mod status;
 
@@ -32,69 +36,25 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::routing::get;
 use opossum_analytics::Answer;
 use opossum_cache::{Entry, unix_millis};
 use opossum_fleet::{Completions, Job, JobQueue, Queues, WorkerState, answer_of};
-use opossum_ops::{Category, Chain, Encoding, Operation, Options, OutputFormat};
+use opossum_ops::{Category, Chain, Options};
 use opossum_pipeline::{ErrorKind, Provenance, SingleFlight};
 
 use crate::counters::counters;
 use tokio::sync::Semaphore;
 
 pub use cdn::{CdnPurger, PurgeError};
+pub use config::OriginConfig;
+pub use failure::{Failure, status_of};
+pub use routes::serve_on;
 pub use sign::{sign, verify};
 
-/// Origin settings.
-#[derive(Debug, Clone)]
-pub struct OriginConfig {
-    /// HMAC keys; when any is set, requests must be signed
-    pub signing_keys: Vec<Vec<u8>>,
-    /// computations (or fleet jobs) in flight at once
-    pub max_computations: usize,
-    /// requests allowed to wait for a computation permit; beyond that, `503`
-    pub max_waiting: usize,
-    /// how long a miss may take (the wait for a permit, the job's completion)
-    pub timeout: Duration,
-    /// longest request path accepted
-    pub max_path_bytes: usize,
-    /// largest response body served
-    pub max_output_bytes: usize,
-    /// formats offered by `Accept` negotiation, in order of preference
-    pub negotiate: Vec<OutputFormat>,
-}
-
-impl OriginConfig {
-    /// The configuration file's `origin:` section (empty signing keys are ignored; formats
-    /// were checked when the file was read).
-    pub fn from_settings(settings: &opossum_config::OriginSettings) -> OriginConfig {
-        OriginConfig {
-            signing_keys: settings
-                .signing_keys
-                .iter()
-                .filter(|k| !k.is_empty())
-                .map(|k| k.as_bytes().to_vec())
-                .collect(),
-            max_computations: settings.max_computations,
-            max_waiting: settings.max_waiting,
-            timeout: settings.timeout,
-            max_path_bytes: settings.max_path_bytes,
-            max_output_bytes: usize::try_from(settings.max_output_bytes).unwrap_or(usize::MAX),
-            negotiate: settings.negotiate.clone(),
-        }
-    }
-}
-
-impl Default for OriginConfig {
-    /// The defaults of the `origin:` section.
-    fn default() -> OriginConfig {
-        OriginConfig::from_settings(&opossum_config::OriginSettings::default())
-    }
-}
+use crate::negotiate::negotiate;
+use crate::routes::{Served, image, info, metrics, status_page};
 
 /// How an origin request ended, for the counters and the status page.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -112,48 +72,6 @@ pub struct RecentRequest {
 }
 
 type Answered = Result<(Arc<Entry>, Provenance), Failure>;
-
-/// A failed request: its status and message, and the kind of failure when the request
-/// reached the pipeline (the origin's own refusals, busy or unsigned, have none).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// HTTP status
-    pub status: StatusCode,
-    /// the message (the body's `error`)
-    pub message: String,
-    /// what kind of failure the pipeline or the fleet reported
-    pub kind: Option<ErrorKind>,
-}
-
-impl Failure {
-    fn new(status: StatusCode, message: impl Into<String>) -> Failure {
-        Failure {
-            status,
-            message: message.into(),
-            kind: None,
-        }
-    }
-
-    /// A failure the pipeline or a worker reported: its status from its kind, in one place.
-    fn of_kind(kind: ErrorKind, message: impl Into<String>) -> Failure {
-        Failure {
-            status: status_of(kind),
-            message: message.into(),
-            kind: Some(kind),
-        }
-    }
-}
-
-/// The HTTP status of each kind of failure.
-pub fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::BadImage => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::Transient => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
 
 /// The origin: shared state of every request.
 pub struct Origin {
@@ -437,277 +355,5 @@ impl Origin {
                 "the fleet computed the variant but it is not in the shared cache",
             )),
         }
-    }
-}
-
-/// Adds the first of `offered` that `accept` names when `chain` sets no format; says whether
-/// the answer depends on `Accept`.
-fn negotiate(chain: Chain, accept: Option<&str>, offered: &[OutputFormat]) -> (Chain, bool) {
-    if chain.is_analysis() || chain.encoding().is_some() || offered.is_empty() {
-        return (chain, false);
-    }
-    let accept = accept.unwrap_or("").to_ascii_lowercase();
-    let Some(format) = offered.iter().find(|f| accept.contains(f.mime())) else {
-        return (chain, true);
-    };
-    let mut ops = chain.ops().to_vec();
-    ops.push(Operation::Format(Encoding::default_for(*format)));
-    match Chain::from_operations(ops) {
-        Ok(negotiated) => (negotiated, true),
-        Err(_) => (chain, true),
-    }
-}
-
-struct Served {
-    entry: Arc<Entry>,
-    provenance: Provenance,
-    etag: String,
-    surrogate_key: String,
-    negotiated: bool,
-    chain: String,
-}
-
-fn failure_response(failure: &Failure) -> Response {
-    let body = serde_json::json!({ "error": failure.message }).to_string();
-    let mut response = (failure.status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if failure.status == StatusCode::SERVICE_UNAVAILABLE {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
-}
-
-fn success_response(answer: &Served, request_headers: &HeaderMap) -> Response {
-    let max_age = answer
-        .entry
-        .remaining(unix_millis())
-        .map_or(0, |d| d.as_secs());
-    let not_modified = request_headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|tag| tag.trim() == answer.etag || tag.trim() == "*")
-        });
-    let mut response = if not_modified {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let mut response = Response::new(Body::from(answer.entry.body.clone()));
-        if let Ok(value) = HeaderValue::from_str(&answer.entry.media_type) {
-            response.headers_mut().insert(header::CONTENT_TYPE, value);
-        }
-        response
-    };
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
-        headers.insert(header::CACHE_CONTROL, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&answer.etag) {
-        headers.insert(header::ETAG, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&answer.surrogate_key) {
-        headers.insert("surrogate-key", value);
-    }
-    if answer.negotiated {
-        headers.insert(header::VARY, HeaderValue::from_static("Accept"));
-    }
-    headers.insert(
-        "x-opossum-source",
-        HeaderValue::from_static(answer.provenance.name()),
-    );
-    response
-}
-
-type Shared = State<Arc<Origin>>;
-
-fn check_request(origin: &Origin, uri: &Uri, query: Option<&str>) -> Result<(), Failure> {
-    if uri.path().len() > origin.config.max_path_bytes {
-        return Err(Failure::new(
-            StatusCode::URI_TOO_LONG,
-            format!(
-                "the path is {} bytes, more than the limit of {}",
-                uri.path().len(),
-                origin.config.max_path_bytes
-            ),
-        ));
-    }
-    if origin.config.signing_keys.is_empty() {
-        return Ok(());
-    }
-    let signature = query
-        .unwrap_or("")
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("sig="));
-    match signature {
-        Some(sig) if verify(&origin.config.signing_keys, uri.path(), sig) => Ok(()),
-        Some(_) => Err(Failure::new(StatusCode::FORBIDDEN, "invalid signature")),
-        None => Err(Failure::new(
-            StatusCode::FORBIDDEN,
-            "this origin requires signed URLs (?sig=)",
-        )),
-    }
-}
-
-async fn serve(
-    origin: &Origin,
-    uri: &Uri,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    chain: &str,
-    image_id: &str,
-) -> Response {
-    let started = Instant::now();
-    let result = match check_request(origin, uri, query) {
-        Ok(()) => {
-            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-            origin.answer(chain, image_id, accept).await
-        }
-        Err(failure) => Err(failure),
-    };
-    let (response, status, source, served_chain) = match &result {
-        Ok(answer) => {
-            let response = success_response(answer, headers);
-            if response.status() == StatusCode::NOT_MODIFIED {
-                counters().not_modified.inc();
-            }
-            let status = response.status().as_u16();
-            (
-                response,
-                status,
-                answer.provenance.name(),
-                answer.chain.clone(),
-            )
-        }
-        Err(failure) => (
-            failure_response(failure),
-            failure.status.as_u16(),
-            "error",
-            chain.to_string(),
-        ),
-    };
-    let route = if uri.path().starts_with("/v1/info/") {
-        "info"
-    } else {
-        "img"
-    };
-    opossum_telemetry::metrics().http(route, status, started.elapsed().as_secs_f64());
-    tracing::Span::current().record("status", status);
-    origin.note(RecentRequest {
-        image_id: image_id.chars().take(200).collect(),
-        chain: served_chain.chars().take(200).collect(),
-        status,
-        source,
-        ms: started.elapsed().as_secs_f64() * 1000.0,
-    });
-    response
-}
-
-async fn image(
-    State(origin): Shared,
-    Path((chain, image_id)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    use tracing::Instrument;
-    let span =
-        tracing::debug_span!("request", route = "img", %chain, status = tracing::field::Empty);
-    serve(&origin, &uri, query.as_deref(), &headers, &chain, &image_id)
-        .instrument(span)
-        .await
-}
-
-async fn info(
-    State(origin): Shared,
-    Path(image_id): Path<String>,
-    RawQuery(query): RawQuery,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    serve(
-        &origin,
-        &uri,
-        query.as_deref(),
-        &headers,
-        "analyze",
-        &image_id,
-    )
-    .await
-}
-
-async fn metrics(State(origin): Shared) -> Response {
-    let text = status::metrics(&origin).await;
-    let mut response = Response::new(Body::from(text));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(opossum_telemetry::CONTENT_TYPE),
-    );
-    response
-}
-
-async fn status_page(State(origin): Shared) -> Response {
-    let html = status::page(&origin).await;
-    let mut response = Response::new(Body::from(html));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-/// Serves `origin` on `listener` until `shutdown` resolves.
-pub async fn serve_on(
-    origin: Arc<Origin>,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, origin.router())
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn negotiation_adds_an_accepted_format_only_when_the_chain_has_none() {
-        let offered = [OutputFormat::Webp, OutputFormat::Avif];
-        let chain = |text: &str| Chain::parse(text).unwrap();
-        let (c, vary) = negotiate(
-            chain("thumbnail:200"),
-            Some("image/avif,image/webp,*/*"),
-            &offered,
-        );
-        assert_eq!(
-            (c.to_string().as_str(), vary),
-            ("thumbnail:200,format:webp:80", true)
-        );
-        let (c, vary) = negotiate(chain("thumbnail:200"), Some("image/avif"), &offered);
-        assert_eq!(
-            (c.to_string().as_str(), vary),
-            ("thumbnail:200,format:avif:60", true)
-        );
-        let (c, vary) = negotiate(chain("thumbnail:200"), Some("image/png"), &offered);
-        assert_eq!((c.to_string().as_str(), vary), ("thumbnail:200", true));
-        let (c, vary) = negotiate(
-            chain("thumbnail:200,format:png"),
-            Some("image/webp"),
-            &offered,
-        );
-        assert_eq!(
-            (c.to_string().as_str(), vary),
-            ("thumbnail:200,format:png", false)
-        );
-        let (_, vary) = negotiate(chain("analyze"), Some("image/webp"), &offered);
-        assert!(!vary);
     }
 }
