@@ -12,11 +12,15 @@ use sha2::{Digest, Sha256};
 /// Where the Docker image's fonts are (Debian's `fonts-dejavu-core`): the default set.
 pub const DEFAULT_FONTS_DIR: &str = "/usr/share/fonts/truetype/dejavu";
 
-/// A loaded font set and its identity.
+/// A font set and its identity. The identity (a digest of the files) is computed when the set
+/// is made; the fonts are parsed on the first SVG render that needs them, so a process that
+/// never renders text keeps no font tables (and no heap of small allocations) around.
 #[derive(Clone)]
 pub struct FontSet {
-    database: Arc<fontdb::Database>,
+    files: Arc<[PathBuf]>,
+    database: Arc<OnceLock<Arc<fontdb::Database>>>,
     identity: Arc<str>,
+    faces: usize,
     dir: Option<Arc<Path>>,
 }
 
@@ -24,8 +28,10 @@ impl FontSet {
     /// No fonts: SVG text is not drawn. Its identity is `none`.
     pub fn empty() -> FontSet {
         FontSet {
-            database: Arc::new(fontdb::Database::new()),
+            files: Arc::new([]),
+            database: Arc::new(OnceLock::new()),
             identity: "none".into(),
+            faces: 0,
             dir: None,
         }
     }
@@ -52,34 +58,39 @@ impl FontSet {
         let mut files = Vec::new();
         collect_files(dir, &mut files);
         files.sort();
-        let mut database = fontdb::Database::new();
+        let mut fonts = Vec::new();
+        let mut faces = 0;
         let mut digest = Sha256::new();
-        for file in &files {
-            let Ok(bytes) = std::fs::read(file) else {
+        for file in files {
+            let Ok(bytes) = std::fs::read(&file) else {
                 continue;
             };
-            let before = database.len();
-            database.load_font_data(bytes.clone());
-            if database.len() == before {
-                continue; // not a font
+            // Parsed once to count its faces (and to skip what is not a font), then dropped:
+            // the set keeps only paths until a render asks for the fonts.
+            let mut probe = fontdb::Database::new();
+            probe.load_font_data(bytes.clone());
+            if probe.is_empty() {
+                continue;
             }
-            let name = file.strip_prefix(dir).unwrap_or(file);
+            faces += probe.len();
+            let name = file.strip_prefix(dir).unwrap_or(&file);
             digest.update((name.as_os_str().len() as u64).to_le_bytes());
             digest.update(name.as_os_str().as_encoded_bytes());
             digest.update((bytes.len() as u64).to_le_bytes());
             digest.update(&bytes);
+            fonts.push(file);
         }
-        if database.is_empty() {
+        if fonts.is_empty() {
             return FontSet {
                 dir: Some(dir.into()),
                 ..FontSet::empty()
             };
         }
-        choose_generic_families(&mut database);
-        let identity = const_hex_prefix(&digest.finalize());
         FontSet {
-            database: Arc::new(database),
-            identity: identity.into(),
+            files: fonts.into(),
+            database: Arc::new(OnceLock::new()),
+            identity: const_hex_prefix(&digest.finalize()).into(),
+            faces,
             dir: Some(dir.into()),
         }
     }
@@ -92,12 +103,12 @@ impl FontSet {
 
     /// True when the set has no font (SVG text is not drawn).
     pub fn is_empty(&self) -> bool {
-        self.database.is_empty()
+        self.faces == 0
     }
 
     /// Font faces in the set.
     pub fn faces(&self) -> usize {
-        self.database.len()
+        self.faces
     }
 
     /// The directory the set was loaded from, if any.
@@ -105,8 +116,20 @@ impl FontSet {
         self.dir.as_deref()
     }
 
+    /// The parsed fonts, loaded on first use.
     pub(crate) fn database(&self) -> Arc<fontdb::Database> {
-        self.database.clone()
+        self.database
+            .get_or_init(|| {
+                let mut database = fontdb::Database::new();
+                for file in self.files.iter() {
+                    // A file that changed since the identity was taken is still loaded as it
+                    // is now; the identity is the deployment's, checked once at start.
+                    let _ = database.load_font_file(file);
+                }
+                choose_generic_families(&mut database);
+                Arc::new(database)
+            })
+            .clone()
     }
 }
 
@@ -127,7 +150,7 @@ impl std::fmt::Debug for FontSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FontSet")
             .field("dir", &self.dir)
-            .field("faces", &self.database.len())
+            .field("faces", &self.faces)
             .field("identity", &self.identity)
             .finish()
     }

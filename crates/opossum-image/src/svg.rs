@@ -348,4 +348,34 @@ mod tests {
         assert_eq!((decoded.image.width(), decoded.image.height()), (100, 50));
         assert_eq!((decoded.source_width, decoded.source_height), (1000, 500));
     }
+
+    #[test]
+    fn text_is_drawn_with_the_configured_fonts_and_only_with_them() {
+        let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40">
+            <rect width="120" height="40" fill="white"/>
+            <text x="4" y="30" font-family="sans-serif" font-size="28" fill="black">Opossum</text>
+            </svg>"#;
+        let chain = opossum_ops::Chain::parse("format:png").unwrap();
+        let dark = |limits: &Limits| {
+            let output = crate::process(svg, &chain, limits).unwrap();
+            let image = image::load_from_memory(&output.bytes).unwrap().to_luma8();
+            image.pixels().filter(|p| p.0[0] < 128).count()
+        };
+        let with_fonts = Limits::default();
+        assert!(
+            !with_fonts.fonts.is_empty(),
+            "no fonts in {}: apt-get install fonts-dejavu-core",
+            crate::DEFAULT_FONTS_DIR
+        );
+        assert!(dark(&with_fonts) > 100, "the text was not drawn");
+        let without = Limits {
+            fonts: crate::FontSet::empty(),
+            ..Limits::default()
+        };
+        assert_eq!(
+            dark(&without),
+            0,
+            "text drawn without fonts: system fonts leaked in"
+        );
+    }
 }
