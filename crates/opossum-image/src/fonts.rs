@@ -62,22 +62,21 @@ impl FontSet {
         let mut faces = 0;
         let mut digest = Sha256::new();
         for file in files {
-            let Ok(bytes) = std::fs::read(&file) else {
+            // Counted by parsing it (memory-mapped by fontdb: no copy on the heap), then the
+            // probe is dropped: the set keeps only paths until a render asks for the fonts.
+            let mut probe = fontdb::Database::new();
+            if probe.load_font_file(&file).is_err() || probe.is_empty() {
+                continue; // unreadable, or not a font
+            }
+            let Ok((size, contents)) = file_digest(&file) else {
                 continue;
             };
-            // Parsed once to count its faces (and to skip what is not a font), then dropped:
-            // the set keeps only paths until a render asks for the fonts.
-            let mut probe = fontdb::Database::new();
-            probe.load_font_data(bytes.clone());
-            if probe.is_empty() {
-                continue;
-            }
-            faces += probe.len();
             let name = file.strip_prefix(dir).unwrap_or(&file);
             digest.update((name.as_os_str().len() as u64).to_le_bytes());
             digest.update(name.as_os_str().as_encoded_bytes());
-            digest.update((bytes.len() as u64).to_le_bytes());
-            digest.update(&bytes);
+            digest.update(size.to_le_bytes());
+            digest.update(contents);
+            faces += probe.len();
             fonts.push(file);
         }
         if fonts.is_empty() {
@@ -154,6 +153,25 @@ impl std::fmt::Debug for FontSet {
             .field("identity", &self.identity)
             .finish()
     }
+}
+
+/// The size and SHA-256 of a file, read through a small buffer (a font file is hundreds of
+/// kilobytes: reading it whole would leave the allocator's heap shaped by it).
+fn file_digest(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = [0u8; 16 << 10];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((size, hasher.finalize().into()))
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
