@@ -166,6 +166,56 @@ fn key_agrees_with_process_and_ignores_spelling() {
 }
 
 #[test]
+fn the_font_set_is_part_of_every_key_and_draws_svg_text() {
+    let temp = TempDir::new("cli-fonts");
+    let svg = temp.path("text.svg");
+    std::fs::write(
+        &svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="160" height="48"><rect width="160" height="48" fill="white"/><text x="6" y="36" font-family="sans-serif" font-size="30">Opossum</text></svg>"#,
+    )
+    .unwrap();
+    let bare = temp.path("no-fonts.yaml");
+    let empty = temp.path("empty");
+    std::fs::write(&bare, format!("fonts:\n  dir: {}\n", empty.display())).unwrap();
+    let (svg, bare) = (svg.to_str().unwrap(), bare.to_str().unwrap());
+    let (with, without) = (temp.path("with.png"), temp.path("without.png"));
+    let (with, without) = (with.to_str().unwrap(), without.to_str().unwrap());
+
+    let default_key = ok(&["key", svg, "--ops", "format:png"]).stdout_text();
+    let bare_key = ok(&["--config", bare, "key", svg, "--ops", "format:png"]).stdout_text();
+    assert_ne!(default_key, bare_key, "two font sets share a key");
+    let drawn = ok(&[
+        "process",
+        svg,
+        "--ops",
+        "format:png",
+        "--out",
+        with,
+        "--json",
+    ])
+    .json();
+    assert_eq!(drawn["key"].as_str().unwrap(), default_key.trim());
+    let blank = ok(&[
+        "--config",
+        bare,
+        "process",
+        svg,
+        "--ops",
+        "format:png",
+        "--out",
+        without,
+        "--json",
+    ])
+    .json();
+    assert_eq!(blank["key"].as_str().unwrap(), bare_key.trim());
+    assert_ne!(
+        std::fs::read(with).unwrap(),
+        std::fs::read(without).unwrap(),
+        "the text looks the same with and without fonts"
+    );
+}
+
+#[test]
 fn presets_from_config_expand_to_the_same_key_as_their_operations() {
     let temp = TempDir::new("cli-presets");
     let config = temp.path("opossum.yaml");
