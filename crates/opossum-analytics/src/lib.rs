@@ -266,24 +266,262 @@ pub struct Access {
     pub at_ms: u64,
 }
 
-/// Where analytics are kept.
+/// Where analytics are kept: Redis, shared by the fleet (the layout in the crate
+/// documentation), or this process's memory in embedded mode, where one process is the whole
+/// fleet. Both implement one backend trait; the query scenario in `tests/analytics.rs` runs
+/// against both.
 #[derive(Clone)]
-pub enum Store {
-    /// Redis, shared by the fleet (the layout in the crate documentation)
-    Redis(ConnectionManager),
-    /// this process's memory: embedded mode, where one process is the whole fleet
-    Memory(MemoryStore),
-}
+pub struct Store(Arc<dyn Backend>);
 
 impl From<ConnectionManager> for Store {
     fn from(connection: ConnectionManager) -> Store {
-        Store::Redis(connection)
+        Store(Arc::new(RedisStore(connection)))
     }
 }
 
 impl From<MemoryStore> for Store {
     fn from(store: MemoryStore) -> Store {
-        Store::Memory(store)
+        Store(Arc::new(store))
+    }
+}
+
+/// What a store does: write a batch, rank members over weighted buckets, read counters and
+/// the sampled stream.
+#[async_trait::async_trait]
+pub(crate) trait Backend: Send + Sync {
+    /// Adds `pending` to the buckets, bounded and expiring per `config`.
+    async fn write(
+        &self,
+        config: &AnalyticsConfig,
+        pending: &Pending,
+    ) -> Result<(), AnalyticsError>;
+    /// The `n` highest members of `what` over `starts`, each bucket's counts times its weight.
+    async fn top(
+        &self,
+        config: &AnalyticsConfig,
+        what: &str,
+        starts: &[u64],
+        weights: &[f64],
+        n: usize,
+        scratch_seed: u64,
+    ) -> Result<Vec<(String, f64)>, AnalyticsError>;
+    /// The counter hash of each bucket in `starts`.
+    async fn counts(
+        &self,
+        config: &AnalyticsConfig,
+        starts: &[u64],
+    ) -> Result<Vec<HashMap<String, f64>>, AnalyticsError>;
+    /// The sampled requests (key, bytes) from `since_ms` on, oldest first.
+    async fn samples(
+        &self,
+        config: &AnalyticsConfig,
+        since_ms: u64,
+    ) -> Result<Vec<(String, u64)>, AnalyticsError>;
+}
+
+/// The Redis store.
+struct RedisStore(ConnectionManager);
+
+#[async_trait::async_trait]
+impl Backend for RedisStore {
+    async fn write(
+        &self,
+        config: &AnalyticsConfig,
+        pending: &Pending,
+    ) -> Result<(), AnalyticsError> {
+        let ttl_secs = (config.retention + config.bucket).as_secs().max(1);
+        let mut pipe = redis::pipe();
+        for (start, delta) in &pending.buckets {
+            let images = config.key(*start, "images");
+            let variants = config.key(*start, "variants");
+            let counts = config.key(*start, "counts");
+            for (key, members, cap) in [
+                (&images, &delta.images, config.top_images),
+                (&variants, &delta.variants, config.top_variants),
+            ] {
+                for (member, count) in members {
+                    pipe.cmd("ZINCRBY")
+                        .arg(key)
+                        .arg(*count)
+                        .arg(member)
+                        .ignore();
+                }
+                pipe.cmd("EVAL")
+                    .arg(TRIM_SCRIPT)
+                    .arg(1)
+                    .arg(key)
+                    .arg(cap)
+                    .ignore();
+            }
+            for (field, count) in &delta.counts {
+                pipe.cmd("HINCRBY")
+                    .arg(&counts)
+                    .arg(field)
+                    .arg(*count)
+                    .ignore();
+            }
+            for (field, ms) in &delta.times {
+                pipe.cmd("HINCRBYFLOAT")
+                    .arg(&counts)
+                    .arg(field)
+                    .arg(*ms)
+                    .ignore();
+            }
+            for key in [&images, &variants, &counts] {
+                pipe.cmd("EXPIRE").arg(key).arg(ttl_secs).ignore();
+            }
+        }
+        if !pending.samples.is_empty() {
+            let stream = config.sample_key();
+            for (key, bytes, at_ms) in &pending.samples {
+                pipe.cmd("XADD")
+                    .arg(&stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(config.sample_cap.max(1))
+                    .arg("*")
+                    .arg("k")
+                    .arg(key)
+                    .arg("b")
+                    .arg(*bytes)
+                    .arg("t")
+                    .arg(*at_ms)
+                    .ignore();
+            }
+            pipe.cmd("EXPIRE").arg(&stream).arg(ttl_secs).ignore();
+        }
+        let mut connection = self.0.clone();
+        pipe.query_async::<()>(&mut connection).await?;
+        Ok(())
+    }
+
+    async fn top(
+        &self,
+        config: &AnalyticsConfig,
+        what: &str,
+        starts: &[u64],
+        weights: &[f64],
+        n: usize,
+        scratch_seed: u64,
+    ) -> Result<Vec<(String, f64)>, AnalyticsError> {
+        let scratch = format!("{}:stats:scratch:{:016x}", config.prefix, scratch_seed);
+        let mut union = redis::cmd("ZUNIONSTORE");
+        union.arg(&scratch).arg(starts.len());
+        for start in starts {
+            union.arg(config.key(*start, what));
+        }
+        union.arg("WEIGHTS");
+        for weight in weights {
+            union.arg(*weight);
+        }
+        let mut connection = self.0.clone();
+        let (members,): (Vec<(String, f64)>,) = redis::pipe()
+            .atomic()
+            .add_command(union)
+            .ignore()
+            .cmd("ZRANGE")
+            .arg(&scratch)
+            .arg(0)
+            .arg(n as i64 - 1)
+            .arg("REV")
+            .arg("WITHSCORES")
+            .cmd("DEL")
+            .arg(&scratch)
+            .ignore()
+            .query_async(&mut connection)
+            .await?;
+        Ok(members)
+    }
+
+    async fn counts(
+        &self,
+        config: &AnalyticsConfig,
+        starts: &[u64],
+    ) -> Result<Vec<HashMap<String, f64>>, AnalyticsError> {
+        let mut pipe = redis::pipe();
+        for start in starts {
+            pipe.cmd("HGETALL").arg(config.key(*start, "counts"));
+        }
+        Ok(pipe.query_async(&mut self.0.clone()).await?)
+    }
+
+    async fn samples(
+        &self,
+        config: &AnalyticsConfig,
+        since_ms: u64,
+    ) -> Result<Vec<(String, u64)>, AnalyticsError> {
+        let mut connection = self.0.clone();
+        let stream = config.sample_key();
+        let mut out = Vec::new();
+        let mut start = format!("{since_ms}-0");
+        loop {
+            let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(&mut connection)
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            start = format!("({last}");
+            let full = page.len() == 10_000;
+            for (_, fields) in page {
+                let field = |name: &str| {
+                    fields
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                };
+                if let (Some(key), Some(bytes)) = (field("k"), field("b")) {
+                    out.push((key, bytes.parse().unwrap_or(0)));
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for MemoryStore {
+    async fn write(
+        &self,
+        config: &AnalyticsConfig,
+        pending: &Pending,
+    ) -> Result<(), AnalyticsError> {
+        self.apply(config, pending);
+        Ok(())
+    }
+
+    async fn top(
+        &self,
+        _config: &AnalyticsConfig,
+        what: &str,
+        starts: &[u64],
+        weights: &[f64],
+        n: usize,
+        _scratch_seed: u64,
+    ) -> Result<Vec<(String, f64)>, AnalyticsError> {
+        Ok(MemoryStore::top(self, what, starts, weights, n))
+    }
+
+    async fn counts(
+        &self,
+        _config: &AnalyticsConfig,
+        starts: &[u64],
+    ) -> Result<Vec<HashMap<String, f64>>, AnalyticsError> {
+        Ok(MemoryStore::counts(self, starts))
+    }
+
+    async fn samples(
+        &self,
+        _config: &AnalyticsConfig,
+        since_ms: u64,
+    ) -> Result<Vec<(String, u64)>, AnalyticsError> {
+        Ok(MemoryStore::samples(self, since_ms))
     }
 }
 
@@ -442,80 +680,7 @@ impl Recorder {
         if pending.accesses == 0 {
             return;
         }
-        let config = &self.inner.config;
-        let connection = match &self.inner.store {
-            Store::Redis(connection) => connection,
-            Store::Memory(memory) => {
-                memory.apply(config, &pending);
-                self.inner
-                    .recorded
-                    .fetch_add(pending.accesses as u64, Ordering::Relaxed);
-                return;
-            }
-        };
-        let ttl_secs = (config.retention + config.bucket).as_secs().max(1);
-        let mut pipe = redis::pipe();
-        for (start, delta) in &pending.buckets {
-            let images = config.key(*start, "images");
-            let variants = config.key(*start, "variants");
-            let counts = config.key(*start, "counts");
-            for (key, members, cap) in [
-                (&images, &delta.images, config.top_images),
-                (&variants, &delta.variants, config.top_variants),
-            ] {
-                for (member, count) in members {
-                    pipe.cmd("ZINCRBY")
-                        .arg(key)
-                        .arg(*count)
-                        .arg(member)
-                        .ignore();
-                }
-                pipe.cmd("EVAL")
-                    .arg(TRIM_SCRIPT)
-                    .arg(1)
-                    .arg(key)
-                    .arg(cap)
-                    .ignore();
-            }
-            for (field, count) in &delta.counts {
-                pipe.cmd("HINCRBY")
-                    .arg(&counts)
-                    .arg(field)
-                    .arg(*count)
-                    .ignore();
-            }
-            for (field, ms) in &delta.times {
-                pipe.cmd("HINCRBYFLOAT")
-                    .arg(&counts)
-                    .arg(field)
-                    .arg(*ms)
-                    .ignore();
-            }
-            for key in [&images, &variants, &counts] {
-                pipe.cmd("EXPIRE").arg(key).arg(ttl_secs).ignore();
-            }
-        }
-        if !pending.samples.is_empty() {
-            let stream = config.sample_key();
-            for (key, bytes, at_ms) in &pending.samples {
-                pipe.cmd("XADD")
-                    .arg(&stream)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(config.sample_cap.max(1))
-                    .arg("*")
-                    .arg("k")
-                    .arg(key)
-                    .arg("b")
-                    .arg(*bytes)
-                    .arg("t")
-                    .arg(*at_ms)
-                    .ignore();
-            }
-            pipe.cmd("EXPIRE").arg(&stream).arg(ttl_secs).ignore();
-        }
-        let mut connection = connection.clone();
-        match pipe.query_async::<()>(&mut connection).await {
+        match self.inner.store.0.write(&self.inner.config, &pending).await {
             Ok(()) => {
                 self.inner
                     .recorded
@@ -570,41 +735,10 @@ impl Analytics {
         let weights: Vec<f64> = (0..starts.len())
             .map(|index| weight(newest - index as u64))
             .collect();
-        let connection = match &self.store {
-            Store::Redis(connection) => connection,
-            Store::Memory(memory) => return Ok(memory.top(what, &starts, &weights, n)),
-        };
-        let scratch = format!(
-            "{}:stats:scratch:{:016x}",
-            self.config.prefix,
-            rand_u64(now_ms)
-        );
-        let mut union = redis::cmd("ZUNIONSTORE");
-        union.arg(&scratch).arg(starts.len());
-        for start in &starts {
-            union.arg(self.config.key(*start, what));
-        }
-        union.arg("WEIGHTS");
-        for weight in &weights {
-            union.arg(*weight);
-        }
-        let mut connection = connection.clone();
-        let (members,): (Vec<(String, f64)>,) = redis::pipe()
-            .atomic()
-            .add_command(union)
-            .ignore()
-            .cmd("ZRANGE")
-            .arg(&scratch)
-            .arg(0)
-            .arg(n as i64 - 1)
-            .arg("REV")
-            .arg("WITHSCORES")
-            .cmd("DEL")
-            .arg(&scratch)
-            .ignore()
-            .query_async(&mut connection)
-            .await?;
-        Ok(members)
+        self.store
+            .0
+            .top(&self.config, what, &starts, &weights, n, rand_u64(now_ms))
+            .await
     }
 
     /// The `n` most requested images in `window` before `now_ms`.
@@ -653,16 +787,7 @@ impl Analytics {
         window: Duration,
     ) -> Result<Vec<BucketCounts>, AnalyticsError> {
         let starts = self.config.buckets_in(now_ms, window);
-        let maps: Vec<HashMap<String, f64>> = match &self.store {
-            Store::Memory(memory) => memory.counts(&starts),
-            Store::Redis(connection) => {
-                let mut pipe = redis::pipe();
-                for start in &starts {
-                    pipe.cmd("HGETALL").arg(self.config.key(*start, "counts"));
-                }
-                pipe.query_async(&mut connection.clone()).await?
-            }
-        };
+        let maps = self.store.0.counts(&self.config, &starts).await?;
         Ok(starts
             .iter()
             .zip(maps)
@@ -672,41 +797,7 @@ impl Analytics {
 
     /// The sampled requests (key, bytes) from `since_ms` on, oldest first, read in pages.
     pub async fn samples(&self, since_ms: u64) -> Result<Vec<(String, u64)>, AnalyticsError> {
-        let mut connection = match &self.store {
-            Store::Redis(connection) => connection.clone(),
-            Store::Memory(memory) => return Ok(memory.samples(since_ms)),
-        };
-        let stream = self.config.sample_key();
-        let mut out = Vec::new();
-        let mut start = format!("{since_ms}-0");
-        loop {
-            let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-                .arg(&stream)
-                .arg(&start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(10_000)
-                .query_async(&mut connection)
-                .await?;
-            let Some((last, _)) = page.last() else { break };
-            start = format!("({last}");
-            let full = page.len() == 10_000;
-            for (_, fields) in page {
-                let field = |name: &str| {
-                    fields
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.clone())
-                };
-                if let (Some(key), Some(bytes)) = (field("k"), field("b")) {
-                    out.push((key, bytes.parse().unwrap_or(0)));
-                }
-            }
-            if !full {
-                break;
-            }
-        }
-        Ok(out)
+        self.store.0.samples(&self.config, since_ms).await
     }
 
     /// The miss-ratio curve of the requests in `window` (whole buckets, so the SHARDS-adj
