@@ -321,14 +321,15 @@ pub struct LimitsSettings {
 
 impl Default for LimitsSettings {
     fn default() -> LimitsSettings {
+        use opossum_ops::limits;
         LimitsSettings {
-            max_pixels: 50_000_000,
-            max_source_size: 50_000_000,
-            max_output_pixels: 50_000_000,
-            max_trace_pixels: 1_000_000,
-            max_svg_depth: 128,
-            max_svg_nodes: 100_000,
-            svg_render_timeout: Duration::from_secs(10),
+            max_pixels: limits::MAX_PIXELS,
+            max_source_size: limits::MAX_SOURCE_BYTES,
+            max_output_pixels: limits::MAX_OUTPUT_PIXELS,
+            max_trace_pixels: limits::MAX_TRACE_PIXELS,
+            max_svg_depth: limits::MAX_SVG_DEPTH,
+            max_svg_nodes: limits::MAX_SVG_NODES,
+            svg_render_timeout: limits::SVG_RENDER_TIMEOUT,
         }
     }
 }

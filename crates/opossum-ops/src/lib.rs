@@ -32,6 +32,7 @@ mod category;
 mod chain;
 mod error;
 mod key;
+pub mod limits;
 mod preset;
 mod ttl;
 
