@@ -2,29 +2,13 @@
 //! CLI and `opossum-scheduler`, each strategy end to end.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use opossum_testkit::{RedisServer, TempDir, http_get};
+use opossum_testkit::{Process, RedisServer, TempDir, http_get};
 
 fn bin(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_opossum-scheduler")).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace (`cargo test --workspace` builds it)",
-        path.display()
-    );
-    path
-}
-
-/// A child process killed when the test ends, however it ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    opossum_testkit::binary(name)
 }
 
 /// Redis, an originals store, a configuration file and (when started) one worker.

@@ -8,13 +8,7 @@ use std::time::Duration;
 use opossum_testkit::{RedisServer, TempDir};
 
 fn opossum() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_opossum-worker")).with_file_name("opossum");
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace (`cargo test --workspace` builds it)",
-        path.display()
-    );
-    path
+    opossum_testkit::binary("opossum")
 }
 
 fn originals() -> TempDir {

@@ -219,3 +219,33 @@ pub fn http_get(base: &str, path: &str) -> HttpReply {
         body: raw[split + 4..].to_vec(),
     }
 }
+
+/// A child process killed and reaped when dropped, however the test ends (a failed
+/// assertion included), so no server or worker outlives its test.
+#[derive(Debug)]
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The workspace binary `name` (`opossum`, `opossum-worker`, ...) from the target directory
+/// the running test was built in (a test binary lives in its `deps/`). Panics naming the
+/// command that builds it when it is missing.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's own path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("a test binary inside a target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (`cargo test --workspace` builds it)",
+        path.display()
+    );
+    path
+}

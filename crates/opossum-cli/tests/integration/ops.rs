@@ -29,7 +29,7 @@ fn repository() -> PathBuf {
 }
 
 fn sibling(name: &str) -> PathBuf {
-    Path::new(binary()).with_file_name(name)
+    opossum_testkit::binary(name)
 }
 
 fn tool(name: &str, how: &str) -> PathBuf {

@@ -4,22 +4,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub(crate) use opossum_testkit::Process;
 use opossum_testkit::{RedisServer, TempDir, free_port};
 
 use crate::support::{binary, corpus};
-
-/// A child process killed when the test ends.
-pub(crate) struct Process(pub(crate) Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A running `opossum serve` and what it serves.
 pub(crate) struct Server {
@@ -486,7 +477,7 @@ async fn with_redis_misses_go_to_the_fleet() {
     let worker_data = TempDir::new("serve-worker");
     let worker_metrics = format!("127.0.0.1:{}", free_port());
     let _worker = Process(
-        Command::new(Path::new(binary()).with_file_name("opossum-worker"))
+        Command::new(opossum_testkit::binary("opossum-worker"))
             .args(["--redis", &redis.url()])
             .arg("--originals")
             .arg(server.originals.path())
