@@ -303,7 +303,6 @@ pub(crate) trait Backend: Send + Sync {
         starts: &[u64],
         weights: &[f64],
         n: usize,
-        scratch_seed: u64,
     ) -> Result<Vec<(String, f64)>, AnalyticsError>;
     /// The counter hash of each bucket in `starts`.
     async fn counts(
@@ -402,9 +401,8 @@ impl Backend for RedisStore {
         starts: &[u64],
         weights: &[f64],
         n: usize,
-        scratch_seed: u64,
     ) -> Result<Vec<(String, f64)>, AnalyticsError> {
-        let scratch = format!("{}:stats:scratch:{:016x}", config.prefix, scratch_seed);
+        let scratch = format!("{}:stats:scratch:{:016x}", config.prefix, scratch_id());
         let mut union = redis::cmd("ZUNIONSTORE");
         union.arg(&scratch).arg(starts.len());
         for start in starts {
@@ -503,7 +501,6 @@ impl Backend for MemoryStore {
         starts: &[u64],
         weights: &[f64],
         n: usize,
-        _scratch_seed: u64,
     ) -> Result<Vec<(String, f64)>, AnalyticsError> {
         Ok(MemoryStore::top(self, what, starts, weights, n))
     }
@@ -737,7 +734,7 @@ impl Analytics {
             .collect();
         self.store
             .0
-            .top(&self.config, what, &starts, &weights, n, rand_u64(now_ms))
+            .top(&self.config, what, &starts, &weights, n)
             .await
     }
 
@@ -850,10 +847,13 @@ fn parse_variants(members: Vec<(String, f64)>) -> Vec<(Variant, f64)> {
         .collect()
 }
 
-/// A scratch-key suffix: unique enough among concurrent queries (time, process, a counter).
-fn rand_u64(now_ms: u64) -> u64 {
+/// A name for a query's scratch key, unique across processes and calls (time, pid, counter).
+fn scratch_id() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     now_ms.rotate_left(20) ^ (u64::from(std::process::id()) << 32) ^ n
 }
 
