@@ -8,16 +8,14 @@
 //!   run of one strategy, with a progress bar on a terminal and a one-line summary.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use opossum_analytics::{Analytics, AnalyticsConfig};
-use opossum_cache::{Hierarchy, RedisConfig, RedisTier, Tier};
-use opossum_config::Config;
-use opossum_fleet::{Fleet, Sources};
-use opossum_warming::{Strategy, Warmer, WarmerParts};
+use opossum_analytics::Analytics;
+use opossum_fleet::Sources;
+use opossum_warming::{Strategy, Warmer};
+use opossum_wiring::{CommonArgs, Wiring};
 
 #[derive(Parser)]
 #[command(
@@ -26,18 +24,8 @@ use opossum_warming::{Strategy, Warmer, WarmerParts};
     about = "Enqueues cache-warming jobs from usage analytics"
 )]
 struct Args {
-    /// Redis URL of the queues, analytics and the shared cache tier [default: caching.redis_cache]
-    #[arg(long, global = true, env = "OPOSSUM_REDIS_URL")]
-    redis: Option<String>,
-    /// Configuration file (YAML): presets, `analytics` and `warming` settings
-    #[arg(long, global = true, env = "OPOSSUM_CONFIG")]
-    config: Option<PathBuf>,
-    /// Prefix of the queues, events, analytics and cache keys [default: `prefix`, else opossum]
-    #[arg(long, global = true, env = "OPOSSUM_PREFIX")]
-    prefix: Option<String>,
-    /// Serve Prometheus /metrics here (`run` only) [default: telemetry.metrics_listen]
-    #[arg(long, global = true, env = "OPOSSUM_METRICS_LISTEN")]
-    metrics_listen: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,66 +53,29 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let config_path = args.config.clone();
-    opossum_telemetry::main("opossum-scheduler", config_path.as_deref(), |config| {
-        run(args, config)
+    opossum_wiring::main("opossum-scheduler", &args.common, |wiring| {
+        run(args.command, wiring)
     })
 }
 
-async fn run(args: Args, config: Config) -> anyhow::Result<()> {
-    let prefix = config.prefix_or(args.prefix.as_deref());
-    let url = config.queue_redis_url(args.redis.as_deref())?.context(
-        "the scheduler needs Redis (its analytics, queues and events): pass --redis URL, set OPOSSUM_REDIS_URL, caching.redis_cache.host or queues.redis_url",
-    )?;
-    let client = redis::Client::open(url.as_str()).context("invalid Redis URL")?;
-    let fleet = Fleet::connect(&client, &prefix)
-        .await
-        .with_context(|| format!("connecting to {}", opossum_fleet::redact(&url)))?;
-    let cache_url = config.redis_url(args.redis.as_deref())?;
-    if matches!(args.command, Command::Run) {
-        let shared = cache_url.as_deref() == Some(url.as_str());
-        opossum_fleet::check_queue_server(&fleet.connection, shared).await;
-    }
+async fn run(command: Command, wiring: Wiring) -> anyhow::Result<()> {
+    let fleet = wiring.fleet("the scheduler").await?;
     // What is fresh is what the shared cache tier holds (none configured: nothing is).
-    let mut cache: Vec<Arc<dyn Tier>> = Vec::new();
-    if let Some(cache_url) = &cache_url {
-        cache.push(Arc::new(RedisTier::new(&RedisConfig::new(cache_url))?));
-    }
-    let depth_queues = fleet.queues.clone();
-    let freshness = Arc::new(Hierarchy::new(cache, None));
-    let warmer = Warmer::new(WarmerParts {
-        settings: config.warming.clone(),
-        presets: config.presets.clone(),
-        namespace: prefix.clone(),
-        version: opossum_fleet::processing_version(&opossum_fleet::engine_limits(&config)),
-        analytics: Analytics::new(
-            AnalyticsConfig::from_settings(&prefix, &config.analytics),
-            fleet.connection.clone(),
-        ),
-        freshness: freshness.clone(),
-        target: Arc::new(fleet),
-    })?;
-    match args.command {
+    let freshness = wiring.shared_tier()?;
+    let analytics = Analytics::new(wiring.analytics_config(), fleet.connection.clone());
+    let queues = fleet.queues.clone();
+    match command {
         Command::Run => {
+            wiring.check_queue_server(&fleet).await;
+            let warmer = wiring.warmer(analytics, freshness.clone(), Arc::new(fleet))?;
             // The scheduler is the fleet's singleton: its /metrics carries the shared tier's
             // usage and every queue's depth, the signal autoscaling reads.
-            let sources: Arc<dyn opossum_telemetry::Refresh> = Arc::new(Sources {
-                hierarchy: Some(freshness),
-                queues: Some(depth_queues),
-            });
-            if let Some(listen) = args
-                .metrics_listen
-                .as_deref()
-                .or(config.telemetry.metrics_listen.as_deref())
-            {
-                opossum_telemetry::serve_metrics(
-                    listen,
-                    sources.clone(),
-                    opossum_fleet::shutdown_signal(),
-                )
+            wiring
+                .serve_telemetry(Sources {
+                    hierarchy: Some(freshness),
+                    queues: Some(queues),
+                })
                 .await?;
-            }
-            opossum_telemetry::spawn_reporter(sources, &config.telemetry);
             Ok(warmer.run(opossum_fleet::shutdown_signal()).await?)
         }
         Command::Warm {
@@ -132,7 +83,10 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
             strategy,
             dry_run,
             json,
-        } => warm(&warmer, strategy, dry_run, json).await,
+        } => {
+            let warmer = wiring.warmer(analytics, freshness, Arc::new(fleet))?;
+            warm(&warmer, strategy, dry_run, json).await
+        }
     }
 }
 

@@ -8,36 +8,17 @@
 //! heartbeats stop (two missed 2 s heartbeats): at-least-once, and the rerun is a cache hit.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
-use opossum_analytics::{AnalyticsConfig, Recorder};
-use opossum_config::Config;
-use opossum_fleet::{
-    EVENTS_MAX_LEN, Events, Originals, QueueConfig, Queues, Sources, WorkerConfig, WorkerState,
-};
+use opossum_fleet::{QueueConfig, WorkerConfig};
+use opossum_wiring::{CommonArgs, Node, NodeSettings, Wiring};
 
 #[derive(Parser)]
 #[command(name = "opossum-worker", version, about = "An Opossum worker process")]
 struct Args {
-    /// Redis URL of the queues and the shared cache tier [default: caching.redis_cache]
-    #[arg(long, env = "OPOSSUM_REDIS_URL")]
-    redis: Option<String>,
-    /// The originals store: a directory, or s3://bucket/prefix [default: `originals`, else .]
-    #[arg(long, env = "OPOSSUM_ORIGINALS")]
-    originals: Option<String>,
-    /// Directory of the local disk tier [default: ~/.cache/opossum]
-    #[arg(long, env = "OPOSSUM_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Configuration file (YAML; deploy/opossum.example.yaml shows every key)
-    #[arg(long, env = "OPOSSUM_CONFIG")]
-    config: Option<PathBuf>,
-    /// Prefix of the queues, events and cache keys [default: `prefix`, else opossum]
-    #[arg(long, env = "OPOSSUM_PREFIX")]
-    prefix: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
     /// User jobs run at once [default: worker.concurrency, 32]
     #[arg(long)]
     concurrency: Option<usize>,
@@ -50,9 +31,6 @@ struct Args {
     /// Jobs fetched per round trip [default: worker.batch_size, 50]
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Serve Prometheus /metrics here, e.g. 0.0.0.0:9464 [default: telemetry.metrics_listen]
-    #[arg(long, env = "OPOSSUM_METRICS_LISTEN")]
-    metrics_listen: Option<String>,
     /// This worker's name [default: host-pid-random, unique per start]
     #[arg(long)]
     name: Option<String>,
@@ -60,96 +38,39 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let config_path = args.config.clone();
-    opossum_telemetry::main("opossum-worker", config_path.as_deref(), |config| {
-        run(args, config)
-    })
+    opossum_wiring::main("opossum-worker", &args.common, |wiring| run(&args, wiring))
 }
 
-async fn run(args: Args, config: Config) -> anyhow::Result<()> {
-    let prefix = config.prefix_or(args.prefix.as_deref());
-    let redis_url = config.queue_redis_url(args.redis.as_deref())?.context(
-        "the worker needs Redis (its queues): pass --redis URL, set OPOSSUM_REDIS_URL, caching.redis_cache.host or queues.redis_url",
-    )?;
-    let cache_url = config.redis_url(args.redis.as_deref())?;
-    let originals = Originals::open(config.originals_or(args.originals.as_deref()))?;
-    let data_dir = args
-        .data_dir
-        .unwrap_or_else(opossum_fleet::default_data_dir);
-    let tiers = opossum_fleet::open_tiers(
-        &data_dir,
-        cache_url.as_deref(),
-        Some(&redis_url),
-        &config.caching,
-    )
-    .await;
-    if let Some(disk) = &tiers.disk {
-        disk.spawn_cleanup();
-    }
-    let client = redis::Client::open(redis_url.as_str()).context("invalid Redis URL")?;
-    let connection = opossum_fleet::connect(&client)
-        .await
-        .with_context(|| format!("connecting to {}", opossum_fleet::redact(&redis_url)))?;
-    let shared = cache_url.as_deref() == Some(redis_url.as_str());
-    opossum_fleet::check_queue_server(&connection, shared).await;
-    let recorder = Recorder::start(
-        AnalyticsConfig::from_settings(&prefix, &config.analytics),
-        connection.clone(),
-    );
-    let state = Arc::new(
-        WorkerState::new(
-            &tiers,
-            &prefix,
-            config.presets.clone(),
-            originals,
-            opossum_fleet::engine_limits(&config),
-        )
-        .with_analytics(recorder.clone()),
-    );
+async fn run(args: &Args, wiring: Wiring) -> anyhow::Result<()> {
+    let settings = &wiring.config.worker;
     let queue_config = QueueConfig {
-        prefix: prefix.clone(),
-        batch_size: args.batch_size.unwrap_or(config.worker.batch_size),
-        ..QueueConfig::default()
+        batch_size: args.batch_size.unwrap_or(settings.batch_size),
+        ..wiring.queue_config()
     };
-    let queues = Queues::new(queue_config, connection.clone());
-    let events = Events::new(client.clone(), connection.clone(), &prefix, EVENTS_MAX_LEN);
+    let fleet = wiring.fleet_with("the worker", queue_config).await?;
+    let node = Node::open_fleet(&wiring, fleet.clone(), NodeSettings::service(&wiring)).await?;
     let worker = WorkerConfig {
-        name: args.name.unwrap_or_else(opossum_fleet::unique_worker_name),
-        concurrency: args.concurrency.unwrap_or(config.worker.concurrency),
-        warm_concurrency: args
-            .warm_concurrency
-            .unwrap_or(config.worker.warm_concurrency),
-        grace_period: args.grace_period.unwrap_or(config.worker.grace_period),
+        name: args
+            .name
+            .clone()
+            .unwrap_or_else(opossum_fleet::unique_worker_name),
+        concurrency: args.concurrency.unwrap_or(settings.concurrency),
+        warm_concurrency: args.warm_concurrency.unwrap_or(settings.warm_concurrency),
+        grace_period: args.grace_period.unwrap_or(settings.grace_period),
         ..WorkerConfig::default()
     };
-    let sources: Arc<dyn opossum_telemetry::Refresh> = Arc::new(Sources {
-        hierarchy: Some(tiers.hierarchy.clone()),
-        queues: Some(queues.clone()),
-    });
-    if let Some(listen) = args
-        .metrics_listen
-        .as_deref()
-        .or(config.telemetry.metrics_listen.as_deref())
-    {
-        opossum_telemetry::serve_metrics(listen, sources.clone(), opossum_fleet::shutdown_signal())
-            .await?;
-    }
-    opossum_telemetry::spawn_reporter(sources, &config.telemetry);
-    tracing::info!(worker = %worker.name, originals = %state.originals.location(), "worker started");
-    let hierarchy = tiers.hierarchy.clone();
-    let result = opossum_fleet::run(
-        state,
-        queues,
-        events,
-        client,
+    wiring.serve_telemetry(node.sources()).await?;
+    tracing::info!(worker = %worker.name, originals = %node.state.originals.location(), "worker started");
+    let result = opossum_fleet::run_worker(
+        node.state.clone(),
+        fleet.queues,
+        fleet.events,
+        fleet.client,
         worker,
         opossum_fleet::shutdown_signal(),
     )
     .await;
-    recorder.flush().await;
-    if let Err(e) = hierarchy.flush_stats() {
-        tracing::warn!(error = %e, "cache stats not saved");
-    }
+    node.finish().await;
     tracing::info!("worker stopped");
     Ok(result?)
 }

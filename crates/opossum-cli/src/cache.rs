@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::runtime;
-use crate::tiers::TierArgs;
+use opossum_wiring::Wiring;
 
 #[derive(clap::Subcommand)]
 pub(crate) enum CacheCommand {
@@ -63,24 +63,20 @@ pub(crate) enum CacheCommand {
     },
 }
 
-pub(crate) fn run(
-    command: CacheCommand,
-    tiers: &TierArgs,
-    config: &opossum_config::Config,
-) -> anyhow::Result<()> {
+pub(crate) fn run(command: CacheCommand, wiring: &Wiring) -> anyhow::Result<()> {
     match command {
-        CacheCommand::Stats { json } => stats(tiers, json),
+        CacheCommand::Stats { json } => stats(wiring, json),
         CacheCommand::Invalidate {
             image_id,
             purge,
             json,
         } => {
             let purge = if purge.is_empty() {
-                config.cdn.purge.clone()
+                wiring.config.cdn.purge.clone()
             } else {
                 purge
             };
-            invalidate(tiers, &image_id, &purge, json)
+            invalidate(wiring, &image_id, &purge, json)
         }
         CacheCommand::Simulate {
             trace,
@@ -92,7 +88,7 @@ pub(crate) fn run(
             target_hit_rate,
             window,
             json,
-        } => size(tiers, config, target_hit_rate, window, json),
+        } => size(wiring, target_hit_rate, window, json),
     }
 }
 
@@ -100,75 +96,54 @@ fn bytes(n: u64) -> String {
     bytesize::ByteSize(n).display().iec().to_string()
 }
 
-/// `opossum cache size`: sizes from the miss-ratio curve of the recorded traffic.
-///
-/// Tiers are inclusive LRU-like caches, so the fleet's hit rate is about that of its largest
-/// tier. The memory tier is sized to reach the target by itself (by Che's approximation a
-/// process that sees a random share of the requests needs the same size as one cache seeing
-/// them all); Redis, shared, and each machine's disk are sized to hold the window's reused
-/// working set, the best hit rate any size reaches (first requests miss whatever the size).
+/// `opossum cache size`: the sizes `opossum_analytics::Sizing` computes from the recorded
+/// traffic, beside the configured ones.
 fn size(
-    tiers: &TierArgs,
-    config: &opossum_config::Config,
+    wiring: &Wiring,
     target: f64,
     window: std::time::Duration,
     as_json: bool,
 ) -> anyhow::Result<()> {
+    let caching = &wiring.config.caching;
     if !(target > 0.0 && target <= 1.0) {
         anyhow::bail!("--target-hit-rate {target} is not between 0 and 1");
     }
-    let url = tiers.queue_redis.as_deref().context(
-        "sizing reads the analytics in Redis: pass --redis URL or set caching.redis_cache.host",
-    )?;
     runtime()?.block_on(async {
-        let client = redis::Client::open(url).context("invalid Redis URL")?;
-        let connection = opossum_fleet::connect(&client)
-            .await
-            .with_context(|| format!("connecting to {}", opossum_fleet::redact(url)))?;
-        let settings = opossum_analytics::AnalyticsConfig::from_settings(&tiers.prefix, &config.analytics);
+        let fleet = wiring.fleet("sizing (it reads the analytics in Redis)").await?;
+        let settings = wiring.analytics_config();
         let rate = settings.sample_rate;
-        let analytics = opossum_analytics::Analytics::new(settings, connection);
+        let analytics = opossum_analytics::Analytics::new(settings, fleet.connection);
         let curve = analytics
             .miss_ratio_curve(opossum_cache::unix_millis(), window)
             .await?;
-        if curve.requests() < 1.0 || curve.footprint() == 0 {
+        let Some(sizing) = opossum_analytics::Sizing::from_curve(&curve, target) else {
             anyhow::bail!(
                 "no sampled requests in the last {}: nothing recorded yet, or analytics.sample_rate is 0",
                 humantime::format_duration(window)
             );
-        }
-        let ceiling = curve.ceiling();
-        let reachable = target <= ceiling + 1e-12;
-        let memory = curve.size_for(target.min(ceiling)).unwrap_or(curve.footprint());
-        let shared = curve.size_for(ceiling).unwrap_or(curve.footprint());
-        let mut points = Vec::new();
-        let mut size = 1u64 << 20;
-        while size < shared {
-            points.push((size, curve.hit_rate(size)));
-            size *= 2;
-        }
-        points.push((shared, curve.hit_rate(shared)));
-        let configured_redis = config.caching.redis_cache.max_memory;
+        };
+        let (memory, shared) = (sizing.memory_bytes, sizing.shared_bytes);
+        let configured_redis = caching.redis_cache.max_memory;
         if as_json {
             let out = json!({
                 "window_seconds": window.as_secs(),
-                "requests": curve.requests().round(),
+                "requests": sizing.requests.round(),
                 "sample_rate": rate,
-                "working_set_bytes": curve.footprint(),
-                "best_hit_rate": ceiling,
+                "working_set_bytes": sizing.working_set_bytes,
+                "best_hit_rate": sizing.best_hit_rate,
                 "target_hit_rate": target,
-                "target_reachable": reachable,
+                "target_reachable": sizing.target_reachable,
                 "recommended": {
                     "memory_bytes_per_process": memory,
                     "redis_bytes": shared,
                     "disk_bytes_per_machine": shared,
                 },
                 "configured": {
-                    "memory_bytes_per_process": config.caching.memory_cache.max_size,
+                    "memory_bytes_per_process": caching.memory_cache.max_size,
                     "redis_bytes": configured_redis,
-                    "disk_bytes_per_machine": config.caching.disk_cache.max_size,
+                    "disk_bytes_per_machine": caching.disk_cache.max_size,
                 },
-                "curve": points.iter().map(|(s, h)| json!({"bytes": s, "hit_rate": h})).collect::<Vec<_>>(),
+                "curve": sizing.curve.iter().map(|(s, h)| json!({"bytes": s, "hit_rate": h})).collect::<Vec<_>>(),
             });
             println!("{out}");
             return Ok(());
@@ -176,23 +151,24 @@ fn size(
         println!(
             "last {}: {:.0} requests (sampled at {:.0}% of keys), working set {}, best hit rate {:.1}%",
             humantime::format_duration(window),
-            curve.requests(),
+            sizing.requests,
             rate * 100.0,
-            bytes(curve.footprint()),
-            ceiling * 100.0
+            bytes(sizing.working_set_bytes),
+            sizing.best_hit_rate * 100.0
         );
         println!("{:>12}  hit rate", "LRU size");
-        for (size, hit) in &points {
+        for (size, hit) in &sizing.curve {
             println!("{:>12}  {:.1}%", bytes(*size), hit * 100.0);
         }
-        if !reachable {
+        let sized_for = target.min(sizing.best_hit_rate);
+        if !sizing.target_reachable {
             println!(
                 "target {:.1}% is out of reach in this window: first requests always miss; sizing for {:.1}%",
                 target * 100.0,
-                ceiling * 100.0
+                sized_for * 100.0
             );
         }
-        println!("recommended for a {:.1}% hit rate:", target.min(ceiling) * 100.0);
+        println!("recommended for a {:.1}% hit rate:", sized_for * 100.0);
         let configured = |value: Option<u64>, needed: u64| {
             value.map_or(String::new(), |v| {
                 let verdict = if v >= needed { "enough" } else { "too small" };
@@ -202,7 +178,7 @@ fn size(
         println!(
             "  memory (per process)  {:>12}{}",
             bytes(memory),
-            configured(Some(config.caching.memory_cache.max_size), memory)
+            configured(Some(caching.memory_cache.max_size), memory)
         );
         println!(
             "  redis (shared)        {:>12}{}",
@@ -212,7 +188,7 @@ fn size(
         println!(
             "  disk (per machine)    {:>12}{}",
             bytes(shared),
-            configured(Some(config.caching.disk_cache.max_size), shared)
+            configured(Some(caching.disk_cache.max_size), shared)
         );
         println!("sizes are of cached bytes; leave about 25% for keys, metadata and fragmentation");
         Ok(())
@@ -223,9 +199,9 @@ fn rate(value: Option<f64>) -> String {
     value.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
 }
 
-fn stats(tiers: &TierArgs, as_json: bool) -> anyhow::Result<()> {
+fn stats(wiring: &Wiring, as_json: bool) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let opened = tiers.open().await;
+        let opened = wiring.tiers().await;
         let stats = opened.hierarchy.cumulative_stats();
         let usage = opened.hierarchy.usage().await;
         if as_json {
@@ -328,14 +304,14 @@ fn stats(tiers: &TierArgs, as_json: bool) -> anyhow::Result<()> {
 }
 
 fn invalidate(
-    tiers: &TierArgs,
+    wiring: &Wiring,
     image_id: &str,
     purge_endpoints: &[String],
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let prefix = format!("{}:{}:", &tiers.prefix, image_hash(image_id));
+    let prefix = format!("{}:{}:", &wiring.prefix, image_hash(image_id));
     runtime()?.block_on(async {
-        let opened = tiers.open().await;
+        let opened = wiring.tiers().await;
         let results = opened.hierarchy.invalidate_image(&prefix).await;
         let mut failed = Vec::new();
         let mut report = serde_json::Map::new();
@@ -355,11 +331,11 @@ fn invalidate(
         }
         // Long-running processes (workers) hold their own memory and disk tiers: tell them.
         let mut notified = None;
-        if let Some(url) = &tiers.queue_redis {
+        if let Some(url) = &wiring.queue_redis {
             let announced = async {
                 let client = redis::Client::open(url.as_str())?;
                 let mut connection = opossum_fleet::connect(&client).await?;
-                opossum_fleet::announce_invalidation(&mut connection, &tiers.prefix, &prefix).await
+                opossum_fleet::announce_invalidation(&mut connection, &wiring.prefix, &prefix).await
             };
             match announced.await {
                 Ok(n) => notified = Some(n),

@@ -4,20 +4,17 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use opossum_config::Config;
-use opossum_fleet::{
-    Embedded, Event, Events, Fleet, Job, JobQueue, Originals, Priority, Queues, Status,
-    WorkerState, submit_and_wait, validate_image_id,
-};
+use opossum_fleet::{Event, Job, JobQueue, Priority, Status, submit_and_wait, validate_image_id};
 use opossum_ops::Chain;
 use serde::Serialize;
 
+use opossum_wiring::{Node, NodeSettings, Wiring};
+
 use crate::runtime;
-use crate::tiers::TierArgs;
 
 #[derive(clap::Args)]
 pub(crate) struct SubmitArgs {
@@ -39,9 +36,6 @@ pub(crate) struct SubmitArgs {
     /// Submit to the low-priority warming queue
     #[arg(long)]
     warm: bool,
-    /// The originals store, for embedded mode (without --redis)
-    #[arg(long, env = "OPOSSUM_ORIGINALS", default_value = ".")]
-    originals: String,
 }
 
 #[derive(clap::Args)]
@@ -151,50 +145,34 @@ fn print_event(event: &Event) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn submit(args: SubmitArgs, tiers: &TierArgs, config: &Config) -> anyhow::Result<()> {
-    let jobs = read_jobs(&args, config)?;
-    let runtime = runtime()?;
-    let failed = runtime.block_on(async {
-        match &tiers.queue_redis {
-            Some(url) => {
-                let fleet = connect_fleet_with_connection(url, &tiers.prefix).await?;
-                if args.wait {
-                    submit_and_print(&fleet, jobs, &args).await
-                } else {
-                    let names: Vec<String> = jobs
-                        .iter()
-                        .map(|job| fleet.queues.config().queue_name(job.priority))
-                        .collect();
-                    fleet.queues.submit(jobs.clone()).await?;
-                    for (job, queue) in jobs.iter().zip(names) {
-                        let line = Submitted {
-                            job_id: &job.job_id,
-                            image_id: &job.image_id,
-                            queue,
-                        };
-                        println!("{}", serde_json::to_string(&line)?);
-                    }
-                    Ok(0)
-                }
-            }
+pub(crate) fn submit(args: SubmitArgs, wiring: &Wiring) -> anyhow::Result<()> {
+    let jobs = read_jobs(&args, &wiring.config)?;
+    let failed = runtime()?.block_on(async {
+        if wiring.queue_redis.is_none() {
             // Without Redis this process is the fleet: it runs the jobs and always waits.
-            None => {
-                let opened = tiers.open().await;
-                let state = Arc::new(WorkerState::new(
-                    &opened,
-                    &tiers.prefix,
-                    config.presets.clone(),
-                    Originals::open(&args.originals)?,
-                    opossum_fleet::engine_limits(config),
-                ));
-                let embedded = Embedded::start(state, 2, 1);
-                let failed = submit_and_print(&embedded, jobs, &args).await;
-                if let Err(e) = opened.hierarchy.flush_stats() {
-                    tracing::warn!(error = %e, "cache stats not saved");
-                }
-                failed
-            }
+            let node = Node::open_embedded(wiring, NodeSettings::one_shot()).await?;
+            let failed = submit_and_print(node.queue.as_ref(), jobs, &args).await;
+            node.finish().await;
+            return failed;
         }
+        let fleet = wiring.fleet("`opossum submit` to the fleet").await?;
+        if args.wait {
+            return submit_and_print(&fleet, jobs, &args).await;
+        }
+        let names: Vec<String> = jobs
+            .iter()
+            .map(|job| fleet.queues.config().queue_name(job.priority))
+            .collect();
+        fleet.queues.submit(jobs.clone()).await?;
+        for (job, queue) in jobs.iter().zip(names) {
+            let line = Submitted {
+                job_id: &job.job_id,
+                image_id: &job.image_id,
+                queue,
+            };
+            println!("{}", serde_json::to_string(&line)?);
+        }
+        Ok(0)
     })?;
     if failed > 0 {
         bail!("{failed} job(s) ended with an error");
@@ -224,30 +202,6 @@ async fn submit_and_print(
     Ok(found.iter().filter(|e| e.status == Status::Error).count())
 }
 
-/// The queues and the event stream of this run's prefix at `url`.
-async fn connect_fleet(url: &str, prefix: &str) -> anyhow::Result<(Queues, Events)> {
-    let fleet = connect_fleet_with_connection(url, prefix).await?;
-    Ok((fleet.queues, fleet.events))
-}
-
-/// [`connect_fleet`], also keeping the connection (for analytics).
-pub(crate) async fn connect_fleet_with_connection(
-    url: &str,
-    prefix: &str,
-) -> anyhow::Result<Fleet> {
-    let client = redis::Client::open(url).context("invalid Redis URL")?;
-    Fleet::connect(&client, prefix)
-        .await
-        .with_context(|| format!("connecting to {}", opossum_fleet::redact(url)))
-}
-
-fn redis_url(tiers: &TierArgs) -> anyhow::Result<&str> {
-    tiers
-        .queue_redis
-        .as_deref()
-        .context("this command needs --redis URL (or OPOSSUM_REDIS_URL): the queues and events live in Redis")
-}
-
 #[derive(Serialize)]
 struct EventLine<'a> {
     id: &'a str,
@@ -255,10 +209,9 @@ struct EventLine<'a> {
     event: &'a Event,
 }
 
-pub(crate) fn events(args: EventsArgs, tiers: &TierArgs) -> anyhow::Result<()> {
-    let url = redis_url(tiers)?.to_string();
+pub(crate) fn events(args: EventsArgs, wiring: &Wiring) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        let (_, events) = connect_fleet(&url, &tiers.prefix).await?;
+        let events = wiring.fleet("`opossum events`").await?.events;
         let latest = events.latest(args.count).await?;
         let mut after = latest
             .last()
@@ -288,10 +241,9 @@ pub(crate) fn events(args: EventsArgs, tiers: &TierArgs) -> anyhow::Result<()> {
     })
 }
 
-pub(crate) fn queue(command: QueueCommand, tiers: &TierArgs) -> anyhow::Result<()> {
-    let url = redis_url(tiers)?.to_string();
+pub(crate) fn queue(command: QueueCommand, wiring: &Wiring) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        let (queues, _) = connect_fleet(&url, &tiers.prefix).await?;
+        let queues = wiring.fleet("`opossum queue`").await?.queues;
         match command {
             QueueCommand::Stats { json } => {
                 let mut rows = Vec::new();

@@ -1,5 +1,6 @@
-//! `opossum`: the command line of the image engine and the cache (and, in later issues, of the
-//! queue and the HTTP origin). Thin: parse arguments, call the libraries, print results.
+//! `opossum`: the command line of the image engine, the cache, the queues and the HTTP origin.
+//! Thin: parse arguments, resolve them into an `opossum_wiring::Wiring`, call the libraries,
+//! print results.
 //!
 //! Exit codes: 0 success; 1 the request failed (bad image, bad chain, unreadable file), with one
 //! line `error: ...` on stderr; 2 a usage error (from clap). A panic is a bug: it is reported
@@ -12,22 +13,21 @@ mod fleet;
 mod process;
 mod serve;
 mod stats;
-mod tiers;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use opossum_config::Config;
 use opossum_ops::{Category, Chain, Options, Presets, derive_key};
+use opossum_wiring::{CommonArgs, Wiring};
 use serde::Serialize;
 
-/// The prefix of keys, queues and events (`--prefix`, default `opossum`), set once at start.
 /// Pipeline settings with this run's namespace and the configuration's limits.
-pub(crate) fn pipeline_config(config: &Config, prefix: &str) -> opossum_pipeline::PipelineConfig {
-    opossum_pipeline::PipelineConfig::new(prefix, opossum_fleet::engine_limits(config))
+pub(crate) fn pipeline_config(wiring: &Wiring) -> opossum_pipeline::PipelineConfig {
+    opossum_pipeline::PipelineConfig::new(&wiring.prefix, wiring.limits.clone())
 }
 
 /// A runtime for the commands that talk to the tiers.
@@ -46,15 +46,8 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     about = "Image processing with a multi-tier cache"
 )]
 struct Cli {
-    /// Configuration file (YAML): presets, analytics and warming settings
-    #[arg(long, global = true, env = "OPOSSUM_CONFIG")]
-    config: Option<PathBuf>,
-    /// Prefix of cache keys, queues (`{prefix}:process`, `{prefix}:warm`) and events
-    /// [default: the configuration's `prefix`, else opossum]
-    #[arg(long, global = true, env = "OPOSSUM_PREFIX")]
-    prefix: Option<String>,
     #[command(flatten)]
-    tiers: tiers::TierArgs,
+    common: CommonArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -125,7 +118,7 @@ fn main() -> ExitCode {
             message.replace('\n', " ")
         );
     }));
-    let mut cli = Cli::parse();
+    let cli = Cli::parse();
     if let Command::Config(command) = cli.command {
         // `config check` reads only the file it is given.
         return match config::run(command) {
@@ -133,7 +126,7 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         };
     }
-    let config = match Config::resolve(cli.config.as_deref()) {
+    let config = match Config::resolve(cli.common.config.as_deref()) {
         Ok(config) => config,
         Err(e) => return fail(&e.into()),
     };
@@ -147,27 +140,18 @@ fn main() -> ExitCode {
         Ok(telemetry) => telemetry,
         Err(e) => return fail(&e),
     };
-    cli.tiers.prefix = config.prefix_or(cli.prefix.as_deref());
-    cli.tiers.caching = config.caching.clone();
-    let urls = config
-        .redis_url(cli.tiers.redis.as_deref())
-        .and_then(|cache| Ok((cache, config.queue_redis_url(cli.tiers.redis.as_deref())?)));
-    let result = urls
+    let result = Wiring::new(&cli.common, config)
         .map_err(anyhow::Error::from)
-        .and_then(|(cache, queue)| {
-            cli.tiers.redis = cache;
-            cli.tiers.queue_redis = queue;
-            match cli.command {
-                Command::Process(args) => process::run(args, &cli.tiers, &config),
-                Command::Key(args) => key(args, &cli.tiers, &config),
-                Command::Cache(command) => cache::run(command, &cli.tiers, &config),
-                Command::Submit(args) => fleet::submit(args, &cli.tiers, &config),
-                Command::Events(args) => fleet::events(args, &cli.tiers),
-                Command::Queue(command) => fleet::queue(command, &cli.tiers),
-                Command::Serve(args) => serve::run(args, &cli.tiers, &config),
-                Command::Stats(command) => stats::run(command, &cli.tiers, &config),
-                Command::Config(command) => config::run(command),
-            }
+        .and_then(|wiring| match cli.command {
+            Command::Process(args) => process::run(args, &wiring),
+            Command::Key(args) => key(args, &wiring),
+            Command::Cache(command) => cache::run(command, &wiring),
+            Command::Submit(args) => fleet::submit(args, &wiring),
+            Command::Events(args) => fleet::events(args, &wiring),
+            Command::Queue(command) => fleet::queue(command, &wiring),
+            Command::Serve(args) => serve::run(args, &wiring),
+            Command::Stats(command) => stats::run(command, &wiring),
+            Command::Config(command) => config::run(command),
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -187,11 +171,11 @@ pub(crate) fn parse_chain(text: &str, presets: &Presets) -> anyhow::Result<Chain
     Chain::parse_any_with(text, presets).with_context(|| format!("invalid --ops `{text}`"))
 }
 
-fn key(args: KeyArgs, tiers: &tiers::TierArgs, config: &Config) -> anyhow::Result<()> {
-    let chain = parse_chain(&args.ops, &config.presets)?;
+fn key(args: KeyArgs, wiring: &Wiring) -> anyhow::Result<()> {
+    let chain = parse_chain(&args.ops, &wiring.config.presets)?;
     let key = derive_key(
-        &tiers.prefix,
-        &pipeline_config(config, &tiers.prefix).version,
+        &wiring.prefix,
+        &pipeline_config(wiring).version,
         &args.image_id,
         &chain,
         &Options::new(),

@@ -8,23 +8,19 @@ use opossum_fleet::Originals;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use opossum_config::Config;
 use opossum_ops::{Options, derive_key};
 use opossum_pipeline::{ErrorKind, Pipeline, PipelineError, PresetStore, Provenance};
 use serde::Serialize;
 
-use crate::tiers::TierArgs;
 use crate::{parse_chain, read_limited, runtime, write_file, write_stdout};
+use opossum_wiring::Wiring;
 
 #[derive(clap::Args)]
 pub(crate) struct ProcessArgs {
     /// The image file; its path, exactly as given, is the image id used for the key. With
-    /// --originals, the name of an object in that store instead
+    /// --originals (or OPOSSUM_ORIGINALS), the name of an object in that store instead, read
+    /// as the workers read it
     input: PathBuf,
-    /// Read the image from this originals store (a directory, or s3://bucket/prefix), as the
-    /// workers do
-    #[arg(long)]
-    originals: Option<String>,
     /// Operation chain, e.g. `resize:800:600:fit,grayscale,format:webp`, or its JSON form
     #[arg(long)]
     ops: String,
@@ -60,21 +56,21 @@ struct Produced {
     source: Provenance,
 }
 
-pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs, config: &Config) -> anyhow::Result<()> {
+pub(crate) fn run(args: ProcessArgs, wiring: &Wiring) -> anyhow::Result<()> {
     let started = Instant::now();
     let image_id = args.input.to_string_lossy().into_owned();
     let produced = if args.no_cache {
-        let chain = parse_chain(&args.ops, &config.presets)?;
-        let settings = crate::pipeline_config(config, &tiers.prefix);
+        let chain = parse_chain(&args.ops, &wiring.config.presets)?;
+        let settings = crate::pipeline_config(wiring);
         let key = derive_key(
-            &tiers.prefix,
+            &wiring.prefix,
             &settings.version,
             &image_id,
             &chain,
             &Options::new(),
         );
         let limits = settings.limits;
-        let source = OriginalSource::new(&args)?;
+        let source = OriginalSource::new(&args, wiring)?;
         let input = runtime()?
             .block_on(source.load(&image_id, limits.max_bytes))
             .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
@@ -90,11 +86,10 @@ pub(crate) fn run(args: ProcessArgs, tiers: &TierArgs, config: &Config) -> anyho
         }
     } else {
         through_cache(
-            OriginalSource::new(&args)?,
+            OriginalSource::new(&args, wiring)?,
             &image_id,
             &args.ops,
-            tiers,
-            config,
+            wiring,
         )?
     };
 
@@ -133,10 +128,13 @@ enum OriginalSource {
 }
 
 impl OriginalSource {
-    fn new(args: &ProcessArgs) -> anyhow::Result<OriginalSource> {
-        Ok(match &args.originals {
-            Some(location) => OriginalSource::Store(Originals::open(location)?),
-            None => OriginalSource::File(args.input.clone()),
+    /// A store when one was named on the command line or in the environment (the
+    /// configuration's `originals` is the services' default, not a reason to leave files).
+    fn new(args: &ProcessArgs, wiring: &Wiring) -> anyhow::Result<OriginalSource> {
+        Ok(if wiring.originals_named {
+            OriginalSource::Store(wiring.originals()?)
+        } else {
+            OriginalSource::File(args.input.clone())
         })
     }
 
@@ -168,17 +166,16 @@ fn through_cache(
     source: OriginalSource,
     image_id: &str,
     ops: &str,
-    tiers: &TierArgs,
-    config: &Config,
+    wiring: &Wiring,
 ) -> anyhow::Result<Produced> {
     let runtime = runtime()?;
     runtime.block_on(async {
-        let opened = tiers.open().await;
-        let settings = crate::pipeline_config(config, &tiers.prefix);
+        let opened = wiring.tiers().await;
+        let settings = crate::pipeline_config(wiring);
         let presets = PresetStore::new(
-            config.presets.clone(),
+            wiring.config.presets.clone(),
             opened.hierarchy.clone(),
-            &tiers.prefix,
+            &wiring.prefix,
             &settings.version,
         );
         let chain = presets
@@ -186,7 +183,7 @@ fn through_cache(
             .await
             .with_context(|| format!("invalid --ops `{ops}`"))?;
         let pipeline = Pipeline::new(opened.hierarchy.clone(), settings, opened.leases);
-        let max_bytes = config.limits.max_source_size;
+        let max_bytes = wiring.config.limits.max_source_size;
         // A failed load names the file already; an engine failure gets the image's name.
         let load_failed = std::sync::atomic::AtomicBool::new(false);
         let load = || async {

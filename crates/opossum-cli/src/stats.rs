@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Subcommand;
-use opossum_analytics::{Analytics, AnalyticsConfig};
-use opossum_config::Config;
+use opossum_analytics::Analytics;
 
-use crate::tiers::TierArgs;
+use opossum_wiring::Wiring;
 
 #[derive(Subcommand)]
 pub(crate) enum StatsCommand {
@@ -32,21 +30,13 @@ pub(crate) struct TopArgs {
     json: bool,
 }
 
-pub(crate) fn run(command: StatsCommand, tiers: &TierArgs, config: &Config) -> anyhow::Result<()> {
+pub(crate) fn run(command: StatsCommand, wiring: &Wiring) -> anyhow::Result<()> {
     let StatsCommand::Top(args) = command;
-    let url = tiers
-        .queue_redis
-        .as_deref()
-        .context("analytics live in Redis: pass --redis URL or set OPOSSUM_REDIS_URL")?;
     crate::runtime()?.block_on(async {
-        let client = redis::Client::open(url).context("invalid --redis URL")?;
-        let connection = opossum_fleet::connect(&client)
-            .await
-            .with_context(|| format!("connecting to {url}"))?;
-        let analytics = Analytics::new(
-            AnalyticsConfig::from_settings(&tiers.prefix, &config.analytics),
-            connection,
-        );
+        let fleet = wiring
+            .fleet("`opossum stats` (the analytics live in Redis)")
+            .await?;
+        let analytics = Analytics::new(wiring.analytics_config(), fleet.connection);
         let report = analytics
             .report(
                 opossum_cache::unix_millis(),

@@ -23,11 +23,15 @@
 
 use std::path::Path;
 
-use opossum_ops::{OpsError, OutputFormat, Presets};
+use opossum_ops::{OpsError, Presets};
 use serde::Deserialize;
 
+mod env;
 mod sections;
 mod settings;
+
+pub use env::ENV_PREFIX;
+use env::apply_env;
 
 pub use sections::{AnalyticsSettings, FontsSettings, QueuesSettings, WarmingSettings};
 pub use settings::{
@@ -38,8 +42,29 @@ pub use settings::{
 /// Largest configuration file read.
 const MAX_BYTES: u64 = 4 << 20;
 
-/// Prefix of the environment overrides.
-pub const ENV_PREFIX: &str = "OPOSSUM_";
+/// A value a section's `validate` refuses: the key within the section and what is wrong.
+#[derive(Debug)]
+pub(crate) struct Invalid {
+    key: String,
+    message: String,
+}
+
+impl Invalid {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error, its key prefixed with the section's.
+    fn within(self, section: &str) -> Invalid {
+        Invalid {
+            key: format!("{section}.{}", self.key),
+            ..self
+        }
+    }
+}
 
 /// What is wrong with a configuration. Messages name the source and the key path.
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +105,9 @@ pub enum ConfigError {
     },
 }
 
-/// A loaded configuration.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A loaded configuration: the file's shape (every top-level key; unknown ones refused).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// the seed's `caching:` block: the tiers
     pub caching: CachingSettings,
@@ -99,7 +125,9 @@ pub struct Config {
     pub limits: LimitsSettings,
     /// metrics, traces, the summary line
     pub telemetry: TelemetrySettings,
-    /// named, versioned operation chains
+    /// named, versioned operation chains (parsed apart from the rest, so that a preset's
+    /// error keeps its type)
+    #[serde(skip)]
     pub presets: Presets,
     /// usage analytics
     pub analytics: AnalyticsSettings,
@@ -109,25 +137,6 @@ pub struct Config {
     pub queues: QueuesSettings,
     /// the font set of SVG text
     pub fonts: FontsSettings,
-}
-
-/// The file's shape: every top-level key, unknown ones refused.
-#[derive(Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct File {
-    caching: CachingSettings,
-    prefix: Option<String>,
-    originals: Option<String>,
-    worker: WorkerSettings,
-    origin: OriginSettings,
-    cdn: CdnSettings,
-    limits: LimitsSettings,
-    telemetry: TelemetrySettings,
-    presets: serde_json::Value,
-    analytics: AnalyticsSettings,
-    warming: WarmingSettings,
-    queues: QueuesSettings,
-    fonts: FontsSettings,
 }
 
 impl Config {
@@ -194,7 +203,11 @@ impl Config {
             section: key.to_string(),
             message,
         };
-        let file: File = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let presets = value
+            .as_object_mut()
+            .and_then(|map| map.remove("presets"))
+            .unwrap_or(serde_json::Value::Null);
+        let mut config: Config = serde_path_to_error::deserialize(&value).map_err(|e| {
             let key = e.path().to_string();
             let message = e.inner().to_string();
             if key == "." {
@@ -203,60 +216,28 @@ impl Config {
                 setting_error(&key, message)
             }
         })?;
-        let presets =
-            Presets::from_config(&file.presets).map_err(|source| ConfigError::Preset {
-                path: source_of("presets"),
-                source,
-            })?;
-        file.warming
-            .validate(&presets)
-            .map_err(|(key, message)| setting_error(&format!("warming.{key}"), message))?;
-        file.caching
-            .redis_cache
-            .connection_url()
-            .map_err(|message| setting_error("caching.redis_cache.url", message))?;
-        if let Some(url) = &file.queues.redis_url {
-            settings::check_redis_url(url)
-                .map_err(|message| setting_error("queues.redis_url", message))?;
-        }
-        for (index, format) in file.origin.negotiate.iter().enumerate() {
-            if !matches!(format, OutputFormat::Webp | OutputFormat::Avif) {
-                return Err(setting_error(
-                    &format!("origin.negotiate[{index}]"),
-                    format!("`{}` cannot be negotiated (webp, avif)", format.name()),
-                ));
-            }
-        }
-        if !(0.0..=1.0).contains(&file.analytics.sample_rate) {
-            return Err(setting_error(
-                "analytics.sample_rate",
-                format!("{} is not between 0 and 1", file.analytics.sample_rate),
-            ));
-        }
-        for (key, value) in [
-            ("worker.concurrency", file.worker.concurrency),
-            ("worker.batch_size", file.worker.batch_size),
-            ("origin.max_computations", file.origin.max_computations),
-        ] {
-            if value == 0 {
-                return Err(setting_error(key, "must be more than zero".into()));
-            }
-        }
-        Ok(Config {
-            caching: file.caching,
-            prefix: file.prefix,
-            originals: file.originals,
-            worker: file.worker,
-            origin: file.origin,
-            cdn: file.cdn,
-            limits: file.limits,
-            telemetry: file.telemetry,
-            presets,
-            analytics: file.analytics,
-            warming: file.warming,
-            queues: file.queues,
-            fonts: file.fonts,
-        })
+        config.presets = Presets::from_config(&presets).map_err(|source| ConfigError::Preset {
+            path: source_of("presets"),
+            source,
+        })?;
+        config
+            .validate()
+            .map_err(|Invalid { key, message }| setting_error(&key, message))?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot, section by section (each section's `validate` beside it).
+    fn validate(&self) -> Result<(), Invalid> {
+        self.caching.validate().map_err(|e| e.within("caching"))?;
+        self.worker.validate().map_err(|e| e.within("worker"))?;
+        self.origin.validate().map_err(|e| e.within("origin"))?;
+        self.analytics
+            .validate()
+            .map_err(|e| e.within("analytics"))?;
+        self.warming
+            .validate(&self.presets)
+            .map_err(|e| e.within("warming"))?;
+        self.queues.validate().map_err(|e| e.within("queues"))
     }
 
     /// The key and queue prefix: `flag` (`--prefix`, `OPOSSUM_PREFIX`), else the file's, else
@@ -314,56 +295,6 @@ fn read(path: &Path) -> Result<String, ConfigError> {
         )));
     }
     std::fs::read_to_string(path).map_err(|e| read_error(e.to_string()))
-}
-
-/// Sets each `OPOSSUM_A__B=value` of `vars` at key path `a.b` of `value`. Variables without
-/// `__` are the flags' own and are left to them. Returns (key path, variable) per override.
-fn apply_env(
-    value: &mut serde_json::Value,
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut applied = Vec::new();
-    let mut vars: Vec<(String, String)> = vars
-        .into_iter()
-        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name.contains("__"))
-        .collect();
-    vars.sort();
-    for (name, text) in vars {
-        let path: Vec<String> = name[ENV_PREFIX.len()..]
-            .split("__")
-            .map(str::to_ascii_lowercase)
-            .collect();
-        let key = path.join(".");
-        if path.iter().any(String::is_empty) {
-            return Err(ConfigError::Setting {
-                path: format!("environment {name}"),
-                section: key,
-                message: "empty key in the variable name".into(),
-            });
-        }
-        let parsed: serde_json::Value = if text.trim().is_empty() {
-            serde_json::Value::String(text.clone())
-        } else {
-            serde_saphyr::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()))
-        };
-        let mut node = &mut *value;
-        for (depth, segment) in path.iter().enumerate() {
-            if !node.is_object() {
-                return Err(ConfigError::Setting {
-                    path: format!("environment {name}"),
-                    section: path[..depth].join("."),
-                    message: "is not a section, so it has no keys to set".into(),
-                });
-            }
-            let map = node.as_object_mut().expect("checked to be an object");
-            node = map
-                .entry(segment.clone())
-                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-        }
-        *node = parsed;
-        applied.push((key, name));
-    }
-    Ok(applied)
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use opossum_ops::{Chain, OutputFormat, Presets};
+
+use crate::Invalid;
 use serde::{Deserialize, Deserializer};
 
 /// A duration: seconds as a number, or text such as `90s`, `5m`, `24h`, `7d`.
@@ -50,6 +52,18 @@ pub struct FontsSettings {
     pub dir: std::path::PathBuf,
 }
 
+impl QueuesSettings {
+    /// Checks the URL's scheme.
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        match &self.redis_url {
+            Some(url) => crate::settings::check_redis_url(url)
+                .map(drop)
+                .map_err(|message| Invalid::new("redis_url", message)),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Default for FontsSettings {
     fn default() -> FontsSettings {
         FontsSettings {
@@ -77,6 +91,19 @@ pub struct AnalyticsSettings {
     pub sample_rate: f64,
     /// most sampled requests kept (default 200,000, about 20 MB in Redis)
     pub sample_cap: usize,
+}
+
+impl AnalyticsSettings {
+    /// Checks the sample rate is a fraction.
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        if !(0.0..=1.0).contains(&self.sample_rate) {
+            return Err(Invalid::new(
+                "sample_rate",
+                format!("{} is not between 0 and 1", self.sample_rate),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for AnalyticsSettings {
@@ -160,30 +187,30 @@ impl Default for WarmingSettings {
 impl WarmingSettings {
     /// Checks values serde cannot: chains parse (presets included), formats exist, numbers are
     /// in range. The error is (key, message).
-    pub(crate) fn validate(&self, presets: &Presets) -> Result<(), (String, String)> {
+    pub(crate) fn validate(&self, presets: &Presets) -> Result<(), Invalid> {
         for (index, ops) in self.common_operations.iter().enumerate() {
             Chain::parse_any_with(ops, presets).map_err(|e| {
-                (
+                Invalid::new(
                     format!("common_operations[{index}]"),
                     format!("`{ops}`: {e}"),
                 )
             })?;
         }
         if !(0.0..=1.0).contains(&self.low_traffic_fraction) {
-            return Err((
-                "low_traffic_fraction".into(),
+            return Err(Invalid::new(
+                "low_traffic_fraction",
                 format!("{} is not between 0 and 1", self.low_traffic_fraction),
             ));
         }
         if !(self.min_expected_requests.is_finite() && self.min_expected_requests >= 0.0) {
-            return Err((
-                "min_expected_requests".into(),
+            return Err(Invalid::new(
+                "min_expected_requests",
                 format!("{} is not a number of requests", self.min_expected_requests),
             ));
         }
         for (key, value) in [("half_life", self.half_life), ("interval", self.interval)] {
             if value.is_zero() {
-                return Err((key.into(), "must be more than zero".into()));
+                return Err(Invalid::new(key, "must be more than zero"));
             }
         }
         Ok(())

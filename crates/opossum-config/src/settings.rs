@@ -11,6 +11,7 @@ use std::time::Duration;
 use opossum_ops::OutputFormat;
 use serde::{Deserialize, Deserializer};
 
+use crate::Invalid;
 use crate::sections::duration;
 
 /// A byte size: a number of bytes, or text such as `2GB`, `512MiB` or `1.5 GiB`. `GB` is
@@ -153,6 +154,16 @@ pub(crate) fn check_redis_url(url: &str) -> Result<url::Url, String> {
     Ok(parsed)
 }
 
+impl CachingSettings {
+    /// Checks the shared tier's connection settings.
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        self.redis_cache
+            .connection_url()
+            .map(drop)
+            .map_err(|message| Invalid::new("redis_cache.url", message))
+    }
+}
+
 impl RedisCacheSettings {
     /// The connection URL these settings describe, `None` when no Redis is configured.
     /// Credentials and TLS apply to a given `url` too.
@@ -239,6 +250,22 @@ pub struct WorkerSettings {
     pub batch_size: usize,
 }
 
+impl WorkerSettings {
+    /// Checks the pool and batch sizes are not zero.
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        not_zero("concurrency", self.concurrency)?;
+        not_zero("batch_size", self.batch_size)
+    }
+}
+
+/// Refuses a zero `value` of `key`.
+fn not_zero(key: &str, value: usize) -> Result<(), Invalid> {
+    if value == 0 {
+        return Err(Invalid::new(key, "must be more than zero"));
+    }
+    Ok(())
+}
+
 impl Default for WorkerSettings {
     fn default() -> WorkerSettings {
         WorkerSettings {
@@ -272,6 +299,21 @@ pub struct OriginSettings {
     pub max_output_bytes: u64,
     /// formats offered by `Accept` negotiation, in order (default webp, avif)
     pub negotiate: Vec<OutputFormat>,
+}
+
+impl OriginSettings {
+    /// Checks the negotiated formats can be negotiated and computations can run.
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        for (index, format) in self.negotiate.iter().enumerate() {
+            if !matches!(format, OutputFormat::Webp | OutputFormat::Avif) {
+                return Err(Invalid::new(
+                    format!("negotiate[{index}]"),
+                    format!("`{}` cannot be negotiated (webp, avif)", format.name()),
+                ));
+            }
+        }
+        not_zero("max_computations", self.max_computations)
+    }
 }
 
 impl Default for OriginSettings {

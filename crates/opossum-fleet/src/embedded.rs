@@ -11,7 +11,7 @@
 //!
 //! The queue is a tokio channel and a semaphore, not apalis's `MemoryStorage`: with apalis 1.0
 //! an idle in-memory worker sometimes missed the wake-up of a job pushed while it was polling
-//! (the job waited forever, about one run in three of `workers/tests/cli.rs` under load), and
+//! (the job waited forever, about one run in three of `tests/e2e/queue_cli.rs` under load), and
 //! a channel with a bounded pool of tasks is all this mode needs.
 
 use std::collections::VecDeque;
@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use crate::events::Event;
+use crate::handler::{Outcome, Retry, WorkerState, job_outcome};
 use crate::seam::MemoryClaims;
-use crate::worker::{Outcome, Retry, WorkerState, job_outcome};
 use crate::{FleetError, Job, Priority};
 
 /// Latest events kept for [`Embedded::latest`].
@@ -162,7 +162,7 @@ async fn run_with_retries(state: &WorkerState, job: &Job) -> Event {
             let seconds = started.elapsed().as_secs_f64();
             opossum_telemetry::metrics().job(job.priority.queue_suffix(), outcome, seconds);
         };
-        match state.run(job).await {
+        match state.execute(job).await {
             Outcome::Done(event) => {
                 finish(job_outcome(&event));
                 return event;

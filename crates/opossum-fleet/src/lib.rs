@@ -6,8 +6,9 @@
 //! - [`Queues`] (`queue.rs`): producers' admission control (jobs are pushed parked and promoted
 //!   under a due-backlog cap, because apalis-redis fails above about 8,000 due jobs), queue
 //!   depth from plain Redis commands, the dead set, cleanup of completed jobs.
-//! - [`WorkerState`] and [`run`] (`worker.rs`): the handler and error classification, the
-//!   worker process's monitor, wake-ups and graceful shutdown.
+//! - [`WorkerState`] (`handler.rs`): the job handler and error classification.
+//! - [`run_worker`] (`runner.rs`): the worker process's monitor, wake-ups and graceful
+//!   shutdown; `invalidation.rs`: invalidations announced to every process.
 //! - [`Events`] (`events.rs`): the `{prefix}:events` stream.
 //! - [`Originals`] (`originals.rs`): object_store, local directory or S3.
 //! - [`Embedded`] (`embedded.rs`): the same handler on an in-process queue.
@@ -16,16 +17,20 @@
 
 mod embedded;
 mod events;
+mod handler;
+mod invalidation;
 mod job;
 mod originals;
 mod queue;
+mod runner;
 mod seam;
 mod telemetry;
 mod tiers;
-mod worker;
 
 pub use embedded::Embedded;
 pub use events::{Event, EventReader, Events, JobError, Status, StreamEntry, answer_of};
+pub use handler::{MAX_ATTEMPTS, Outcome, Retry, WARM_YIELD, WorkerState};
+pub use invalidation::{announce_invalidation, invalidation_channel};
 pub use job::{Job, Priority, new_job_id};
 pub use opossum_cache::TierKind;
 pub use opossum_pipeline::{
@@ -36,13 +41,10 @@ pub use queue::{
     DeadJob, Depth, JobStorage, MAX_DUE_CAP, PARK_BASE, PROMOTE_SCRIPT, QueueConfig, Queues,
     check_queue_server, connect,
 };
+pub use runner::{WorkerConfig, run_worker, shutdown_signal, unique_worker_name};
 pub use seam::{Completions, EVENTS_PER_READ, EventFollower, Expected, JobQueue, submit_and_wait};
 pub use telemetry::Sources;
 pub use tiers::{Tiers, default_data_dir, engine_limits, open_tiers, redact};
-pub use worker::{
-    MAX_ATTEMPTS, Outcome, Retry, WARM_YIELD, WorkerConfig, WorkerState, announce_invalidation,
-    invalidation_channel, run, shutdown_signal, unique_worker_name,
-};
 
 /// Default approximate length of the event stream.
 pub const EVENTS_MAX_LEN: usize = 100_000;
@@ -52,30 +54,47 @@ pub const EVENTS_MAX_LEN: usize = 100_000;
 /// seam.
 #[derive(Clone)]
 pub struct Fleet {
-    /// the queues, with default settings
+    /// the queues
     pub queues: Queues,
     /// the completion events
     pub events: Events,
     /// the shared connection (for analytics and anything else on the same server)
     pub connection: redis::aio::ConnectionManager,
+    /// the client the connection came from (pub/sub opens connections of its own)
+    pub client: redis::Client,
 }
 
 impl Fleet {
-    /// Connects to `client` and opens `prefix`'s queues and events.
+    /// Connects to `client` and opens `prefix`'s queues (default settings) and events.
     pub async fn connect(client: &redis::Client, prefix: &str) -> Result<Fleet, FleetError> {
-        let connection = connect(client).await?;
-        let queues = Queues::new(
+        Fleet::connect_with(
+            client,
             QueueConfig {
                 prefix: prefix.into(),
                 ..QueueConfig::default()
             },
+        )
+        .await
+    }
+
+    /// Connects to `client` and opens the queues `queue_config` describes, and their events.
+    pub async fn connect_with(
+        client: &redis::Client,
+        queue_config: QueueConfig,
+    ) -> Result<Fleet, FleetError> {
+        let connection = connect(client).await?;
+        let events = Events::new(
+            client.clone(),
             connection.clone(),
+            &queue_config.prefix,
+            EVENTS_MAX_LEN,
         );
-        let events = Events::new(client.clone(), connection.clone(), prefix, EVENTS_MAX_LEN);
+        let queues = Queues::new(queue_config, connection.clone());
         Ok(Fleet {
             queues,
             events,
             connection,
+            client: client.clone(),
         })
     }
 }

@@ -28,21 +28,23 @@
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod args;
 mod category;
 mod chain;
 mod error;
 mod key;
 pub mod limits;
+mod operation;
 mod preset;
 mod ttl;
 
 pub use category::Category;
-pub use chain::{
-    Chain, Encoding, FlipAxis, MAX_CHAIN_LENGTH, MAX_DIMENSION, Milli, Operation, OutputFormat,
-    ResizeMode, Rotation,
-};
+pub use chain::{Chain, MAX_CHAIN_LENGTH};
 pub use error::OpsError;
 pub use key::{CacheKey, Options, derive_key, derive_key_with_chain, image_hash};
+pub use operation::{
+    Encoding, FlipAxis, MAX_DIMENSION, Milli, Operation, OutputFormat, ResizeMode, Rotation,
+};
 pub use preset::{NoPresets, Preset, PresetLookup, PresetRef, Presets};
 pub use ttl::{TtlInputs, adaptive_ttl};
 

@@ -211,6 +211,9 @@ pub async fn serve_metrics(
         .await
         .with_context(|| format!("binding the metrics endpoint to {listen}"))?;
     let address = listener.local_addr()?;
+    // One line on stdout, as the origin prints its own: whoever passed port 0 (tests,
+    // scripts) learns the address the process bound itself, with no port freed and reused.
+    println!("metrics on http://{address}");
     let queues_sources = sources.clone();
     let app = axum::Router::new()
         .route(

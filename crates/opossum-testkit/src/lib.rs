@@ -232,6 +232,45 @@ impl Drop for Process {
     }
 }
 
+impl Process {
+    /// Spawns `command` (its stdout piped), which binds its own listener (port 0) and prints
+    /// the address on a stdout line starting with `announcement` (`listening on `, `metrics
+    /// on `): returns the process and what follows the announcement (`http://127.0.0.1:PORT`).
+    /// The rest of stdout is drained on a thread. No port is picked, freed and reused, so no
+    /// other process can take it in between. Panics when the process exits or `deadline`
+    /// passes first.
+    pub fn spawn_announced(
+        command: &mut Command,
+        announcement: &str,
+        deadline: Duration,
+    ) -> (Process, String) {
+        use std::io::BufRead;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let process = Process(child);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let prefix = announcement.to_string();
+        std::thread::spawn(move || {
+            let mut sender = Some(sender);
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix(&prefix)
+                    && let Some(sender) = sender.take()
+                {
+                    let _ = sender.send(rest.trim().to_string());
+                }
+            }
+        });
+        match receiver.recv_timeout(deadline) {
+            Ok(address) => (process, address),
+            Err(_) => panic!("{command:?} printed no `{announcement}` line within {deadline:?}"),
+        }
+    }
+}
+
 /// The workspace binary `name` (`opossum`, `opossum-worker`, ...) from the target directory
 /// the running test was built in (a test binary lives in its `deps/`). Panics naming the
 /// command that builds it when it is missing.
@@ -248,4 +287,32 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The repository's root (for `deploy/` and the README).
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The shared test corpus: `../shared/corpus` beside the checkout, or `$OPOSSUM_CORPUS`.
+/// Panics saying how to get it when it is missing.
+pub fn corpus() -> PathBuf {
+    let dir = std::env::var_os("OPOSSUM_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repository().join("../shared/corpus"));
+    assert!(
+        dir.join("photos").is_dir(),
+        "test corpus not found at {}: check out the project with ../shared beside it, \
+         or set OPOSSUM_CORPUS to the corpus directory",
+        dir.display()
+    );
+    dir
+}
+
+/// Each line of a command's standard output as JSON; panics naming a line that is not.
+pub fn json_lines(output: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
 }

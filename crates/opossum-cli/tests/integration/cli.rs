@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::support::{TempDir, corpus, run};
+use opossum_testkit::{TempDir, corpus};
+
+use crate::support::run;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -58,7 +60,7 @@ fn process_writes_the_requested_format_and_size() {
             image::ImageFormat::WebP,
         ),
     ] {
-        let out = temp.path(&format!("out.{format}"));
+        let out = temp.join(&format!("out.{format}"));
         let out_arg = out.to_string_lossy().into_owned();
         let report = ok(&[
             "process", &jpeg, "--ops", chain, "--out", &out_arg, "--json",
@@ -114,7 +116,7 @@ fn analyze_prints_the_analysis_json() {
 #[test]
 fn svg_round_trip_through_tracing_and_rendering() {
     let temp = TempDir::new("cli-svg");
-    let svg = temp.path("traced.svg").to_string_lossy().into_owned();
+    let svg = temp.join("traced.svg").to_string_lossy().into_owned();
     ok(&[
         "process",
         &photo("kodim23.png"),
@@ -125,7 +127,7 @@ fn svg_round_trip_through_tracing_and_rendering() {
     ]);
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("<svg") && text.contains("<path"));
-    let png = temp.path("rendered.png").to_string_lossy().into_owned();
+    let png = temp.join("rendered.png").to_string_lossy().into_owned();
     let report = ok(&[
         "process",
         &svg,
@@ -168,17 +170,17 @@ fn key_agrees_with_process_and_ignores_spelling() {
 #[test]
 fn the_font_set_is_part_of_every_key_and_draws_svg_text() {
     let temp = TempDir::new("cli-fonts");
-    let svg = temp.path("text.svg");
+    let svg = temp.join("text.svg");
     std::fs::write(
         &svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="160" height="48"><rect width="160" height="48" fill="white"/><text x="6" y="36" font-family="sans-serif" font-size="30">Opossum</text></svg>"#,
     )
     .unwrap();
-    let bare = temp.path("no-fonts.yaml");
-    let empty = temp.path("empty");
+    let bare = temp.join("no-fonts.yaml");
+    let empty = temp.join("empty");
     std::fs::write(&bare, format!("fonts:\n  dir: {}\n", empty.display())).unwrap();
     let (svg, bare) = (svg.to_str().unwrap(), bare.to_str().unwrap());
-    let (with, without) = (temp.path("with.png"), temp.path("without.png"));
+    let (with, without) = (temp.join("with.png"), temp.join("without.png"));
     let (with, without) = (with.to_str().unwrap(), without.to_str().unwrap());
 
     let default_key = ok(&["key", svg, "--ops", "format:png"]).stdout_text();
@@ -218,7 +220,7 @@ fn the_font_set_is_part_of_every_key_and_draws_svg_text() {
 #[test]
 fn presets_from_config_expand_to_the_same_key_as_their_operations() {
     let temp = TempDir::new("cli-presets");
-    let config = temp.path("opossum.yaml");
+    let config = temp.join("opossum.yaml");
     std::fs::write(
         &config,
         "presets:\n  avatar:\n    version: 2\n    ops: \"thumbnail:64,format:png\"\n    family: avatar\n",
@@ -259,17 +261,17 @@ fn presets_from_config_expand_to_the_same_key_as_their_operations() {
         "unknown preset `preset:avatar`",
     );
     std::fs::write(
-        temp.path("bad.yaml"),
+        temp.join("bad.yaml"),
         "presets:\n  avatar:\n    ops: blur:x\n",
     )
     .unwrap();
-    let bad = temp.path("bad.yaml").to_string_lossy().into_owned();
+    let bad = temp.join("bad.yaml").to_string_lossy().into_owned();
     fails(
         &["--config", &bad, "key", &file, "--ops", "blur:1"],
         "presets: preset `avatar`: operation 1 `blur`: bad sigma `x`",
     );
-    std::fs::write(temp.path("typo.yaml"), "presetz: {}\n").unwrap();
-    let typo = temp.path("typo.yaml").to_string_lossy().into_owned();
+    std::fs::write(temp.join("typo.yaml"), "presetz: {}\n").unwrap();
+    let typo = temp.join("typo.yaml").to_string_lossy().into_owned();
     fails(
         &["--config", &typo, "key", &file, "--ops", "blur:1"],
         "typo.yaml: presetz: unknown field `presetz`",
@@ -279,7 +281,7 @@ fn presets_from_config_expand_to_the_same_key_as_their_operations() {
 #[test]
 fn bad_input_is_one_clear_line_and_exit_1() {
     let temp = TempDir::new("cli-errors");
-    let garbage = temp.path("garbage.jpg");
+    let garbage = temp.join("garbage.jpg");
     std::fs::write(&garbage, b"\xff\xd8\xff\xe0 this is not really a jpeg").unwrap();
     let garbage = garbage.to_string_lossy().into_owned();
     let png = photo("kodim23.png");
@@ -313,14 +315,14 @@ fn bad_input_is_one_clear_line_and_exit_1() {
     fails(
         &[
             "process",
-            temp.path("").to_str().unwrap(),
+            temp.path().to_str().unwrap(),
             "--ops",
             "grayscale",
         ],
         "is not a file",
     );
     // A 2 KB JPEG whose frame header claims 60000x60000: rejected from the header, at once.
-    let bomb = temp.path("bomb.jpg");
+    let bomb = temp.join("bomb.jpg");
     std::fs::write(
         &bomb,
         with_claimed_size(
@@ -364,7 +366,7 @@ fn with_claimed_size(jpeg: &[u8], width: u16, height: u16) -> Vec<u8> {
 #[test]
 fn process_uses_the_disk_tier_and_invalidate_removes_it() {
     let temp = TempDir::new("cli-cache");
-    let data = temp.path("data").to_string_lossy().into_owned();
+    let data = temp.join("data").to_string_lossy().into_owned();
     let file = photo("kodim23.png");
     let args = [
         "--data-dir",
@@ -406,8 +408,8 @@ fn process_uses_the_disk_tier_and_invalidate_removes_it() {
 #[test]
 fn bad_input_is_cached_as_an_error_result() {
     let temp = TempDir::new("cli-error-cache");
-    let data = temp.path("data").to_string_lossy().into_owned();
-    let broken = temp.path("broken.png");
+    let data = temp.join("data").to_string_lossy().into_owned();
+    let broken = temp.join("broken.png");
     std::fs::write(&broken, b"\x89PNG\r\n\x1a\n truncated").unwrap();
     let broken = broken.to_string_lossy().into_owned();
     let args = [
@@ -430,7 +432,7 @@ fn bad_input_is_cached_as_an_error_result() {
 #[test]
 fn simulate_reports_the_policy_beside_lru_and_optimal() {
     let temp = TempDir::new("cli-simulate");
-    let trace = temp.path("trace.txt");
+    let trace = temp.join("trace.txt");
     // A hot set of 20 keys, each followed by three one-off keys.
     let mut lines = Vec::new();
     for i in 0..4000 {

@@ -5,7 +5,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::{TempDir, corpus, run};
+use opossum_testkit::{TempDir, corpus};
+
+use crate::support::run;
 
 /// "A few hundred MB": the largest resident set any single run may reach.
 const PEAK_RSS_LIMIT_KIB: i64 = 300 * 1024;
@@ -74,7 +76,7 @@ fn every_corpus_file_decodes_or_fails_cleanly() {
     let files = corpus_files(&corpus);
     assert!(files.len() > 300, "only {} corpus files found", files.len());
     let temp = TempDir::new("corpus");
-    let out = temp.path("thumb.png");
+    let out = temp.join("thumb.png");
     let out_arg = out.to_string_lossy().into_owned();
     let mut problems = Vec::new();
     let (mut decoded, mut rejected) = (0, 0);

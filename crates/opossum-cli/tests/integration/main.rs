@@ -3,6 +3,4 @@
 //! (`tests/corpus_walk.rs`): its memory check reads the peak of this process's children.
 
 mod cli;
-mod ops;
-mod serve;
 mod support;

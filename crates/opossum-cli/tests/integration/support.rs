@@ -1,9 +1,10 @@
-//! Shared harness: finds the corpus, runs the binary with a deadline and a memory cap, and
-//! reports how it ended.
+//! Shared harness: runs the binary with a deadline and a memory cap, and reports how it ended
+//! (directories and the corpus come from `opossum_testkit`).
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use opossum_testkit::TempDir;
 
 /// Address-space cap for every run: far above what a correct run needs, low enough that a
 /// memory blow-up ends the run (and fails the test) instead of the machine.
@@ -11,20 +12,6 @@ const ADDRESS_SPACE_LIMIT: &str = "--as=2147483648";
 
 pub(crate) fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_opossum")
-}
-
-/// `../shared/corpus` beside the checkout, or `$OPOSSUM_CORPUS`.
-pub(crate) fn corpus() -> PathBuf {
-    let dir = std::env::var_os("OPOSSUM_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"));
-    assert!(
-        dir.join("photos").is_dir(),
-        "test corpus not found at {}: check out the project with ../shared beside it, \
-         or set OPOSSUM_CORPUS to the corpus directory",
-        dir.display()
-    );
-    dir
 }
 
 pub(crate) struct Run {
@@ -54,7 +41,7 @@ pub(crate) fn run(args: &[&str], deadline: Duration) -> Result<Run, String> {
         .arg("--")
         .arg(binary())
         .args(args)
-        .env("OPOSSUM_DATA_DIR", data.path(""))
+        .env("OPOSSUM_DATA_DIR", data.path())
         .env_remove("OPOSSUM_REDIS_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -97,31 +84,4 @@ pub(crate) fn run(args: &[&str], deadline: Duration) -> Result<Run, String> {
         stdout,
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     })
-}
-
-/// A fresh temporary directory, removed on drop.
-pub(crate) struct TempDir(PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(tag: &str) -> TempDir {
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "opossum-test-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    pub(crate) fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

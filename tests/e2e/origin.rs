@@ -475,24 +475,22 @@ async fn with_redis_misses_go_to_the_fleet() {
     let redis = RedisServer::start();
     let server = start(&[], Some(&redis.url()));
     let worker_data = TempDir::new("serve-worker");
-    let worker_metrics = format!("127.0.0.1:{}", free_port());
-    let _worker = Process(
+    let (_worker, worker_base) = Process::spawn_announced(
         Command::new(opossum_testkit::binary("opossum-worker"))
             .args(["--redis", &redis.url()])
             .arg("--originals")
             .arg(server.originals.path())
             .arg("--data-dir")
             .arg(worker_data.path())
-            .args(["--metrics-listen", &worker_metrics])
-            .env("OPOSSUM_LOG", "warn")
-            .spawn()
-            .unwrap(),
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .env("OPOSSUM_LOG", "warn"),
+        "metrics on ",
+        Duration::from_secs(30),
     );
     let url = format!("{}/v1/img/thumbnail:72,format:png/a.png", server.base);
     expect_computed(&url).await;
     // One request, one miss per tier fleet-wide: the origin looked the key up and counted
     // it; the job says so, and the worker looks up without counting.
-    let worker_base = format!("http://{worker_metrics}");
     wait_for_sample(
         &worker_base,
         r#"opossum_jobs_total{outcome="computed",queue="process"}"#,
@@ -571,11 +569,10 @@ async fn varnish_caches_the_origin_and_honours_the_purge() {
     let server = start(&[], None);
     let origin_port = server.base.rsplit(':').next().unwrap().to_string();
     let dir = TempDir::new("varnish");
-    let vcl = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/varnish/default.vcl"),
-    )
-    .unwrap()
-    .replace(".port = \"8080\";", &format!(".port = \"{origin_port}\";"));
+    let vcl =
+        std::fs::read_to_string(opossum_testkit::repository().join("deploy/varnish/default.vcl"))
+            .unwrap()
+            .replace(".port = \"8080\";", &format!(".port = \"{origin_port}\";"));
     std::fs::write(dir.join("test.vcl"), vcl).unwrap();
     let port = free_port();
     let _varnish = Process(

@@ -1,11 +1,11 @@
 //! `opossum submit`, `events`, `queue` and `process --originals` as a user runs them, against
 //! a real redis-server and a real worker process (and, without Redis, in embedded mode).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use opossum_testkit::{RedisServer, TempDir};
+use opossum_testkit::{RedisServer, TempDir, json_lines};
 
 fn opossum() -> PathBuf {
     opossum_testkit::binary("opossum")
@@ -13,7 +13,7 @@ fn opossum() -> PathBuf {
 
 fn originals() -> TempDir {
     let dir = TempDir::new("cli-originals");
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    let corpus = opossum_testkit::corpus();
     std::fs::copy(corpus.join("photos/kodim23.png"), dir.path().join("a.png"))
         .expect("corpus photo (is ../shared beside the checkout?)");
     std::fs::write(dir.path().join("corrupt.jpg"), b"\xff\xd8\xff garbage").unwrap();
@@ -44,13 +44,6 @@ fn run(args: &[&str], data: &TempDir, stdin: Option<&str>) -> Output {
             .unwrap();
     }
     child.wait_with_output().unwrap()
-}
-
-fn json_lines(output: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-        .collect()
 }
 
 fn stderr(output: &Output) -> String {
@@ -152,7 +145,7 @@ fn submit_wait_events_and_queue_stats_against_a_worker() {
     let originals = originals();
     let data = TempDir::new("cli-data");
     let worker_data = TempDir::new("cli-worker");
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_opossum-worker"))
+    let mut worker = Command::new(opossum_testkit::binary("opossum-worker"))
         .args(["--redis", &redis.url()])
         .arg("--originals")
         .arg(originals.path())

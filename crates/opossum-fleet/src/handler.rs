@@ -1,4 +1,4 @@
-//! What a worker does with one job, and the worker process's run loop.
+//! What a worker does with one job.
 //!
 //! [`WorkerState::handle`] is the job handler, shared by the Redis fleet and embedded mode:
 //! resolve the chain (presets included), answer from the cache hierarchy or compute (the
@@ -12,19 +12,13 @@
 //!   retries it after `attempt` seconds; after [`MAX_ATTEMPTS`] the job is aborted into the dead
 //!   set with a final `error` event, so nobody waits for it forever.
 //!
-//! [`run`] runs one apalis worker per queue, each with its own concurrency, under a monitor
-//! that restarts a worker whose backend failed (a Redis restart ends the stream with "broken
-//! pipe"), plus a ticker that promotes parked jobs and removes completed jobs' data.
-//! Idle workers wake on the promote script's pub/sub message, with a slow poll as a fallback.
+//! The worker process around it is `runner.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use apalis::prelude::{
-    AbortError, Attempt, BackendExt, BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt,
-};
-use futures::StreamExt;
+use apalis::prelude::{AbortError, BoxDynError};
 use opossum_analytics::{Access, Answer, Recorder, Variant};
 use opossum_image::Limits;
 use opossum_ops::{Category, Chain, Options};
@@ -32,7 +26,6 @@ use opossum_pipeline::{ErrorKind, Mode, Pipeline, PipelineError, PresetStore, Re
 
 use crate::events::{Event, Events};
 use crate::originals::Originals;
-use crate::queue::Queues;
 use crate::{Job, Priority};
 
 /// Attempts before a transiently failing job is given up (and moved to the dead set).
@@ -84,7 +77,7 @@ pub struct WorkerState {
     /// user jobs running in this process now; warm jobs wait for zero (see [`WARM_YIELD`])
     user_in_flight: Arc<AtomicUsize>,
     /// user jobs due fleet-wide (waiting for any worker), as the last promote tick saw them
-    user_due: AtomicU64,
+    pub(crate) user_due: AtomicU64,
 }
 
 /// Longest a warm job waits for user work before it runs anyway. Warming yields to user work:
@@ -160,8 +153,9 @@ impl WorkerState {
         self
     }
 
-    /// Runs one job to an [`Outcome`]; never panics on bad input.
-    pub async fn run(&self, job: &Job) -> Outcome {
+    /// Executes one job to an [`Outcome`] (no event published, no retry decided); never
+    /// panics on bad input.
+    pub async fn execute(&self, job: &Job) -> Outcome {
         let _counted = match job.priority {
             Priority::User => Some(self.user_work()),
             Priority::Warm => {
@@ -282,7 +276,7 @@ impl WorkerState {
             opossum_telemetry::metrics().job(queue, outcome, started.elapsed().as_secs_f64());
         };
         async {
-            let event = match self.run(job).await {
+            let event = match self.execute(job).await {
                 Outcome::Done(event) => event,
                 // The backend reschedules the job itself; the policy decides whether it may.
                 Outcome::Retry(error) => match Retry::after_attempt(attempt) {
@@ -314,256 +308,5 @@ pub(crate) fn job_outcome(event: &Event) -> &'static str {
     match (&event.error, event.source) {
         (None, Some(provenance)) => provenance.name(),
         _ => "error",
-    }
-}
-
-/// Settings of the worker process.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// this process's unique name (a restart gets a new one: re-registering a name within
-    /// one heartbeat is fatal to apalis)
-    pub name: String,
-    /// user jobs run at once
-    pub concurrency: usize,
-    /// warming jobs run at once (a separate pool, so warming never takes user slots)
-    pub warm_concurrency: usize,
-    /// how long in-flight jobs may take to finish after SIGTERM
-    pub grace_period: Duration,
-    /// how often parked jobs are promoted and completed jobs cleaned
-    pub tick: Duration,
-    /// the fallback poll of an idle worker, when no wake-up arrives
-    pub idle_poll: Duration,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> WorkerConfig {
-        WorkerConfig {
-            name: unique_worker_name(),
-            concurrency: 32,
-            warm_concurrency: 4,
-            grace_period: Duration::from_secs(30),
-            tick: Duration::from_millis(50),
-            idle_poll: Duration::from_millis(500),
-        }
-    }
-}
-
-/// `{host}-{pid}-{random}`: unique per process start.
-pub fn unique_worker_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "worker".into());
-    format!(
-        "{host}-{}-{:06x}",
-        std::process::id(),
-        rand::random::<u32>() & 0xff_ffff
-    )
-}
-
-/// A stream that yields whenever the queue's wake channel gets a message, and every
-/// `fallback` in any case (for retries coming due, orphans re-enqueued, a lost message).
-fn wake_stream(
-    client: redis::Client,
-    channel: String,
-    fallback: Duration,
-) -> impl futures::Stream<Item = ()> + Unpin + Send + 'static {
-    let (sender, receiver) = futures::channel::mpsc::channel::<()>(1);
-    let mut on_message = sender.clone();
-    tokio::spawn(async move {
-        loop {
-            let subscribed = async {
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
-                let mut messages = pubsub.on_message();
-                while messages.next().await.is_some() {
-                    // A full channel means a wake-up is already pending.
-                    let _ = on_message.try_send(());
-                }
-                Ok::<(), redis::RedisError>(())
-            };
-            if let Err(e) = subscribed.await {
-                tracing::debug!(error = %e, "wake-up subscription lost; resubscribing");
-            }
-            if on_message.is_closed() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
-    let ticks = futures::stream::unfold(tokio::time::interval(fallback), |mut interval| async {
-        interval.tick().await;
-        Some(((), interval))
-    });
-    drop(sender);
-    Box::pin(futures::stream::select(receiver, ticks))
-}
-
-/// Runs the worker process until `shutdown` resolves (SIGTERM), then lets in-flight jobs finish
-/// within the grace period; fetched jobs not yet started go back to their queue.
-pub async fn run(
-    state: Arc<WorkerState>,
-    queues: Queues,
-    events: Events,
-    client: redis::Client,
-    config: WorkerConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), crate::FleetError> {
-    let ticker = {
-        let queues = queues.clone();
-        let state = state.clone();
-        let tick = config.tick;
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(tick);
-            let mut cleaned_at = Instant::now();
-            loop {
-                interval.tick().await;
-                for priority in Priority::ALL {
-                    match queues.promote(priority).await {
-                        Ok((_, due)) if priority == Priority::User => {
-                            state.user_due.store(due, Ordering::Relaxed);
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::debug!(error = %e, "promote failed"),
-                    }
-                }
-                if cleaned_at.elapsed() >= Duration::from_secs(1) {
-                    cleaned_at = Instant::now();
-                    for priority in Priority::ALL {
-                        let _ = queues.clean_done(priority, 2000).await;
-                    }
-                }
-            }
-        })
-    };
-    let invalidations = tokio::spawn(follow_invalidations(
-        client.clone(),
-        invalidation_channel(&queues.config().prefix),
-        state.pipeline.hierarchy().clone(),
-    ));
-    let mut monitor = Monitor::new();
-    for priority in Priority::ALL {
-        let state = state.clone();
-        let queues = queues.clone();
-        let events = events.clone();
-        let client = client.clone();
-        let concurrency = match priority {
-            Priority::User => config.concurrency,
-            Priority::Warm => config.warm_concurrency,
-        };
-        let base = format!("{}-{}", config.name, priority.queue_suffix());
-        let idle_poll = config.idle_poll;
-        monitor = monitor.register(move |restarts| {
-            let wake = wake_stream(
-                client.clone(),
-                queues.config().wake_channel(priority),
-                idle_poll,
-            );
-            let backend = queues.storage(priority).poll_with_stream(wake);
-            // A restarted worker registers under a new name: re-registering one within a
-            // heartbeat is fatal.
-            let name = if restarts == 0 {
-                base.clone()
-            } else {
-                format!("{base}-r{restarts}")
-            };
-            WorkerBuilder::new(name)
-                .backend(backend)
-                .concurrency(concurrency.max(1))
-                .data(state.clone())
-                .data(events.clone())
-                .build(handle_job)
-        });
-    }
-    let grace = config.grace_period;
-    let result = monitor
-        .should_restart(|ctx, error| {
-            tracing::warn!(worker = %ctx.name(), %error, "worker stopped on an error; restarting");
-            true
-        })
-        .shutdown_timeout(grace)
-        .run_with_signal(async move {
-            shutdown.await;
-            Ok(())
-        })
-        .await;
-    ticker.abort();
-    invalidations.abort();
-    result.map_err(|e| crate::FleetError::Queue(e.to_string()))
-}
-
-/// The pub/sub channel on which `opossum cache invalidate` announces an invalidated image
-/// (the message is the image's key prefix), so long-running processes clear their own memory
-/// and disk tiers too.
-pub fn invalidation_channel(prefix: &str) -> String {
-    format!("{prefix}:invalidate")
-}
-
-/// Announces that `image_prefix` was invalidated; returns how many processes listened.
-pub async fn announce_invalidation(
-    connection: &mut redis::aio::ConnectionManager,
-    prefix: &str,
-    image_prefix: &str,
-) -> Result<u64, crate::FleetError> {
-    Ok(redis::cmd("PUBLISH")
-        .arg(invalidation_channel(prefix))
-        .arg(image_prefix)
-        .query_async(connection)
-        .await?)
-}
-
-async fn follow_invalidations(
-    client: redis::Client,
-    channel: String,
-    hierarchy: Arc<opossum_cache::Hierarchy>,
-) {
-    loop {
-        let followed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                let Ok(image_prefix) = message.get_payload::<String>() else {
-                    continue;
-                };
-                let removed: u64 = hierarchy
-                    .invalidate_image_locally(&image_prefix)
-                    .await
-                    .iter()
-                    .filter_map(|(_, r)| r.as_ref().ok())
-                    .sum();
-                tracing::info!(%image_prefix, removed, "invalidated on request");
-            }
-            Ok::<(), redis::RedisError>(())
-        };
-        if let Err(e) = followed.await {
-            tracing::debug!(error = %e, "invalidation subscription lost; resubscribing");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-async fn handle_job(
-    job: Job,
-    attempt: Attempt,
-    state: Data<Arc<WorkerState>>,
-    events: Data<Events>,
-) -> Result<(), BoxDynError> {
-    state.handle(&job, attempt.current(), &events).await
-}
-
-/// Resolves on SIGTERM or SIGINT: the graceful stop of every long-running process (worker,
-/// scheduler, origin). Without signal handlers it never resolves, and says so once.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; SIGTERM will not stop gracefully");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping gracefully"),
-        _ = interrupt.recv() => tracing::info!("SIGINT: stopping gracefully"),
     }
 }

@@ -33,7 +33,7 @@ impl Worker {
         adjust: impl FnOnce(&mut Command),
     ) -> Worker {
         let data = TempDir::new("worker-data");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_opossum-worker"));
+        let mut command = Command::new(opossum_testkit::binary("opossum-worker"));
         command
             .args([
                 "--redis",
@@ -90,7 +90,7 @@ impl Drop for Worker {
 /// An originals directory with a few small real images and one corrupt file.
 fn originals() -> TempDir {
     let dir = TempDir::new("originals");
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    let corpus = opossum_testkit::corpus();
     assert!(
         corpus.join("photos").is_dir(),
         "corpus not found at {}: check out ../shared beside the project",

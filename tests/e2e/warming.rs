@@ -1,11 +1,11 @@
 //! The scheduler as users run it: a real redis-server, a real worker process, the `opossum`
 //! CLI and `opossum-scheduler`, each strategy end to end.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use opossum_testkit::{Process, RedisServer, TempDir, http_get};
+use opossum_testkit::{Process, RedisServer, TempDir, http_get, json_lines};
 
 fn bin(name: &str) -> PathBuf {
     opossum_testkit::binary(name)
@@ -24,7 +24,7 @@ struct Fleet {
 impl Fleet {
     fn new(config_yaml: &str, images: &[&str]) -> Fleet {
         let originals = TempDir::new("warm-originals");
-        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+        let corpus = opossum_testkit::corpus();
         for image in images {
             std::fs::copy(corpus.join("photos/kodim23.png"), originals.join(image))
                 .expect("corpus photo (is ../shared beside the checkout?)");
@@ -146,13 +146,6 @@ impl Fleet {
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-fn json_lines(output: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-        .collect()
 }
 
 fn is_cache_hit(event: &serde_json::Value) -> bool {

@@ -10,9 +10,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opossum_testkit::{RedisServer, TempDir, free_port, unique_namespace};
+use opossum_testkit::{RedisServer, TempDir, unique_namespace};
 
-use crate::serve::{Process, get, start};
+use crate::origin::{Process, get, start};
 use crate::support::{binary, corpus};
 
 /// Fails with the command's stderr unless it exited 0.
@@ -25,7 +25,7 @@ fn succeeded(out: &std::process::Output) {
 }
 
 fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    opossum_testkit::repository()
 }
 
 fn sibling(name: &str) -> PathBuf {
@@ -218,29 +218,27 @@ async fn worker_scheduler_and_origin_metrics_pass_promtool() {
     let server = start(&[], Some(&redis.url()));
     let worker_data = TempDir::new("ops-worker");
     let log = worker_data.join("worker.log");
-    let worker_port = free_port();
-    let _worker = Process(
+    let (_worker, worker_base) = Process::spawn_announced(
         Command::new(sibling("opossum-worker"))
             .args(["--redis", &redis.url()])
             .arg("--originals")
             .arg(server.originals.path())
             .arg("--data-dir")
             .arg(worker_data.path())
-            .args(["--metrics-listen", &format!("127.0.0.1:{worker_port}")])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .env("OPOSSUM_TELEMETRY__SUMMARY_INTERVAL", "1s")
             .env("OPOSSUM_LOG", "info")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+            .stderr(std::fs::File::create(&log).unwrap()),
+        "metrics on ",
+        Duration::from_secs(30),
     );
-    let scheduler_port = free_port();
-    let _scheduler = Process(
+    let (_scheduler, scheduler_base) = Process::spawn_announced(
         Command::new(sibling("opossum-scheduler"))
             .args(["--redis", &redis.url(), "run"])
-            .args(["--metrics-listen", &format!("127.0.0.1:{scheduler_port}")])
-            .env("OPOSSUM_LOG", "warn")
-            .spawn()
-            .unwrap(),
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .env("OPOSSUM_LOG", "warn"),
+        "metrics on ",
+        Duration::from_secs(30),
     );
     let url = format!("{}/v1/img/thumbnail:72,format:png/a.png", server.base);
     assert_eq!(get(&url, &[]).await.status(), 200);
@@ -259,7 +257,7 @@ async fn worker_scheduler_and_origin_metrics_pass_promtool() {
         String::from_utf8_lossy(&submitted.stderr)
     );
 
-    let worker_metrics = format!("http://127.0.0.1:{worker_port}/metrics");
+    let worker_metrics = format!("{worker_base}/metrics");
     let worker = wait_http(&worker_metrics).await;
     promtool_check(&worker, "worker");
     assert_eq!(
@@ -317,7 +315,7 @@ async fn worker_scheduler_and_origin_metrics_pass_promtool() {
         Some(1.0)
     );
 
-    let scheduler = wait_http(&format!("http://127.0.0.1:{scheduler_port}/metrics")).await;
+    let scheduler = wait_http(&format!("{scheduler_base}/metrics")).await;
     promtool_check(&scheduler, "scheduler");
     assert!(
         sample(&scheduler, "opossum_cache_memory_bytes{tier=\"redis\"}").is_some_and(|m| m > 0.0)
@@ -352,10 +350,8 @@ async fn worker_scheduler_and_origin_metrics_pass_promtool() {
     }
 
     // KEDA's metrics-api trigger reads the scheduler's /queues at the manifest's location.
-    let queues: serde_json::Value = serde_json::from_str(
-        &wait_http(&format!("http://127.0.0.1:{scheduler_port}/queues")).await,
-    )
-    .unwrap();
+    let queues: serde_json::Value =
+        serde_json::from_str(&wait_http(&format!("{scheduler_base}/queues")).await).unwrap();
     let keda = &documents(&repository().join("deploy/k8s/keda.yaml"))[0];
     for trigger in keda["spec"]["triggers"].as_array().unwrap() {
         let location = trigger["metadata"]["valueLocation"].as_str().unwrap();

@@ -1,0 +1,328 @@
+//! The one argument table: each operation's argument names in positional order (the JSON
+//! form uses the same names), and the validators that turn a [`RawOp`] into an [`Operation`].
+//!
+//! Both spellings of a chain are first turned into `RawOp`s (a canonical operation name plus one
+//! optional string per declared argument), and only then validated by one function per
+//! operation. That is what makes `resize:800:600` and
+//! `{"op":"resize","width":800,"height":600}` the same request: one validator, not two.
+//! `preset` steps go through the same table and become [`PresetRef`]s.
+
+use crate::OpsError;
+use crate::operation::{
+    Encoding, FlipAxis, MAX_DIMENSION, Milli, Operation, OutputFormat, ResizeMode, Rotation,
+};
+
+/// Argument names of each operation, in positional order. The JSON form uses the same names.
+pub(crate) fn spec(name: &str) -> Option<(&'static str, &'static [&'static str])> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "resize" => ("resize", &["width", "height", "mode"]),
+        "thumbnail" | "thumb" => ("thumbnail", &["size"]),
+        "crop" => ("crop", &["width", "height", "x", "y"]),
+        "rotate" => ("rotate", &["degrees"]),
+        "flip" => ("flip", &["axis"]),
+        "grayscale" | "greyscale" | "gray" | "grey" => ("grayscale", &[]),
+        "blur" => ("blur", &["sigma"]),
+        "sharpen" => ("sharpen", &["sigma"]),
+        "brightness" => ("brightness", &["value"]),
+        "contrast" => ("contrast", &["value"]),
+        "saturation" => ("saturation", &["value"]),
+        "format" => ("format", &["format", "quality", "lossless"]),
+        "analyze" | "analyse" => ("analyze", &[]),
+        "preset" => ("preset", &["name", "version"]),
+        _ => return None,
+    })
+}
+
+/// An operation name with one optional string per declared argument, before validation.
+pub(crate) struct RawOp {
+    pub(crate) position: usize,
+    pub(crate) name: &'static str,
+    arg_names: &'static [&'static str],
+    args: Vec<Option<String>>,
+}
+
+impl RawOp {
+    pub(crate) fn from_text(position: usize, text: &str) -> Result<RawOp, OpsError> {
+        let mut parts = text.trim().split(':');
+        let given = parts.next().unwrap_or_default().trim();
+        let (name, arg_names) = spec(given).ok_or_else(|| OpsError::UnknownOperation {
+            position,
+            name: given.to_string(),
+        })?;
+        let positional: Vec<Option<String>> = parts
+            .map(|p| Some(p.trim().to_string()).filter(|p| !p.is_empty()))
+            .collect();
+        if positional.len() > arg_names.len() {
+            return Err(OpsError::TooManyArguments {
+                position,
+                op: name,
+                got: positional.len(),
+                max: arg_names.len(),
+            });
+        }
+        let mut args = positional;
+        args.resize(arg_names.len(), None);
+        Ok(RawOp {
+            position,
+            name,
+            arg_names,
+            args,
+        })
+    }
+
+    pub(crate) fn from_json(position: usize, item: &serde_json::Value) -> Result<RawOp, OpsError> {
+        let object = item
+            .as_object()
+            .ok_or_else(|| OpsError::Json(format!("operation {position}: expected an object")))?;
+        let given = match (object.get("op"), object.get("type")) {
+            (Some(v), _) | (None, Some(v)) => v.as_str().ok_or_else(|| {
+                OpsError::Json(format!("operation {position}: `op` must be a string"))
+            })?,
+            (None, None) => {
+                return Err(OpsError::Json(format!(
+                    "operation {position}: missing `op`"
+                )));
+            }
+        };
+        let (name, arg_names) = spec(given).ok_or_else(|| OpsError::UnknownOperation {
+            position,
+            name: given.to_string(),
+        })?;
+        let mut args = vec![None; arg_names.len()];
+        for (field, value) in object {
+            if field == "op" || field == "type" {
+                continue;
+            }
+            let slot = arg_names.iter().position(|a| a == field).ok_or_else(|| {
+                OpsError::UnknownField {
+                    position,
+                    op: name,
+                    field: field.clone(),
+                }
+            })?;
+            args[slot] = match value {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s.trim().to_string()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                serde_json::Value::Bool(b) => Some(b.to_string()),
+                other => {
+                    return Err(OpsError::BadArgument {
+                        position,
+                        op: name,
+                        arg: arg_names[slot],
+                        value: other.to_string(),
+                        reason: "expected a number or a string".into(),
+                    });
+                }
+            }
+            .filter(|s| !s.is_empty());
+        }
+        Ok(RawOp {
+            position,
+            name,
+            arg_names,
+            args,
+        })
+    }
+
+    pub(crate) fn arg(&self, index: usize) -> Option<&str> {
+        self.args[index].as_deref()
+    }
+
+    fn bad(&self, index: usize, value: &str, reason: impl Into<String>) -> OpsError {
+        OpsError::BadArgument {
+            position: self.position,
+            op: self.name,
+            arg: self.arg_names[index],
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn missing(&self, index: usize) -> OpsError {
+        OpsError::MissingArgument {
+            position: self.position,
+            op: self.name,
+            arg: self.arg_names[index],
+        }
+    }
+
+    fn integer(&self, index: usize, min: i64, max: i64) -> Result<Option<i64>, OpsError> {
+        let Some(text) = self.arg(index) else {
+            return Ok(None);
+        };
+        // JSON numbers such as 800.0 arrive as "800.0": accept whole values only.
+        let value: i64 = match text.parse::<i64>() {
+            Ok(v) => v,
+            Err(_) => match text.parse::<f64>() {
+                Ok(f) if f.fract() == 0.0 && f.abs() < 1e15 => f as i64,
+                _ => return Err(self.bad(index, text, "expected a whole number")),
+            },
+        };
+        if value < min || value > max {
+            return Err(self.bad(index, text, format!("must be between {min} and {max}")));
+        }
+        Ok(Some(value))
+    }
+
+    fn dimension(&self, index: usize) -> Result<Option<u32>, OpsError> {
+        Ok(self
+            .integer(index, 0, i64::from(MAX_DIMENSION))?
+            .map(|v| v as u32))
+    }
+
+    fn required_dimension(&self, index: usize) -> Result<u32, OpsError> {
+        match self.dimension(index)? {
+            None => Err(self.missing(index)),
+            Some(0) => Err(self.bad(index, "0", "must be at least 1")),
+            Some(v) => Ok(v),
+        }
+    }
+
+    fn milli(&self, index: usize, max: u32) -> Result<Option<Milli>, OpsError> {
+        let Some(text) = self.arg(index) else {
+            return Ok(None);
+        };
+        let value: f64 = text
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| self.bad(index, text, "expected a number"))?;
+        if value < 0.0 || value > f64::from(max) {
+            return Err(self.bad(index, text, format!("must be between 0 and {max}")));
+        }
+        Ok(Some(Milli((value * 1000.0).round() as u32)))
+    }
+
+    fn percent(&self) -> Result<i32, OpsError> {
+        self.integer(0, -100, 100)?
+            .map(|v| v as i32)
+            .ok_or_else(|| self.missing(0))
+    }
+
+    pub(crate) fn build(&self) -> Result<Option<Operation>, OpsError> {
+        Ok(Some(match self.name {
+            "resize" => self.build_resize()?,
+            "thumbnail" => Operation::Thumbnail {
+                size: self.required_dimension(0)?,
+            },
+            "crop" => self.build_crop()?,
+            "rotate" => {
+                let degrees = self
+                    .integer(0, -3600, 3600)?
+                    .ok_or_else(|| self.missing(0))?;
+                if degrees % 90 != 0 {
+                    let text = degrees.to_string();
+                    return Err(self.bad(0, &text, "must be a multiple of 90"));
+                }
+                match Rotation::from_degrees(degrees) {
+                    Some(r) => Operation::Rotate(r),
+                    None => return Ok(None),
+                }
+            }
+            "flip" => Operation::Flip(match self.arg(0).map(str::to_ascii_lowercase).as_deref() {
+                None | Some("h" | "horizontal" | "x") => FlipAxis::Horizontal,
+                Some("v" | "vertical" | "y") => FlipAxis::Vertical,
+                Some(other) => return Err(self.bad(0, other, "expected `h` or `v`")),
+            }),
+            "grayscale" => Operation::Grayscale,
+            "blur" => Operation::Blur {
+                sigma: self.milli(0, 100)?.ok_or_else(|| self.missing(0))?,
+            },
+            "sharpen" => Operation::Sharpen {
+                sigma: self.milli(0, 10)?.unwrap_or(Milli(1000)),
+            },
+            "brightness" => Operation::Brightness(self.percent()?),
+            "contrast" => Operation::Contrast(self.percent()?),
+            "saturation" => Operation::Saturation(self.percent()?),
+            "format" => Operation::Format(self.build_format()?),
+            "analyze" => Operation::Analyze,
+            // `preset` steps are expanded, never built (chain.rs), and spec() names no other.
+            other => {
+                return Err(OpsError::UnknownOperation {
+                    position: self.position,
+                    name: other.to_string(),
+                });
+            }
+        }))
+    }
+
+    fn build_resize(&self) -> Result<Operation, OpsError> {
+        let width = self.dimension(0)?.unwrap_or(0);
+        let height = self.dimension(1)?.unwrap_or(0);
+        let mode = match self.arg(2).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("fit" | "inside" | "contain") => ResizeMode::Fit,
+            Some("fill" | "cover") => ResizeMode::Fill,
+            Some("force" | "stretch" | "exact") => ResizeMode::Force,
+            Some(other) => return Err(self.bad(2, other, "expected `fit`, `fill` or `force`")),
+        };
+        if width == 0 && height == 0 {
+            return Err(self.missing(0));
+        }
+        if mode != ResizeMode::Fit && (width == 0 || height == 0) {
+            let (index, value) = if width == 0 { (0, width) } else { (1, height) };
+            let reason = format!("`{}` needs both width and height", mode.name());
+            return Err(self.bad(index, &value.to_string(), reason));
+        }
+        Ok(Operation::Resize {
+            width,
+            height,
+            mode,
+        })
+    }
+
+    fn build_crop(&self) -> Result<Operation, OpsError> {
+        let width = self.required_dimension(0)?;
+        let height = self.required_dimension(1)?;
+        let x = self.integer(2, 0, i64::from(u32::MAX))?;
+        let y = self.integer(3, 0, i64::from(u32::MAX))?;
+        let origin = match (x, y) {
+            (None, None) => None,
+            (Some(x), Some(y)) => Some((x as u32, y as u32)),
+            (Some(_), None) => return Err(self.missing(3)),
+            (None, Some(_)) => return Err(self.missing(2)),
+        };
+        Ok(Operation::Crop {
+            width,
+            height,
+            origin,
+        })
+    }
+
+    fn build_format(&self) -> Result<Encoding, OpsError> {
+        let given = self.arg(0).ok_or_else(|| self.missing(0))?;
+        let format = OutputFormat::from_name(given)
+            .ok_or_else(|| self.bad(0, given, "expected jpeg, png, webp, avif or svg"))?;
+        let lossless_flag = match self.arg(2).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false") => false,
+            Some("true" | "lossless") => true,
+            Some(other) => return Err(self.bad(2, other, "expected true or false")),
+        };
+        let quality_text = self.arg(1);
+        let lossless =
+            lossless_flag || quality_text.is_some_and(|q| q.eq_ignore_ascii_case("lossless"));
+        if lossless {
+            if format != OutputFormat::Webp && format != OutputFormat::Png {
+                return Err(self.bad(1, "lossless", "only webp and png can be lossless"));
+            }
+            if let Some(q) = quality_text.filter(|q| !q.eq_ignore_ascii_case("lossless")) {
+                return Err(self.bad(1, q, "a lossless encoding takes no quality"));
+            }
+            return Ok(Encoding {
+                format,
+                quality: None,
+            });
+        }
+        let quality = self.integer(1, 1, 100)?.map(|q| q as u8);
+        match (format.default_quality(), quality) {
+            (None, Some(q)) => {
+                let reason = format!("{} takes no quality", format.name());
+                Err(self.bad(1, &q.to_string(), reason))
+            }
+            (default, given) => Ok(Encoding {
+                format,
+                quality: given.or(default),
+            }),
+        }
+    }
+}
