@@ -5,7 +5,8 @@
 //! SIGTERM or SIGINT starts a graceful stop: no new jobs are fetched, jobs in flight get the
 //! grace period to finish, fetched jobs that have not started go back to their queue. A job
 //! interrupted harder (SIGKILL, a crash) is re-run by another worker once this one's
-//! heartbeats stop (two missed 2 s heartbeats): at-least-once, and the rerun is a cache hit.
+//! heartbeats stop (five missed 3 s heartbeats, about 15 s): at-least-once, and the rerun is a
+//! cache hit.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 use std::time::Duration;
