@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opossum_testkit::{RedisServer, TempDir, unique_namespace};
+use opossum_testkit::{RedisServer, TempDir, tool, unique_namespace};
 
 use crate::origin::{Process, get, start};
 use crate::support::{binary, corpus};
@@ -30,16 +30,6 @@ fn repository() -> PathBuf {
 
 fn sibling(name: &str) -> PathBuf {
     opossum_testkit::binary(name)
-}
-
-fn tool(name: &str, how: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(name))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| panic!("`{name}` not found: {how} (.ci/setup installs it)"))
 }
 
 fn opossum(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
@@ -170,7 +160,7 @@ fn caching_disabled_computes_every_time() {
 
 /// `promtool check metrics` on `text`; panics with promtool's findings.
 fn promtool_check(text: &str, what: &str) {
-    let promtool = tool("promtool", "install Debian's prometheus package");
+    let promtool = tool(&["promtool"], "install Debian's prometheus package");
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -663,7 +653,7 @@ fn deploy_manifests_validate_offline_and_agree_with_each_other() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    let validate = tool("kubernetes-validate", "pip install kubernetes-validate");
+    let validate = tool(&["kubernetes-validate"], "pip install kubernetes-validate");
     let out = Command::new(validate)
         .arg("--strict")
         .args(&files)
@@ -680,7 +670,10 @@ fn deploy_manifests_validate_offline_and_agree_with_each_other() {
         "{report}"
     );
 
-    let compose = tool("docker-compose", "install Debian's docker-compose package");
+    let compose = tool(
+        &["docker-compose"],
+        "install Debian's docker-compose package",
+    );
     let out = Command::new(compose)
         .args(["-f"])
         .arg(repository().join("deploy/compose.yaml"))

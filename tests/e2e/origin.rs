@@ -3,7 +3,7 @@
 //! real Varnish in front, and the status page in headless Chromium.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -556,12 +556,7 @@ async fn with_redis_misses_go_to_the_fleet() {
 }
 
 fn varnishd() -> PathBuf {
-    for candidate in ["/usr/sbin/varnishd", "/usr/bin/varnishd"] {
-        if Path::new(candidate).exists() {
-            return candidate.into();
-        }
-    }
-    panic!("varnishd not found: install it with `apt-get install varnish` (.ci/setup does)");
+    opossum_testkit::tool(&["varnishd"], "install it with `apt-get install varnish`")
 }
 
 #[tokio::test]
@@ -660,12 +655,10 @@ async fn varnish_caches_the_origin_and_honours_the_purge() {
 }
 
 fn chromium() -> PathBuf {
-    for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
-        if Path::new(candidate).exists() {
-            return candidate.into();
-        }
-    }
-    panic!("chromium not found: install it with `apt-get install chromium` (.ci/setup does)");
+    opossum_testkit::tool(
+        &["chromium", "chromium-browser"],
+        "install it with `apt-get install chromium`",
+    )
 }
 
 #[tokio::test]

@@ -10,6 +10,10 @@
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod cluster;
+
+pub use cluster::RedisCluster;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -315,4 +319,24 @@ pub fn json_lines(output: &std::process::Output) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
         .collect()
+}
+
+/// The first of `names` found on `PATH` or in `/usr/sbin` (where Debian puts daemons such as
+/// varnishd). Panics with `how` to install it when none is: a test whose server is missing
+/// fails and says how to get it.
+pub fn tool(names: &[&str], how: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect())
+        .unwrap_or_default();
+    dirs.extend([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")]);
+    names
+        .iter()
+        .flat_map(|name| dirs.iter().map(move |dir| dir.join(name)))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} not found: {how} (.ci/setup installs it)",
+                names.join(" or ")
+            )
+        })
 }

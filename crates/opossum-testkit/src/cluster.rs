@@ -1,0 +1,299 @@
+//! A real Redis Cluster for tests: `primaries` redis-server processes with
+//! `--cluster-enabled yes` (and `replicas` replicas of each), each in its own directory, joined
+//! by `redis-cli --cluster create`, torn down on drop. A node's cluster bus listens on its port
+//! + 10000, so ports are drawn below 55535 with both free.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::TempDir;
+
+/// One node of a [`RedisCluster`].
+#[derive(Debug)]
+struct Node {
+    port: u16,
+    dir: PathBuf,
+    child: Mutex<Option<Child>>,
+}
+
+/// A running Redis Cluster on loopback.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<Node>,
+    _dir: TempDir,
+}
+
+impl RedisCluster {
+    /// Starts `primaries` primaries (at least 3, as `redis-cli --cluster create` requires) with
+    /// `replicas` replicas each, and waits until every node reports `cluster_state:ok`.
+    pub fn start(primaries: usize, replicas: usize) -> RedisCluster {
+        assert!(primaries >= 3, "a Redis Cluster needs at least 3 primaries");
+        let dir = TempDir::new("redis-cluster");
+        let ports = cluster_ports(primaries * (1 + replicas));
+        let nodes: Vec<Node> = ports
+            .iter()
+            .map(|&port| {
+                let node_dir = dir.join(&port.to_string());
+                std::fs::create_dir_all(&node_dir).expect("create node dir");
+                Node {
+                    port,
+                    dir: node_dir,
+                    child: Mutex::new(None),
+                }
+            })
+            .collect();
+        for node in &nodes {
+            node.spawn();
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let created = create
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-cli ({e}): install it with `apt-get install redis-tools`")
+            });
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&created.stdout),
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let cluster = RedisCluster { nodes, _dir: dir };
+        cluster.wait_until_ok(Duration::from_secs(30));
+        // A replica whose link to its primary never came up cannot be promoted (its data age
+        // is unknown): wait for every link, so a test that kills a primary gets a failover.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &cluster.nodes {
+            while cli(node.port, &["INFO", "replication"]).contains("master_link_status:down") {
+                assert!(
+                    Instant::now() < deadline,
+                    "replica on port {} never synced with its primary",
+                    node.port
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        cluster
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...`: every node as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// Every node's port, primaries first as created.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|node| node.port).collect()
+    }
+
+    /// The ports of the nodes that are primaries now (after a failover, a former replica).
+    pub fn primaries(&self) -> Vec<u16> {
+        let Some(live) = self.nodes.iter().find(|node| node.is_running()) else {
+            return Vec::new();
+        };
+        let text = cli(live.port, &["CLUSTER", "NODES"]);
+        let mut ports: Vec<u16> = text
+            .lines()
+            .filter(|line| {
+                let flags = line.split(' ').nth(2).unwrap_or_default();
+                flags.contains("master") && !flags.contains("fail")
+            })
+            .filter_map(|line| {
+                let address = line.split(' ').nth(1)?;
+                address.split(['@', ':']).nth(1)?.parse().ok()
+            })
+            .collect();
+        ports.sort_unstable();
+        ports
+    }
+
+    /// Waits until every replica has acknowledged everything its primary has written
+    /// (replication is asynchronous: a write a primary acknowledged can be lost when it dies
+    /// before its replica has it, as Redis documents). Panics after `timeout`.
+    pub fn wait_for_replication(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for node in self.nodes.iter().filter(|node| node.is_running()) {
+            loop {
+                let info = cli(node.port, &["INFO", "replication"]);
+                let field = |name: &str| -> Option<u64> {
+                    info.lines()
+                        .find_map(|line| line.strip_prefix(name))
+                        .and_then(|v| v.trim().parse().ok())
+                };
+                let written = field("master_repl_offset:").unwrap_or(0);
+                let replicas_behind = info
+                    .lines()
+                    .filter(|line| line.starts_with("slave") && line.contains("offset="))
+                    .any(|line| {
+                        line.split(',')
+                            .find_map(|part| part.strip_prefix("offset="))
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .is_none_or(|offset| offset < written)
+                    });
+                if !info.contains("role:master") || !replicas_behind {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replicas of port {} did not catch up within {timeout:?}",
+                    node.port
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Kills the node on `port` with SIGKILL, as a crash would.
+    pub fn kill(&self, port: u16) {
+        if let Some(node) = self.nodes.iter().find(|node| node.port == port) {
+            node.kill();
+        }
+    }
+
+    /// Waits until every running node reports `cluster_state:ok`; panics after `timeout`.
+    pub fn wait_until_ok(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ok = self
+                .nodes
+                .iter()
+                .filter(|node| node.is_running())
+                .all(|node| cli(node.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster on ports {:?} was not ok within {timeout:?}",
+                self.ports()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            node.kill();
+        }
+    }
+}
+
+impl Node {
+    fn spawn(&self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+            .args(["--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}): install it with `apt-get install redis-server`")
+            });
+        *self.child.lock().unwrap() = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cli(self.port, &["PING"]).contains("PONG") {
+            assert!(
+                Instant::now() < deadline,
+                "cluster node on port {} did not answer PING within 10 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        self.child.lock().unwrap().is_some()
+    }
+
+    fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `redis-cli -p PORT ARGS...`'s output ("" when it cannot connect).
+fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// `count` ports below 55535 whose port and bus port (+10000) are both free right now.
+fn cluster_ports(count: usize) -> Vec<u16> {
+    let mut ports = Vec::with_capacity(count);
+    let mut candidate = 20_000 + (std::process::id() % 20_000) as u16;
+    while ports.len() < count {
+        candidate = if candidate >= 45_000 {
+            20_000
+        } else {
+            candidate + 1
+        };
+        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free(candidate) && free(candidate + 10_000) && !ports.contains(&candidate) {
+            ports.push(candidate);
+        }
+    }
+    ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_serves_every_slot_and_fails_over_to_a_replica() {
+        let cluster = RedisCluster::start(3, 1);
+        assert_eq!(cluster.ports().len(), 6);
+        assert_eq!(cluster.primaries().len(), 3, "{:?}", cluster.primaries());
+        let info = cli(cluster.ports()[0], &["CLUSTER", "INFO"]);
+        assert!(info.contains("cluster_slots_assigned:16384"), "{info}");
+        let seed = cluster.ports()[0];
+        // `-c` follows MOVED: keys in every shard are reachable from one seed.
+        for key in ["a", "b", "c", "d", "e", "f"] {
+            let set = cli(seed, &["-c", "SET", key, "1"]);
+            assert!(set.contains("OK"), "{key}: {set}");
+        }
+        assert!(cluster.url().starts_with("redis+cluster://127.0.0.1:"));
+        cluster.wait_for_replication(Duration::from_secs(10));
+
+        let victim = cluster.primaries()[0];
+        cluster.kill(victim);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cluster.primaries().contains(&victim) || cluster.primaries().len() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "no failover: {:?}",
+                cluster.primaries()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        cluster.wait_until_ok(Duration::from_secs(30));
+        for key in ["a", "b", "c", "d", "e", "f"] {
+            let get = cli(cluster.primaries()[0], &["-c", "GET", key]);
+            assert!(get.contains('1'), "{key} after failover: {get}");
+        }
+    }
+}
