@@ -27,7 +27,7 @@ use serde::Serialize;
 
 /// Pipeline settings with this run's namespace and the configuration's limits.
 pub(crate) fn pipeline_config(wiring: &Wiring) -> opossum_pipeline::PipelineConfig {
-    opossum_pipeline::PipelineConfig::new(&wiring.prefix, wiring.limits.clone())
+    opossum_pipeline::PipelineConfig::new(&wiring.prefix, wiring.limits().clone())
 }
 
 /// A runtime for the commands that talk to the tiers.

@@ -78,8 +78,9 @@ pub struct Wiring {
     pub originals_named: bool,
     /// where /metrics is served, when anywhere
     pub metrics_listen: Option<String>,
-    /// the image engine's limits and font set (read once: the fonts directory is scanned)
-    pub limits: opossum_image::Limits,
+    /// the image engine's limits and font set, read on first use (the fonts directory is
+    /// scanned, which commands that never touch an image skip): [`Wiring::limits`]
+    limits: std::sync::OnceLock<opossum_image::Limits>,
 }
 
 impl Wiring {
@@ -99,7 +100,7 @@ impl Wiring {
                 .metrics_listen
                 .clone()
                 .or_else(|| config.telemetry.metrics_listen.clone()),
-            limits: opossum_fleet::engine_limits(&config),
+            limits: std::sync::OnceLock::new(),
             cache_redis,
             queue_redis,
             config,
@@ -128,6 +129,12 @@ impl Wiring {
         Fleet::connect_with(&client, queue_config)
             .await
             .with_context(|| format!("connecting to {}", opossum_fleet::redact(url)))
+    }
+
+    /// The image engine's limits and font set (the fonts directory is read once).
+    pub fn limits(&self) -> &opossum_image::Limits {
+        self.limits
+            .get_or_init(|| opossum_fleet::engine_limits(&self.config))
     }
 
     /// The queue settings of this prefix.
@@ -188,7 +195,7 @@ impl Wiring {
             settings: self.config.warming.clone(),
             presets: self.config.presets.clone(),
             namespace: self.prefix.clone(),
-            version: opossum_fleet::processing_version(&self.limits),
+            version: opossum_fleet::processing_version(self.limits()),
             analytics,
             freshness,
             target,

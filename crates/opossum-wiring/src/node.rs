@@ -179,7 +179,7 @@ async fn open_handler(
         &wiring.prefix,
         wiring.config.presets.clone(),
         originals,
-        wiring.limits.clone(),
+        wiring.limits().clone(),
     );
     Ok((tiers, state))
 }
