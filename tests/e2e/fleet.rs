@@ -11,7 +11,7 @@ use opossum_fleet::{
     EVENTS_MAX_LEN, ErrorKind, Event, Events, Job, Priority, Provenance, QueueConfig, Queues,
     Status,
 };
-use opossum_testkit::{RedisServer, TempDir, unique_namespace};
+use opossum_testkit::{RedisCluster, RedisServer, TempDir, unique_namespace};
 
 /// A worker process; SIGKILLed when dropped.
 struct Worker {
@@ -20,14 +20,14 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(redis: &RedisServer, originals: &Path, prefix: &str) -> Worker {
+    fn start(redis: &str, originals: &Path, prefix: &str) -> Worker {
         Worker::start_with(redis, originals, prefix, |_| {})
     }
 
     /// [`Worker::start`], with `adjust` applied to the command last (more flags, variables,
     /// where stderr goes).
     fn start_with(
-        redis: &RedisServer,
+        redis: &str,
         originals: &Path,
         prefix: &str,
         adjust: impl FnOnce(&mut Command),
@@ -35,14 +35,7 @@ impl Worker {
         let data = TempDir::new("worker-data");
         let mut command = Command::new(opossum_testkit::binary("opossum-worker"));
         command
-            .args([
-                "--redis",
-                &redis.url(),
-                "--prefix",
-                prefix,
-                "--grace-period",
-                "5s",
-            ])
+            .args(["--redis", redis, "--prefix", prefix, "--grace-period", "5s"])
             .arg("--originals")
             .arg(originals)
             .arg("--data-dir")
@@ -116,9 +109,9 @@ struct Fleet {
     prefix: String,
 }
 
-async fn fleet(redis: &RedisServer) -> Fleet {
+async fn fleet(redis: &str) -> Fleet {
     let prefix = unique_namespace("fleet");
-    let client = redis::Client::open(redis.url()).unwrap();
+    let client = opossum_redis::Redis::open(redis).unwrap();
     let connection = opossum_fleet::connect(&client).await.unwrap();
     let queues = Queues::new(
         QueueConfig {
@@ -209,9 +202,19 @@ async fn collect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_complete_and_a_corrupt_image_is_one_error_without_retries() {
     let redis = RedisServer::start();
+    jobs_complete_and_errors_are_final(&redis.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_complete_and_errors_are_final_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    jobs_complete_and_errors_are_final(&cluster.url()).await;
+}
+
+async fn jobs_complete_and_errors_are_final(url: &str) {
     let originals = originals();
-    let fleet = fleet(&redis).await;
-    let mut worker = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let fleet = fleet(url).await;
+    let mut worker = Worker::start(url, originals.path(), &fleet.prefix);
     let start = fleet.events.last_id().await.unwrap();
     let good = Job::new("a.png", "thumbnail:64,format:webp", Priority::User);
     let corrupt = Job::new("corrupt.jpg", "thumbnail:64", Priority::User);
@@ -306,9 +309,9 @@ async fn jobs_complete_and_a_corrupt_image_is_one_error_without_retries() {
 async fn ten_thousand_jobs_survive_three_sigkills_of_a_busy_worker() {
     let redis = RedisServer::start();
     let originals = originals();
-    let fleet = fleet(&redis).await;
-    let steady = Worker::start(&redis, originals.path(), &fleet.prefix);
-    let mut victim = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let fleet = fleet(&redis.url()).await;
+    let steady = Worker::start(&redis.url(), originals.path(), &fleet.prefix);
+    let mut victim = Worker::start(&redis.url(), originals.path(), &fleet.prefix);
     let jobs = jobs(10_000);
     let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
     let start = fleet.events.last_id().await.unwrap();
@@ -325,7 +328,7 @@ async fn ten_thousand_jobs_survive_three_sigkills_of_a_busy_worker() {
                 victim.kill();
                 kills += 1;
                 next_kill += 2_500;
-                victim = Worker::start(&redis, originals.path(), &fleet.prefix);
+                victim = Worker::start(&redis.url(), originals.path(), &fleet.prefix);
             }
             false
         },
@@ -362,8 +365,8 @@ async fn ten_thousand_jobs_survive_three_sigkills_of_a_busy_worker() {
 async fn workers_recover_from_a_redis_restart_by_themselves() {
     let redis = RedisServer::start();
     let originals = originals();
-    let fleet = fleet(&redis).await;
-    let mut worker = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let fleet = fleet(&redis.url()).await;
+    let mut worker = Worker::start(&redis.url(), originals.path(), &fleet.prefix);
     let before = jobs(200);
     let start = fleet.events.last_id().await.unwrap();
     let ids: Vec<String> = before.iter().map(|j| j.job_id.clone()).collect();
@@ -412,7 +415,7 @@ async fn workers_recover_from_a_redis_restart_by_themselves() {
 async fn fifty_thousand_jobs_queued_before_any_worker_all_complete() {
     let redis = RedisServer::start();
     let originals = originals();
-    let fleet = fleet(&redis).await;
+    let fleet = fleet(&redis.url()).await;
     let jobs = jobs(50_000);
     let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
     let start = fleet.events.last_id().await.unwrap();
@@ -423,7 +426,7 @@ async fn fifty_thousand_jobs_queued_before_any_worker_all_complete() {
         depth.due <= opossum_fleet::MAX_DUE_CAP as u64,
         "the due backlog passed the cap: {depth:?}"
     );
-    let mut worker = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let mut worker = Worker::start(&redis.url(), originals.path(), &fleet.prefix);
     let seen = collect(
         &fleet.events,
         &ids,
@@ -459,8 +462,8 @@ async fn settled_depth(queues: &Queues) -> opossum_fleet::Depth {
 async fn sigterm_finishes_in_flight_work_and_leaves_the_rest_queued() {
     let redis = RedisServer::start();
     let originals = originals();
-    let fleet = fleet(&redis).await;
-    let mut first = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let fleet = fleet(&redis.url()).await;
+    let mut first = Worker::start(&redis.url(), originals.path(), &fleet.prefix);
     // Every job computes a new variant of the 2.7 MP JPEG, so the queue drains slowly.
     let jobs: Vec<Job> = (0..300)
         .map(|i| {
@@ -510,7 +513,7 @@ async fn sigterm_finishes_in_flight_work_and_leaves_the_rest_queued() {
         "every job is either done or back in the queue: {depth:?}"
     );
 
-    let _second = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let _second = Worker::start(&redis.url(), originals.path(), &fleet.prefix);
     let seen = collect(
         &fleet.events,
         &ids,
@@ -534,8 +537,8 @@ async fn a_transient_failure_is_retried_then_lands_in_the_dead_set() {
     // A symlink to itself: reading it fails with an I/O error (ELOOP) that is not "not found",
     // which is how a flaky store looks to the worker.
     std::os::unix::fs::symlink("loop.jpg", originals.path().join("loop.jpg")).unwrap();
-    let fleet = fleet(&redis).await;
-    let _worker = Worker::start(&redis, originals.path(), &fleet.prefix);
+    let fleet = fleet(&redis.url()).await;
+    let _worker = Worker::start(&redis.url(), originals.path(), &fleet.prefix);
     let job = Job::new("loop.jpg", "thumbnail:64", Priority::User);
     let events = &fleet.run_one(&job, Duration::from_secs(60)).await;
     assert_eq!(
@@ -582,7 +585,7 @@ async fn a_transient_failure_is_retried_then_lands_in_the_dead_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_refuses_with_a_clear_error() {
     let redis = RedisServer::start();
-    let client = redis::Client::open(redis.url()).unwrap();
+    let client = opossum_redis::Redis::open(&redis.url()).unwrap();
     let connection = opossum_fleet::connect(&client).await.unwrap();
     let prefix = unique_namespace("full");
     let queues = Queues::new(
@@ -614,17 +617,12 @@ async fn a_full_queue_refuses_with_a_clear_error() {
     assert_eq!(queues.depth(Priority::Warm).await.unwrap().backlog(), 3);
 }
 
-/// Every key of `redis` under `prefix`.
-async fn keys(redis: &RedisServer, prefix: &str) -> Vec<String> {
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    keys.sort();
-    keys
+/// Every key of `redis` (one server or a cluster) that names `prefix`: `prefix:...`, the
+/// queues' `{core:apalis:queues:list}:prefix:...` and analytics' `{prefix:stats}:...`.
+async fn keys(redis: &str, prefix: &str) -> Vec<String> {
+    let client = opossum_redis::Redis::open(redis).unwrap();
+    let mut connection = opossum_fleet::connect(&client).await.unwrap();
+    connection.scan_match(&format!("*{prefix}*")).await.unwrap()
 }
 
 /// Waits until `log` has a line containing `text` (a worker logs its start-up checks at once).
@@ -648,8 +646,8 @@ async fn queues_live_on_their_own_redis_and_an_evicting_one_is_warned_of() {
     // The cache's Redis evicts (allkeys-lfu, as the testkit starts it); the queue Redis must not.
     let cache = RedisServer::start();
     let queue = RedisServer::start();
-    let client = redis::Client::open(queue.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let client = opossum_redis::Redis::open(&queue.url()).unwrap();
+    let mut connection = opossum_fleet::connect(&client).await.unwrap();
     let () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("maxmemory-policy")
@@ -658,10 +656,10 @@ async fn queues_live_on_their_own_redis_and_an_evicting_one_is_warned_of() {
         .await
         .unwrap();
     let originals = originals();
-    let fleet = fleet(&queue).await;
+    let fleet = fleet(&queue.url()).await;
     let logs = TempDir::new("worker-logs");
     let split_log = logs.join("split.log");
-    let _split = Worker::start_with(&cache, originals.path(), &fleet.prefix, |command| {
+    let _split = Worker::start_with(&cache.url(), originals.path(), &fleet.prefix, |command| {
         command
             .env("OPOSSUM_QUEUES__REDIS_URL", queue.url())
             .env("OPOSSUM_LOG", "info")
@@ -678,15 +676,15 @@ async fn queues_live_on_their_own_redis_and_an_evicting_one_is_warned_of() {
 
     // The variant is cached in the cache's Redis; the queues, events and analytics are all on
     // the queue Redis, and neither holds the other's keys.
-    let cached = keys(&cache, &fleet.prefix).await;
-    let fleet_keys = keys(&queue, &fleet.prefix).await;
+    let cached = keys(&cache.url(), &fleet.prefix).await;
+    let fleet_keys = keys(&queue.url(), &fleet.prefix).await;
     assert!(
         cached.contains(&event.key),
         "{} not in {cached:?}",
         event.key
     );
     assert!(!fleet_keys.contains(&event.key), "{fleet_keys:?}");
-    let queue_name = format!("{}:process", fleet.prefix);
+    let queue_name = fleet.queues.config().queue_name(Priority::User);
     let events_name = format!("{}:events", fleet.prefix);
     for (name, on_queue) in [(&queue_name, true), (&events_name, true)] {
         assert_eq!(
@@ -700,23 +698,23 @@ async fn queues_live_on_their_own_redis_and_an_evicting_one_is_warned_of() {
         );
     }
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !keys(&queue, &fleet.prefix)
+    while !keys(&queue.url(), &fleet.prefix)
         .await
         .iter()
-        .any(|k| k.starts_with(&format!("{}:stats:", fleet.prefix)))
+        .any(|k| k.starts_with(&format!("{{{}:stats}}:", fleet.prefix)))
     {
         assert!(
             Instant::now() < deadline,
             "no analytics on the queue Redis: {:?}",
-            keys(&queue, &fleet.prefix).await
+            keys(&queue.url(), &fleet.prefix).await
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
-        !keys(&cache, &fleet.prefix)
+        !keys(&cache.url(), &fleet.prefix)
             .await
             .iter()
-            .any(|k| k.starts_with(&format!("{}:stats:", fleet.prefix))),
+            .any(|k| k.starts_with(&format!("{{{}:stats}}:", fleet.prefix))),
         "analytics on the cache Redis"
     );
     let split = std::fs::read_to_string(&split_log).unwrap();
@@ -724,7 +722,7 @@ async fn queues_live_on_their_own_redis_and_an_evicting_one_is_warned_of() {
 
     // One Redis for both, evicting: the worker says what to do about it.
     let shared_log = logs.join("shared.log");
-    let _shared = Worker::start_with(&cache, originals.path(), &fleet.prefix, |command| {
+    let _shared = Worker::start_with(&cache.url(), originals.path(), &fleet.prefix, |command| {
         command.stderr(std::fs::File::create(&shared_log).unwrap());
     });
     let line = wait_for_line(&shared_log, "queues share the cache's Redis");
@@ -734,7 +732,7 @@ async fn queues_live_on_their_own_redis_and_an_evicting_one_is_warned_of() {
     // One Redis for both that never evicts: no warning at all. The cache tier would want
     // allkeys-lfu, but on a shared server the policy is the fleet's to check.
     let quiet_log = logs.join("quiet.log");
-    let _quiet = Worker::start_with(&queue, originals.path(), &fleet.prefix, |command| {
+    let _quiet = Worker::start_with(&queue.url(), originals.path(), &fleet.prefix, |command| {
         command
             .env("OPOSSUM_LOG", "info")
             .stderr(std::fs::File::create(&quiet_log).unwrap());
@@ -748,4 +746,114 @@ async fn queues_live_on_their_own_redis_and_an_evicting_one_is_warned_of() {
     ] {
         assert!(!quiet.contains(warning), "{quiet}");
     }
+}
+
+/// The slot of every queue's keys (apalis-redis's `core:apalis:queues:list`).
+fn queue_slot() -> u16 {
+    opossum_redis::slot(b"core:apalis:queues:list")
+}
+
+/// Submits `jobs` to a fleet of two workers on `cluster`, calls `fault` once `after` of them
+/// have completed, and checks that every job completes. Returns how long after the fault the
+/// first job completed.
+async fn survives(
+    cluster: &RedisCluster,
+    count: usize,
+    after: usize,
+    fault: impl FnOnce(),
+) -> Duration {
+    let url = cluster.url();
+    let originals = originals();
+    let fleet = fleet(&url).await;
+    let jobs = jobs(count);
+    let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+    let start = fleet.events.last_id().await.unwrap();
+    fleet.queues.submit(jobs).await.unwrap();
+    // Replication is asynchronous: make sure the replicas hold every job before a fault.
+    cluster.wait_for_replication(Duration::from_secs(20));
+    let _one = Worker::start(&url, originals.path(), &fleet.prefix);
+    let _two = Worker::start(&url, originals.path(), &fleet.prefix);
+    let first = collect(
+        &fleet.events,
+        &ids,
+        &start,
+        Duration::from_secs(60),
+        |done| done >= after,
+    )
+    .await;
+    assert!(
+        first.len() >= after,
+        "only {} jobs before the fault",
+        first.len()
+    );
+    let resume_from = fleet.events.last_id().await.unwrap();
+    let faulted_at = Instant::now();
+    fault();
+    // Every completion after the fault; the first one's time is the recovery time.
+    let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut recovered = None;
+    let mut seen = first;
+    let mut after_id = resume_from;
+    let mut reader = fleet
+        .events
+        .reader(Duration::from_millis(500))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while seen.len() < ids.len() && Instant::now() < deadline {
+        match reader.next(&after_id, 5000).await {
+            Ok(batch) => {
+                for (id, event) in batch {
+                    after_id = id;
+                    if wanted.contains(event.job_id.as_str()) {
+                        recovered.get_or_insert_with(|| faulted_at.elapsed());
+                        seen.entry(event.job_id.clone()).or_default().push(event);
+                    }
+                }
+            }
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Ok(fresh) = fleet.events.reader(Duration::from_millis(500)).await {
+                    reader = fresh;
+                }
+            }
+        }
+    }
+    let missing: Vec<&String> = ids.iter().filter(|id| !seen.contains_key(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {count} jobs never completed after the fault (first: {:?})",
+        missing.len(),
+        missing.first()
+    );
+    let depth = settled_depth(&fleet.queues).await;
+    assert_eq!((depth.backlog(), depth.dead), (0, 0), "{depth:?}");
+    recovered.expect("no job completed after the fault")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_fails_over_to_its_replica_and_no_job_is_lost() {
+    let cluster = RedisCluster::start(3, 1);
+    let victim = cluster.owner_of_slot(queue_slot());
+    let recovered = survives(&cluster, 2_000, 300, || cluster.kill(victim)).await;
+    assert!(
+        !cluster.primaries().contains(&victim),
+        "{victim} is still a primary"
+    );
+    eprintln!(
+        "measured: first job completed {} ms after the queues' primary was killed",
+        recovered.as_millis()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_the_queues_slot_while_jobs_run_loses_nothing() {
+    let cluster = RedisCluster::start(3, 0);
+    let from = cluster.owner_of_slot(queue_slot());
+    let to = *cluster.primaries().iter().find(|&&p| p != from).unwrap();
+    survives(&cluster, 2_000, 300, || {
+        cluster.move_slot(queue_slot(), to, 5, Duration::from_millis(20))
+    })
+    .await;
+    assert_eq!(cluster.owner_of_slot(queue_slot()), to);
 }

@@ -561,11 +561,32 @@ fn traces_and_metrics_go_out_over_otlp() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cache_size_recommends_from_the_recorded_miss_ratio_curve() {
-    use opossum_analytics::{Access, AnalyticsConfig, Recorder, Variant};
     let redis = RedisServer::start();
+    let report = cache_size_from_the_curve(&redis.url()).await;
+    assert_eq!(report["redis_shards"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_size_reports_each_shard_of_a_cluster() {
+    let cluster = opossum_testkit::RedisCluster::start(3, 0);
+    let report = cache_size_from_the_curve(&cluster.url()).await;
+    let shards = report["redis_shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 3, "{report}");
+    for shard in shards {
+        // 1 MB over three shards, rounded up.
+        assert_eq!(shard["recommended_bytes"], 333_334, "{shard}");
+        assert!(shard["node"].as_str().unwrap().starts_with("127.0.0.1:"));
+    }
+}
+
+/// Records a known access pattern on `url`, checks `opossum cache size` against it, and
+/// returns its JSON report.
+async fn cache_size_from_the_curve(url: &str) -> serde_json::Value {
+    use opossum_analytics::{Access, AnalyticsConfig, Recorder, Variant};
+    let redis_url = url.to_string();
     let prefix = unique_namespace("size");
-    let client = redis::Client::open(redis.url()).unwrap();
-    let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let client = opossum_redis::Redis::open(url).unwrap();
+    let connection = opossum_fleet::connect(&client).await.unwrap();
     let config = AnalyticsConfig {
         sample_rate: 1.0,
         ..AnalyticsConfig::new(&prefix)
@@ -580,7 +601,7 @@ async fn cache_size_recommends_from_the_recorded_miss_ratio_curve() {
                 variant: Variant {
                     image_id: format!("img-{i}"),
                     chain: "thumbnail:200".into(),
-                    key: format!("{prefix}:{i:016x}:0123456789abcdef"),
+                    key: format!("{prefix}:{{{i:016x}}}:0123456789abcdef"),
                     options: Default::default(),
                 },
                 category: opossum_ops::Category::Thumbnail,
@@ -593,10 +614,9 @@ async fn cache_size_recommends_from_the_recorded_miss_ratio_curve() {
     }
     recorder.flush().await;
     let run = |target: &str, json: bool| {
-        let url = redis.url();
         let mut args = vec![
             "--redis",
-            &url,
+            &redis_url,
             "--prefix",
             &prefix,
             "cache",
@@ -620,6 +640,7 @@ async fn cache_size_recommends_from_the_recorded_miss_ratio_curve() {
     assert_eq!(report["target_reachable"], true);
     assert_eq!(report["recommended"]["memory_bytes_per_process"], 1_000_000);
     assert_eq!(report["recommended"]["redis_bytes"], 1_000_000);
+    let first = report;
     // Out of reach: first requests always miss; it says so and sizes for the best.
     let report: serde_json::Value = serde_json::from_slice(&run("0.9", true).stdout).unwrap();
     assert_eq!(report["target_reachable"], false);
@@ -630,7 +651,7 @@ async fn cache_size_recommends_from_the_recorded_miss_ratio_curve() {
     let empty = opossum(
         &[
             "--redis",
-            &redis.url(),
+            &redis_url,
             "--prefix",
             "nothing-here",
             "cache",
@@ -642,6 +663,7 @@ async fn cache_size_recommends_from_the_recorded_miss_ratio_curve() {
     );
     assert_eq!(empty.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&empty.stderr).contains("no sampled requests"));
+    first
 }
 
 #[test]
@@ -758,4 +780,70 @@ fn deploy_manifests_validate_offline_and_agree_with_each_other() {
             "{binary} is not a binary of this workspace"
         );
     }
+}
+
+#[test]
+fn the_cluster_deploy_variants_validate_and_name_a_cluster() {
+    let file = repository().join("deploy/k8s-cluster/redis-cluster.yaml");
+    let validate = tool(&["kubernetes-validate"], "pip install kubernetes-validate");
+    let out = Command::new(validate)
+        .arg("--strict")
+        .arg(&file)
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let compose = tool(
+        &["docker-compose"],
+        "install Debian's docker-compose package",
+    );
+    let out = Command::new(compose)
+        .arg("-f")
+        .arg(repository().join("deploy/compose.yaml"))
+        .arg("-f")
+        .arg(repository().join("deploy/compose.cluster.yaml"))
+        .args(["config"])
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let merged: serde_json::Value = serde_saphyr::from_slice(&out.stdout).unwrap();
+    let nodes: Vec<&String> = merged["services"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|name| name.starts_with("redis-node-"))
+        .collect();
+    assert_eq!(nodes.len(), 6, "three primaries and a replica each");
+    for service in ["worker", "scheduler", "origin"] {
+        let url = merged["services"][service]["environment"]["OPOSSUM_REDIS_URL"]
+            .as_str()
+            .unwrap();
+        assert!(
+            url.starts_with("redis+cluster://redis-node-1:6379,"),
+            "{service}: {url}"
+        );
+        assert!(
+            matches!(opossum_redis::parse_url(url), Ok(opossum_redis::Target::Cluster(seeds)) if seeds.len() == 3),
+            "{url}"
+        );
+    }
+
+    // The ConfigMap it replaces is a valid configuration whose cache tier is the cluster, and
+    // the headless Service selects the StatefulSet's pods.
+    let all = documents(&file);
+    let config_map = all.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let config =
+        opossum_config::Config::parse(config_map["data"]["opossum.yaml"].as_str().unwrap(), "cm")
+            .unwrap();
+    let url = config.redis_url(None).unwrap().unwrap();
+    assert!(
+        url.starts_with("redis+cluster://opossum-redis-cluster-0."),
+        "{url}"
+    );
+    let set = all.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
+    let service = all.iter().find(|d| d["kind"] == "Service").unwrap();
+    assert_eq!(
+        service["spec"]["selector"],
+        set["spec"]["template"]["metadata"]["labels"]
+    );
+    assert_eq!(set["spec"]["replicas"], 6);
 }

@@ -473,11 +473,21 @@ async fn embedded_warming_can_be_switched_off() {
 #[tokio::test]
 async fn with_redis_misses_go_to_the_fleet() {
     let redis = RedisServer::start();
-    let server = start(&[], Some(&redis.url()));
+    misses_go_to_the_fleet(&redis.url()).await;
+}
+
+#[tokio::test]
+async fn with_a_redis_cluster_misses_go_to_the_fleet() {
+    let cluster = opossum_testkit::RedisCluster::start(3, 0);
+    misses_go_to_the_fleet(&cluster.url()).await;
+}
+
+async fn misses_go_to_the_fleet(redis_url: &str) {
+    let server = start(&[], Some(redis_url));
     let worker_data = TempDir::new("serve-worker");
     let (_worker, worker_base) = Process::spawn_announced(
         Command::new(opossum_testkit::binary("opossum-worker"))
-            .args(["--redis", &redis.url()])
+            .args(["--redis", redis_url])
             .arg("--originals")
             .arg(server.originals.path())
             .arg("--data-dir")
@@ -512,7 +522,7 @@ async fn with_redis_misses_go_to_the_fleet() {
     assert_eq!(header(&again, "x-opossum-source"), "memory");
     // The worker computed it: its completion event is in the stream.
     let events = Command::new(binary())
-        .args(["--redis", &redis.url(), "events", "--count", "10"])
+        .args(["--redis", redis_url, "events", "--count", "10"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&events.stdout);
@@ -521,7 +531,7 @@ async fn with_redis_misses_go_to_the_fleet() {
     // hit by the origin; each once.
     let requests = || {
         let output = Command::new(binary())
-            .args(["--redis", &redis.url(), "stats", "top", "--json"])
+            .args(["--redis", redis_url, "stats", "top", "--json"])
             .output()
             .unwrap();
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();

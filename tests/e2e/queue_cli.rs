@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use opossum_testkit::{RedisServer, TempDir, json_lines};
+use opossum_testkit::{RedisCluster, RedisServer, TempDir, json_lines};
 
 fn opossum() -> PathBuf {
     opossum_testkit::binary("opossum")
@@ -142,11 +142,22 @@ fn submit_without_redis_runs_embedded_and_prints_the_event() {
 #[test]
 fn submit_wait_events_and_queue_stats_against_a_worker() {
     let redis = RedisServer::start();
+    every_fleet_command(&redis.url());
+}
+
+#[test]
+fn every_fleet_command_works_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    every_fleet_command(&cluster.url());
+}
+
+/// `submit`, `events`, `queue`, `cache`, `stats` and `process` against a worker on `url`.
+fn every_fleet_command(url: &str) {
     let originals = originals();
     let data = TempDir::new("cli-data");
     let worker_data = TempDir::new("cli-worker");
     let mut worker = Command::new(opossum_testkit::binary("opossum-worker"))
-        .args(["--redis", &redis.url()])
+        .args(["--redis", url])
         .arg("--originals")
         .arg(originals.path())
         .arg("--data-dir")
@@ -154,9 +165,8 @@ fn submit_wait_events_and_queue_stats_against_a_worker() {
         .env("OPOSSUM_LOG", "warn")
         .spawn()
         .unwrap();
-    let url = redis.url();
     let with_redis = |args: &[&str], stdin: Option<&str>| {
-        let mut all = vec!["--redis", url.as_str()];
+        let mut all = vec!["--redis", url];
         all.extend_from_slice(args);
         run(&all, &data, stdin)
     };
@@ -265,6 +275,53 @@ fn submit_wait_events_and_queue_stats_against_a_worker() {
         "{}",
         stderr(&bad_ops)
     );
+    // `process` on the shared tier: computed once, then answered by Redis in a fresh data
+    // directory (another machine).
+    let store = originals.path().to_str().unwrap();
+    let processed = with_redis(
+        &[
+            "process",
+            "a.png",
+            "--originals",
+            store,
+            "--ops",
+            "thumbnail:40",
+            "--json",
+        ],
+        None,
+    );
+    assert!(processed.status.success(), "{}", stderr(&processed));
+    assert_eq!(json_lines(&processed)[0]["source"], "computed");
+    let elsewhere = TempDir::new("cli-elsewhere");
+    let mut all = vec!["--redis", url];
+    all.extend_from_slice(&[
+        "process",
+        "a.png",
+        "--originals",
+        store,
+        "--ops",
+        "thumbnail:40",
+        "--json",
+    ]);
+    let shared = run(&all, &elsewhere, None);
+    assert!(shared.status.success(), "{}", stderr(&shared));
+    assert_eq!(json_lines(&shared)[0]["source"], "redis");
+
+    // The operators' views: cache usage summed over every primary, and the analytics.
+    let cache = with_redis(&["cache", "stats", "--json"], None);
+    assert!(cache.status.success(), "{}", stderr(&cache));
+    let cache: serde_json::Value = serde_json::from_slice(&cache.stdout).unwrap();
+    assert!(
+        cache["tiers"]["redis"]["usage"]["items"].as_u64().unwrap() >= 1,
+        "{cache}"
+    );
+    let top = with_redis(&["stats", "top", "--json"], None);
+    assert!(top.status.success(), "{}", stderr(&top));
+    let top: serde_json::Value = serde_json::from_slice(&top.stdout).unwrap();
+    assert!(top["requests"].as_u64().unwrap() >= 1, "{top}");
+    let dead = with_redis(&["queue", "dead"], None);
+    assert!(dead.status.success(), "{}", stderr(&dead));
+
     let no_redis = run(&["events"], &data, None);
     assert_eq!(no_redis.status.code(), Some(1));
     assert!(

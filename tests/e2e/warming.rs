@@ -1,11 +1,27 @@
-//! The scheduler as users run it: a real redis-server, a real worker process, the `opossum`
-//! CLI and `opossum-scheduler`, each strategy end to end.
+//! The scheduler as users run it: a real redis-server (and, for two strategies, a real
+//! 3-primary Redis Cluster), a real worker process, the `opossum` CLI and `opossum-scheduler`,
+//! each strategy end to end.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use opossum_testkit::{Process, RedisServer, TempDir, http_get, json_lines};
+use opossum_testkit::{Process, RedisCluster, RedisServer, TempDir, http_get, json_lines};
+
+/// The Redis a scenario runs on: one server or a cluster.
+enum Server {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Server {
+    fn url(&self) -> String {
+        match self {
+            Server::Single(server) => server.url(),
+            Server::Cluster(cluster) => cluster.url(),
+        }
+    }
+}
 
 fn bin(name: &str) -> PathBuf {
     opossum_testkit::binary(name)
@@ -13,7 +29,7 @@ fn bin(name: &str) -> PathBuf {
 
 /// Redis, an originals store, a configuration file and (when started) one worker.
 struct Fleet {
-    redis: RedisServer,
+    redis: Server,
     originals: TempDir,
     config: PathBuf,
     cli_data: TempDir,
@@ -23,6 +39,18 @@ struct Fleet {
 
 impl Fleet {
     fn new(config_yaml: &str, images: &[&str]) -> Fleet {
+        Fleet::on(Server::Single(RedisServer::start()), config_yaml, images)
+    }
+
+    fn on_a_cluster(config_yaml: &str, images: &[&str]) -> Fleet {
+        Fleet::on(
+            Server::Cluster(RedisCluster::start(3, 0)),
+            config_yaml,
+            images,
+        )
+    }
+
+    fn on(redis: Server, config_yaml: &str, images: &[&str]) -> Fleet {
         let originals = TempDir::new("warm-originals");
         let corpus = opossum_testkit::corpus();
         for image in images {
@@ -33,7 +61,7 @@ impl Fleet {
         let config = config_dir.join("opossum.yaml");
         std::fs::write(&config, config_yaml).unwrap();
         Fleet {
-            redis: RedisServer::start(),
+            redis,
             originals,
             config,
             cli_data: TempDir::new("warm-cli"),
@@ -154,7 +182,15 @@ fn is_cache_hit(event: &serde_json::Value) -> bool {
 
 #[test]
 fn predictive_warming_restores_an_invalidated_popular_variant() {
-    let fleet = Fleet::new("# defaults\n", &["a.png"]);
+    predictive_warming(Fleet::new("# defaults\n", &["a.png"]));
+}
+
+#[test]
+fn predictive_warming_restores_an_invalidated_popular_variant_on_a_cluster() {
+    predictive_warming(Fleet::on_a_cluster("# defaults\n", &["a.png"]));
+}
+
+fn predictive_warming(fleet: Fleet) {
     let _worker = fleet.worker();
     // Two popular variants (10 requests each this hour) and one asked for once.
     for _ in 0..10 {
@@ -212,10 +248,19 @@ fn predictive_warming_restores_an_invalidated_popular_variant() {
     fleet.wait_for_analytics(24);
 }
 
+const RELATED: &str = "presets:\n  thumb-s:\n    ops: thumbnail:64,format:webp\n    family: thumbs\n  thumb-m:\n    ops: thumbnail:128,format:webp\n    family: thumbs\nwarming:\n  related_formats: [webp, png]\n";
+
 #[test]
 fn related_variants_follow_completion_events() {
-    let config = "presets:\n  thumb-s:\n    ops: thumbnail:64,format:webp\n    family: thumbs\n  thumb-m:\n    ops: thumbnail:128,format:webp\n    family: thumbs\nwarming:\n  related_formats: [webp, png]\n";
-    let fleet = Fleet::new(config, &["a.png"]);
+    related_variants(Fleet::new(RELATED, &["a.png"]));
+}
+
+#[test]
+fn related_variants_follow_completion_events_on_a_cluster() {
+    related_variants(Fleet::on_a_cluster(RELATED, &["a.png"]));
+}
+
+fn related_variants(fleet: Fleet) {
     let _worker = fleet.worker();
     let mut scheduler = Process(
         fleet

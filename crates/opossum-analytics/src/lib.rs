@@ -14,17 +14,19 @@
 //! # Layout and bounds
 //!
 //! Time is cut into buckets (`bucket`, one hour by default); bucket `S` (its start in Unix
-//! seconds) has three keys, each with a TTL of `retention` plus one bucket:
+//! seconds) has three keys, each with a TTL of `retention` plus one bucket. Every key carries
+//! the hash tag `{prefix:stats}`, so on a Redis Cluster they share one slot and the flush
+//! pipeline and `ZUNIONSTORE` stay legal:
 //!
-//! - `{prefix}:stats:{S}:images`: a sorted set, image id -> requests;
-//! - `{prefix}:stats:{S}:variants`: a sorted set, variant (JSON `[image, chain, key, options]`)
+//! - `{prefix:stats}:S:images`: a sorted set, image id -> requests;
+//! - `{prefix:stats}:S:variants`: a sorted set, variant (JSON `[image, chain, key, options]`)
 //!   -> requests;
-//! - `{prefix}:stats:{S}:counts`: a hash: `requests`, `bytes`, `r:{category}:{source}` (count),
+//! - `{prefix:stats}:S:counts`: a hash: `requests`, `bytes`, `r:{category}:{source}` (count),
 //!   `t:{category}:{source}` (milliseconds spent), and `s:{k}` for the 60 sub-buckets (minutes
 //!   of an hour bucket) that make the fine traffic profile.
 //!
 //! One more key samples the request stream for miss-ratio curves (`mrc.rs`, SHARDS): the
-//! stream `{prefix}:stats:sample` holds key, bytes and time of the requests whose key hashes
+//! stream `{prefix:stats}:sample` holds key, bytes and time of the requests whose key hashes
 //! into the `sample_rate` share of the key space (the same keys on every process), trimmed to
 //! about `sample_cap` entries and expiring with the buckets.
 //!
@@ -101,6 +103,6 @@ mod tests {
             vec![8 * hour, 9 * hour, 10 * hour]
         );
         assert_eq!(config.buckets_in(now, Duration::ZERO), vec![10 * hour]);
-        assert_eq!(config.key(10 * hour, "images"), "p:stats:36000:images");
+        assert_eq!(config.key(10 * hour, "images"), "{p:stats}:36000:images");
     }
 }

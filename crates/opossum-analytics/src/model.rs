@@ -125,13 +125,20 @@ impl AnalyticsConfig {
             .collect()
     }
 
+    /// `{prefix:stats}`: every analytics key carries this one Redis Cluster hash tag, so the
+    /// flush pipeline and the weighted `ZUNIONSTORE` over buckets run in one slot (analytics are
+    /// a few megabytes; one shard holds them).
+    pub(crate) fn stats_tag(&self) -> String {
+        format!("{{{}:stats}}", self.prefix)
+    }
+
     pub(crate) fn key(&self, start_ms: u64, what: &str) -> String {
-        format!("{}:stats:{}:{what}", self.prefix, start_ms / 1000)
+        format!("{}:{}:{what}", self.stats_tag(), start_ms / 1000)
     }
 
     /// The stream of sampled requests (SHARDS).
     pub fn sample_key(&self) -> String {
-        format!("{}:stats:sample", self.prefix)
+        format!("{}:sample", self.stats_tag())
     }
 }
 

@@ -46,6 +46,54 @@ pub(crate) struct Pending {
     pub(crate) samples: Vec<(String, u64, u64)>,
 }
 
+impl Pending {
+    /// Adds one access to this batch.
+    pub(crate) fn add(&mut self, config: &AnalyticsConfig, access: &Access) {
+        use std::fmt::Write as _;
+        let start = config.bucket_start(access.at_ms);
+        let sub = (access.at_ms - start) * SUB_BUCKETS / config.bucket_ms();
+        let key = access.variant.key.as_str();
+        let sample = !key.is_empty() && mrc::sampled(key, config.sample_rate);
+        let mut field = String::with_capacity(64);
+        self.accesses += 1;
+        let delta = self.buckets.entry(start).or_default();
+        bump(&mut delta.images, &access.variant.image_id, 1);
+        // The member (compact JSON) is a function of the cache key: made once per batch.
+        match delta.members.get(key).filter(|_| !key.is_empty()) {
+            Some(member) => bump(&mut delta.variants, member, 1),
+            None => {
+                let member = access.variant.member();
+                bump(&mut delta.variants, &member, 1);
+                if !key.is_empty() {
+                    delta.members.insert(key.to_string(), member);
+                }
+            }
+        }
+        bump(&mut delta.counts, "requests", 1);
+        bump(&mut delta.counts, "bytes", access.bytes as i64);
+        let class = |field: &mut String, prefix: &str| {
+            field.clear();
+            let _ = write!(
+                field,
+                "{prefix}:{}:{}",
+                access.category.name(),
+                access.answer.name()
+            );
+        };
+        class(&mut field, "r");
+        bump(&mut delta.counts, &field, 1);
+        class(&mut field, "t");
+        bump(&mut delta.times, &field, access.duration_ms);
+        field.clear();
+        let _ = write!(field, "s:{sub}");
+        bump(&mut delta.counts, &field, 1);
+        if sample {
+            self.samples
+                .push((key.to_string(), access.bytes, access.at_ms));
+        }
+    }
+}
+
 struct RecorderInner {
     config: AnalyticsConfig,
     store: Store,
@@ -91,58 +139,14 @@ impl Recorder {
     /// Adds one access to the next flush. Never blocks on I/O, and allocates only for what
     /// this batch has not seen yet (it runs on every answer the origin gives).
     pub fn record(&self, access: &Access) {
-        use std::fmt::Write as _;
-        let config = &self.inner.config;
-        let start = config.bucket_start(access.at_ms);
-        let sub = (access.at_ms - start) * SUB_BUCKETS / config.bucket_ms();
-        let key = access.variant.key.as_str();
-        let sample = !key.is_empty() && mrc::sampled(key, config.sample_rate);
-        let mut field = String::with_capacity(64);
-        let Ok(mut guard) = self.inner.pending.lock() else {
+        let Ok(mut pending) = self.inner.pending.lock() else {
             return;
         };
-        let pending = &mut *guard;
         if pending.accesses >= MAX_PENDING {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        pending.accesses += 1;
-        let delta = pending.buckets.entry(start).or_default();
-        bump(&mut delta.images, &access.variant.image_id, 1);
-        // The member (compact JSON) is a function of the cache key: made once per batch.
-        match delta.members.get(key).filter(|_| !key.is_empty()) {
-            Some(member) => bump(&mut delta.variants, member, 1),
-            None => {
-                let member = access.variant.member();
-                bump(&mut delta.variants, &member, 1);
-                if !key.is_empty() {
-                    delta.members.insert(key.to_string(), member);
-                }
-            }
-        }
-        bump(&mut delta.counts, "requests", 1);
-        bump(&mut delta.counts, "bytes", access.bytes as i64);
-        let class = |field: &mut String, prefix: &str| {
-            field.clear();
-            let _ = write!(
-                field,
-                "{prefix}:{}:{}",
-                access.category.name(),
-                access.answer.name()
-            );
-        };
-        class(&mut field, "r");
-        bump(&mut delta.counts, &field, 1);
-        class(&mut field, "t");
-        bump(&mut delta.times, &field, access.duration_ms);
-        field.clear();
-        let _ = write!(field, "s:{sub}");
-        bump(&mut delta.counts, &field, 1);
-        if sample {
-            pending
-                .samples
-                .push((key.to_string(), access.bytes, access.at_ms));
-        }
+        pending.add(&self.inner.config, access);
     }
 
     /// Accesses recorded and flushed to the store so far.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redis::aio::ConnectionManager;
+use opossum_redis::Connection;
 
 use crate::{AnalyticsConfig, AnalyticsError, MemoryStore, Pending};
 
@@ -25,8 +25,8 @@ return 0
 #[derive(Clone)]
 pub struct Store(pub(crate) Arc<dyn Backend>);
 
-impl From<ConnectionManager> for Store {
-    fn from(connection: ConnectionManager) -> Store {
+impl From<Connection> for Store {
+    fn from(connection: Connection) -> Store {
         Store(Arc::new(RedisStore(connection)))
     }
 }
@@ -71,7 +71,7 @@ pub(crate) trait Backend: Send + Sync {
 }
 
 /// The Redis store.
-struct RedisStore(ConnectionManager);
+struct RedisStore(Connection);
 
 #[async_trait::async_trait]
 impl Backend for RedisStore {
@@ -80,69 +80,10 @@ impl Backend for RedisStore {
         config: &AnalyticsConfig,
         pending: &Pending,
     ) -> Result<(), AnalyticsError> {
-        let ttl_secs = (config.retention + config.bucket).as_secs().max(1);
-        let mut pipe = redis::pipe();
-        for (start, delta) in &pending.buckets {
-            let images = config.key(*start, "images");
-            let variants = config.key(*start, "variants");
-            let counts = config.key(*start, "counts");
-            for (key, members, cap) in [
-                (&images, &delta.images, config.top_images),
-                (&variants, &delta.variants, config.top_variants),
-            ] {
-                for (member, count) in members {
-                    pipe.cmd("ZINCRBY")
-                        .arg(key)
-                        .arg(*count)
-                        .arg(member)
-                        .ignore();
-                }
-                pipe.cmd("EVAL")
-                    .arg(TRIM_SCRIPT)
-                    .arg(1)
-                    .arg(key)
-                    .arg(cap)
-                    .ignore();
-            }
-            for (field, count) in &delta.counts {
-                pipe.cmd("HINCRBY")
-                    .arg(&counts)
-                    .arg(field)
-                    .arg(*count)
-                    .ignore();
-            }
-            for (field, ms) in &delta.times {
-                pipe.cmd("HINCRBYFLOAT")
-                    .arg(&counts)
-                    .arg(field)
-                    .arg(*ms)
-                    .ignore();
-            }
-            for key in [&images, &variants, &counts] {
-                pipe.cmd("EXPIRE").arg(key).arg(ttl_secs).ignore();
-            }
-        }
-        if !pending.samples.is_empty() {
-            let stream = config.sample_key();
-            for (key, bytes, at_ms) in &pending.samples {
-                pipe.cmd("XADD")
-                    .arg(&stream)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(config.sample_cap.max(1))
-                    .arg("*")
-                    .arg("k")
-                    .arg(key)
-                    .arg("b")
-                    .arg(*bytes)
-                    .arg("t")
-                    .arg(*at_ms)
-                    .ignore();
-            }
-            pipe.cmd("EXPIRE").arg(&stream).arg(ttl_secs).ignore();
-        }
         let mut connection = self.0.clone();
-        pipe.query_async::<()>(&mut connection).await?;
+        write_pipeline(config, pending)
+            .query_async::<()>(&mut connection)
+            .await?;
         Ok(())
     }
 
@@ -154,30 +95,8 @@ impl Backend for RedisStore {
         weights: &[f64],
         n: usize,
     ) -> Result<Vec<(String, f64)>, AnalyticsError> {
-        let scratch = format!("{}:stats:scratch:{:016x}", config.prefix, scratch_id());
-        let mut union = redis::cmd("ZUNIONSTORE");
-        union.arg(&scratch).arg(starts.len());
-        for start in starts {
-            union.arg(config.key(*start, what));
-        }
-        union.arg("WEIGHTS");
-        for weight in weights {
-            union.arg(*weight);
-        }
         let mut connection = self.0.clone();
-        let (members,): (Vec<(String, f64)>,) = redis::pipe()
-            .atomic()
-            .add_command(union)
-            .ignore()
-            .cmd("ZRANGE")
-            .arg(&scratch)
-            .arg(0)
-            .arg(n as i64 - 1)
-            .arg("REV")
-            .arg("WITHSCORES")
-            .cmd("DEL")
-            .arg(&scratch)
-            .ignore()
+        let (members,): (Vec<(String, f64)>,) = top_transaction(config, what, starts, weights, n)
             .query_async(&mut connection)
             .await?;
         Ok(members)
@@ -274,6 +193,108 @@ impl Backend for MemoryStore {
     }
 }
 
+/// The weighted union of `what` over `starts` into a scratch key, its head, and the scratch
+/// key's removal, in one transaction (one slot, as [`write_pipeline`]).
+fn top_transaction(
+    config: &AnalyticsConfig,
+    what: &str,
+    starts: &[u64],
+    weights: &[f64],
+    n: usize,
+) -> redis::Pipeline {
+    let scratch = format!("{}:scratch:{:016x}", config.stats_tag(), scratch_id());
+    let mut union = redis::cmd("ZUNIONSTORE");
+    union.arg(&scratch).arg(starts.len());
+    for start in starts {
+        union.arg(config.key(*start, what));
+    }
+    union.arg("WEIGHTS");
+    for weight in weights {
+        union.arg(*weight);
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .add_command(union)
+        .ignore()
+        .cmd("ZRANGE")
+        .arg(&scratch)
+        .arg(0)
+        .arg(n as i64 - 1)
+        .arg("REV")
+        .arg("WITHSCORES")
+        .cmd("DEL")
+        .arg(&scratch)
+        .ignore();
+    pipe
+}
+
+/// One flush: every bucket's increments, trims and expiries, and the samples, in one pipeline
+/// (one slot: every analytics key carries the `{prefix:stats}` tag).
+fn write_pipeline(config: &AnalyticsConfig, pending: &Pending) -> redis::Pipeline {
+    let ttl_secs = (config.retention + config.bucket).as_secs().max(1);
+    let mut pipe = redis::pipe();
+    for (start, delta) in &pending.buckets {
+        let images = config.key(*start, "images");
+        let variants = config.key(*start, "variants");
+        let counts = config.key(*start, "counts");
+        for (key, members, cap) in [
+            (&images, &delta.images, config.top_images),
+            (&variants, &delta.variants, config.top_variants),
+        ] {
+            for (member, count) in members {
+                pipe.cmd("ZINCRBY")
+                    .arg(key)
+                    .arg(*count)
+                    .arg(member)
+                    .ignore();
+            }
+            pipe.cmd("EVAL")
+                .arg(TRIM_SCRIPT)
+                .arg(1)
+                .arg(key)
+                .arg(cap)
+                .ignore();
+        }
+        for (field, count) in &delta.counts {
+            pipe.cmd("HINCRBY")
+                .arg(&counts)
+                .arg(field)
+                .arg(*count)
+                .ignore();
+        }
+        for (field, ms) in &delta.times {
+            pipe.cmd("HINCRBYFLOAT")
+                .arg(&counts)
+                .arg(field)
+                .arg(*ms)
+                .ignore();
+        }
+        for key in [&images, &variants, &counts] {
+            pipe.cmd("EXPIRE").arg(key).arg(ttl_secs).ignore();
+        }
+    }
+    if !pending.samples.is_empty() {
+        let stream = config.sample_key();
+        for (key, bytes, at_ms) in &pending.samples {
+            pipe.cmd("XADD")
+                .arg(&stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(config.sample_cap.max(1))
+                .arg("*")
+                .arg("k")
+                .arg(key)
+                .arg("b")
+                .arg(*bytes)
+                .arg("t")
+                .arg(*at_ms)
+                .ignore();
+        }
+        pipe.cmd("EXPIRE").arg(&stream).arg(ttl_secs).ignore();
+    }
+    pipe
+}
+
 /// A name for a query's scratch key, unique across processes and calls (time, pid, counter).
 fn scratch_id() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -282,4 +303,51 @@ fn scratch_id() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     now_ms.rotate_left(20) ^ (u64::from(std::process::id()) << 32) ^ n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Access, Answer, Variant};
+
+    /// The check a cluster makes, with no server: a flush over two buckets with samples, and
+    /// a ranked query over three buckets, each keep to one slot.
+    #[test]
+    fn flushes_and_queries_keep_to_one_slot() {
+        let config = AnalyticsConfig {
+            sample_rate: 1.0,
+            ..AnalyticsConfig::new("opossum")
+        };
+        let mut pending = Pending::default();
+        for (i, at_ms) in [(0, 1_000u64), (1, 7_201_000)] {
+            pending.add(
+                &config,
+                &Access {
+                    variant: Variant {
+                        image_id: format!("photos/{i}.jpg"),
+                        chain: "thumbnail:64".into(),
+                        key: format!("opossum:{{{i:016x}}}:00"),
+                        options: Default::default(),
+                    },
+                    category: opossum_ops::Category::Thumbnail,
+                    answer: Answer::Computed,
+                    bytes: 10,
+                    duration_ms: 1.0,
+                    at_ms,
+                },
+            );
+        }
+        assert_eq!(pending.buckets.len(), 2);
+        assert_eq!(pending.samples.len(), 2);
+        opossum_redis::check_one_slot(&write_pipeline(&config, &pending)).unwrap();
+        let starts = [0, 3_600_000, 7_200_000];
+        opossum_redis::check_one_slot(&top_transaction(
+            &config,
+            "images",
+            &starts,
+            &[1.0, 1.0, 1.0],
+            10,
+        ))
+        .unwrap();
+    }
 }

@@ -8,13 +8,17 @@ use opossum_analytics::{
     Access, Analytics, AnalyticsConfig, Answer, MemoryStore, Recorder, Store, Variant,
 };
 use opossum_ops::Category;
-use opossum_testkit::{RedisServer, unique_namespace};
+use opossum_redis::{Connection, Redis, Settings};
+use opossum_testkit::{RedisCluster, RedisServer, unique_namespace};
 
 const HOUR_MS: u64 = 3_600_000;
 
-async fn connect(server: &RedisServer) -> redis::aio::ConnectionManager {
-    let client = redis::Client::open(server.url()).unwrap();
-    redis::aio::ConnectionManager::new(client).await.unwrap()
+async fn connect(url: &str) -> Connection {
+    Redis::open(url)
+        .unwrap()
+        .connect(&Settings::default())
+        .await
+        .unwrap()
 }
 
 fn access(image: &str, chain: &str, answer: Answer, at_ms: u64) -> Access {
@@ -49,15 +53,24 @@ fn config(prefix: &str) -> AnalyticsConfig {
 #[tokio::test]
 async fn records_and_answers_every_query() {
     let server = RedisServer::start();
-    let connection = connect(&server).await;
+    records_and_answers_every_query_on(&server.url()).await;
+}
+
+#[tokio::test]
+async fn records_and_answers_every_query_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    records_and_answers_every_query_on(&cluster.url()).await;
+}
+
+async fn records_and_answers_every_query_on(url: &str) {
+    let connection = connect(url).await;
     let prefix = unique_namespace("analytics");
     every_query(&prefix, connection.clone()).await;
 
     // Every key written has a TTL; nothing scratch is left behind.
     let mut c = connection.clone();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut c)
+    let keys: Vec<String> = c
+        .scan_match(&format!("{{{prefix}:stats}}:*"))
         .await
         .unwrap();
     assert_eq!(
@@ -242,7 +255,7 @@ async fn the_memory_store_forgets_what_is_past_retention() {
 #[tokio::test]
 async fn sorted_sets_stay_bounded_and_keep_the_head() {
     let server = RedisServer::start();
-    let connection = connect(&server).await;
+    let connection = connect(&server.url()).await;
     let prefix = unique_namespace("bounded");
     let config = AnalyticsConfig {
         top_images: 50,
@@ -264,7 +277,7 @@ async fn sorted_sets_stay_bounded_and_keep_the_head() {
     }
     let mut c = connection.clone();
     for what in ["images", "variants"] {
-        let key = format!("{prefix}:stats:{}:{what}", now / 1000);
+        let key = format!("{{{prefix}:stats}}:{}:{what}", now / 1000);
         let members: u64 = redis::cmd("ZCARD")
             .arg(&key)
             .query_async(&mut c)
@@ -283,7 +296,7 @@ async fn sorted_sets_stay_bounded_and_keep_the_head() {
 #[tokio::test]
 async fn a_dead_redis_drops_the_batch_and_the_recorder_carries_on() {
     let server = RedisServer::start();
-    let connection = connect(&server).await;
+    let connection = connect(&server.url()).await;
     let prefix = unique_namespace("dead");
     let recorder = Recorder::start(config(&prefix), connection);
     server.kill();

@@ -65,8 +65,9 @@ pub(crate) fn run(redis_url: &str, size: usize, lookups: usize) -> anyhow::Resul
             tier.put(key, entry.clone()).await?;
         }
         // Plain GET of the same bytes over one multiplexed connection: the baseline.
-        let client = redis::Client::open(redis_url)?;
-        let mut connection = client.get_multiplexed_async_connection().await?;
+        let mut connection = opossum_redis::Redis::open(redis_url)?
+            .connect(&opossum_redis::Settings::default())
+            .await?;
         let _: () = redis::cmd("SET")
             .arg("bench:plain")
             .arg(&body)

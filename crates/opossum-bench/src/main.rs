@@ -6,6 +6,7 @@ mod http;
 mod latency;
 mod queue;
 mod replay;
+mod shared_tier;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -62,6 +63,25 @@ enum Command {
         seed: u64,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// The shared tier under concurrent reads on each Redis given (a single server, a
+    /// cluster), beside plain GETs, and the keys and bytes per primary afterwards
+    SharedTier {
+        /// Redis URLs to measure, in one run (scratch servers: keys are written)
+        #[arg(long = "redis", required = true)]
+        redis: Vec<String>,
+        /// images written (one entry each)
+        #[arg(long, default_value_t = 10_000)]
+        images: usize,
+        /// entry size in bytes
+        #[arg(long, default_value_t = 20_480)]
+        size: usize,
+        /// reads per path
+        #[arg(long, default_value_t = 50_000)]
+        reads: usize,
+        /// concurrent readers
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
     },
     /// Hit latency of each cache tier for one value size, beside a plain Redis GET
     TierLatency {
@@ -179,6 +199,13 @@ fn main() -> anyhow::Result<()> {
             size,
             lookups,
         } => latency::run(&redis, size, lookups)?,
+        Command::SharedTier {
+            redis,
+            images,
+            size,
+            reads,
+            concurrency,
+        } => shared_tier::run(&redis, images, size, reads, concurrency)?,
         Command::MrcAccuracy {
             trace,
             rates,

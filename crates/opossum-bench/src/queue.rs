@@ -23,9 +23,12 @@ pub(crate) struct QueueBenchArgs {
     /// Jobs in the throughput run
     #[arg(long, default_value_t = 20_000)]
     jobs: usize,
-    /// Worker concurrency (the fleet worker's and the baseline's)
+    /// Worker concurrency (each fleet worker's and the baseline's)
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Fleet worker processes (the baseline is one process)
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     /// Jobs fetched per round trip, by the baseline and the worker alike
     #[arg(long, default_value_t = 50)]
     batch_size: usize,
@@ -57,6 +60,7 @@ struct Figures {
 struct Report {
     jobs: usize,
     concurrency: usize,
+    workers: usize,
     cached: bool,
     baseline_noop_apalis: Figures,
     opossum_worker: Figures,
@@ -101,7 +105,7 @@ async fn noop_handler(
 }
 
 async fn baseline(
-    client: &redis::Client,
+    client: &opossum_redis::Redis,
     prefix: &str,
     jobs: usize,
     latency_jobs: usize,
@@ -109,15 +113,16 @@ async fn baseline(
     batch_size: usize,
 ) -> anyhow::Result<Figures> {
     let connection = opossum_fleet::connect(client).await?;
-    let config = QueueConfig {
+    let queues = QueueConfig {
         prefix: prefix.into(),
         batch_size,
         ..QueueConfig::default()
-    }
-    .backend_named(&format!("{prefix}:bench-noop"));
-    let mut storage = apalis_redis::RedisStorage::<Noop>::new(connection)
-        .with_config(config)
-        .with_codec(apalis_codec::msgpack::MsgPackCodec);
+    };
+    let config = queues.backend_named(&queues.tagged("bench-noop"));
+    let mut storage =
+        apalis_redis::RedisStorage::<Noop, opossum_redis::Connection>::new(connection)
+            .with_config(config)
+            .with_codec(apalis_codec::msgpack::MsgPackCodec);
     let done = Arc::new(AtomicUsize::new(0));
     let notify = Arc::new(tokio::sync::Notify::new());
     let worker = WorkerBuilder::new(format!("bench-noop-{}", std::process::id()))
@@ -175,29 +180,35 @@ async fn baseline(
 
 async fn fleet_run(
     url: &str,
-    client: &redis::Client,
+    client: &opossum_redis::Redis,
     prefix: &str,
     args: &QueueBenchArgs,
     image: &str,
     originals: &str,
 ) -> anyhow::Result<Figures> {
     let Fleet { queues, events, .. } = Fleet::connect(client, prefix).await?;
-    let data = std::env::temp_dir().join(format!("opossum-bench-{}", std::process::id()));
     let worker_binary = std::env::current_exe()?.with_file_name("opossum-worker");
-    let mut worker = std::process::Command::new(&worker_binary)
-        .args(["--prefix", prefix, "--originals", originals])
-        .args(["--concurrency", &args.concurrency.to_string()])
-        .args(["--batch-size", &args.batch_size.to_string()])
-        .args(["--redis", url])
-        .arg("--data-dir")
-        .arg(&data)
-        .env("OPOSSUM_LOG", "warn")
-        .spawn()
-        .with_context(|| format!("starting {}", worker_binary.display()))?;
+    let mut workers = Vec::new();
+    for n in 0..args.workers.max(1) {
+        let data = std::env::temp_dir().join(format!("opossum-bench-{}-{n}", std::process::id()));
+        let worker = std::process::Command::new(&worker_binary)
+            .args(["--prefix", prefix, "--originals", originals])
+            .args(["--concurrency", &args.concurrency.to_string()])
+            .args(["--batch-size", &args.batch_size.to_string()])
+            .args(["--redis", url])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("OPOSSUM_LOG", "warn")
+            .spawn()
+            .with_context(|| format!("starting {}", worker_binary.display()))?;
+        workers.push((worker, data));
+    }
     let result = fleet_measure(&queues, &events, args, image).await;
-    let _ = worker.kill();
-    let _ = worker.wait();
-    let _ = std::fs::remove_dir_all(&data);
+    for (mut worker, data) in workers {
+        let _ = worker.kill();
+        let _ = worker.wait();
+        let _ = std::fs::remove_dir_all(&data);
+    }
     result
 }
 
@@ -270,35 +281,26 @@ async fn fleet_measure(
     Ok(latency_figures(samples, throughput))
 }
 
-/// Deletes every key the run made (queues, job data, events, cache entries). A benchmark may
-/// scan: it owns a prefix nobody else uses.
-pub(crate) async fn remove_prefix(client: &redis::Client, prefix: &str) -> anyhow::Result<()> {
+/// Deletes every key the run made (queues, job data, events, analytics, cache entries), on
+/// every primary. A benchmark may scan: it owns a prefix nobody else uses, and its keys all
+/// contain it (`prefix:...`, the queues' `{core:apalis:queues:list}:prefix:...`, analytics'
+/// `{prefix:stats}:...`).
+pub(crate) async fn remove_prefix(
+    client: &opossum_redis::Redis,
+    prefix: &str,
+) -> anyhow::Result<()> {
     let mut connection = opossum_fleet::connect(client).await?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut connection)
-            .await?;
-        if !keys.is_empty() {
-            redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async::<()>(&mut connection)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+    let keys = connection.scan_match(&format!("*{prefix}*")).await?;
+    let _removed: Vec<u64> = connection
+        .query_by_slot(&keys, |pipe, key| {
+            pipe.cmd("UNLINK").arg(key);
+        })
+        .await?;
+    Ok(())
 }
 
 async fn queue_bench(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
-    let client = redis::Client::open(url.as_str()).context("invalid --redis URL")?;
+    let client = opossum_redis::Redis::open(url.as_str()).context("invalid --redis URL")?;
     let prefix = format!("bench{}", opossum_fleet::new_job_id());
     let temp = std::env::temp_dir().join(format!("opossum-bench-originals-{}", std::process::id()));
     let (originals, image) = match (&args.originals, &args.image) {
@@ -333,6 +335,7 @@ async fn queue_bench(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
     let report = Report {
         jobs: args.jobs,
         concurrency: args.concurrency,
+        workers: args.workers.max(1),
         cached: args.cached,
         baseline_noop_apalis: noop,
         opossum_worker: ours,
@@ -352,8 +355,9 @@ async fn queue_bench(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
             );
         }
         println!(
-            "\n{} jobs, concurrency {}, batch size {}, {}; worker throughput {:.2}x the no-op baseline",
+            "\n{} jobs, {} worker process(es), concurrency {}, batch size {}, {}; worker throughput {:.2}x the no-op baseline",
             args.jobs,
+            args.workers.max(1),
             args.concurrency,
             args.batch_size,
             if args.cached {

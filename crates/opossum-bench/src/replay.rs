@@ -245,7 +245,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub(crate) fn run(args: ReplayArgs, url: String) -> anyhow::Result<()> {
     let requests = workload(&args);
     crate::runtime()?.block_on(async {
-        let client = redis::Client::open(url.as_str()).context("invalid --redis URL")?;
+        let client = opossum_redis::Redis::open(url.as_str()).context("invalid --redis URL")?;
         let scratch = std::env::temp_dir().join(format!("opossum-replay-{}", std::process::id()));
         let originals = scratch.join("originals");
         std::fs::create_dir_all(&originals)?;
@@ -321,7 +321,7 @@ fn print_report(report: &ReplayReport) {
 async fn phase(
     args: &ReplayArgs,
     url: &str,
-    client: &redis::Client,
+    client: &opossum_redis::Redis,
     scratch: &Path,
     config: &Path,
     requests: &[Request],
@@ -370,7 +370,7 @@ async fn phase(
 }
 
 async fn replay(
-    client: &redis::Client,
+    client: &opossum_redis::Redis,
     prefix: &str,
     requests: &[Request],
     warming: bool,

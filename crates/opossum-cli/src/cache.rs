@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use opossum_cache::EvictionPolicy;
 use opossum_cache::simulate::{Trace, belady_hit_rate, lru_hit_rate, moka_hit_rate};
+use opossum_cache::{EvictionPolicy, RedisConfig, RedisTier};
 use opossum_ops::{Category, image_hash};
 use opossum_origin::CdnPurger;
 use serde::Serialize;
@@ -124,6 +124,19 @@ fn size(
         };
         let (memory, shared) = (sizing.memory_bytes, sizing.shared_bytes);
         let configured_redis = caching.redis_cache.max_memory;
+        // The shared tier's shards (one on a single server): keys spread over them by image,
+        // so each needs its share of the recommendation, and `maxmemory` is set per node.
+        let shards = match &wiring.cache_redis {
+            Some(url) => RedisTier::new(&RedisConfig::new(url))?
+                .usage_per_node()
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "the cache Redis's shards could not be read");
+                    Vec::new()
+                }),
+            None => Vec::new(),
+        };
+        let per_shard = shared.div_ceil(shards.len().max(1) as u64);
         if as_json {
             let out = json!({
                 "window_seconds": window.as_secs(),
@@ -144,6 +157,13 @@ fn size(
                     "disk_bytes_per_machine": caching.disk_cache.max_size,
                 },
                 "curve": sizing.curve.iter().map(|(s, h)| json!({"bytes": s, "hit_rate": h})).collect::<Vec<_>>(),
+                "redis_shards": shards.iter().map(|(node, usage)| json!({
+                    "node": node,
+                    "recommended_bytes": per_shard,
+                    "used_bytes": usage.bytes,
+                    "maxmemory": usage.capacity,
+                    "keys": usage.items,
+                })).collect::<Vec<_>>(),
             });
             println!("{out}");
             return Ok(());
@@ -190,6 +210,22 @@ fn size(
             bytes(shared),
             configured(Some(caching.disk_cache.max_size), shared)
         );
+        if shards.len() > 1 {
+            println!("  redis per shard ({} primaries; set maxmemory on each):", shards.len());
+            for (node, usage) in &shards {
+                let limit = if usage.capacity == 0 {
+                    "unbounded".to_string()
+                } else {
+                    bytes(usage.capacity)
+                };
+                println!(
+                    "    {node:<21} {:>12}  now {} in {} keys, maxmemory {limit}",
+                    bytes(per_shard),
+                    bytes(usage.bytes),
+                    usage.items
+                );
+            }
+        }
         println!("sizes are of cached bytes; leave about 25% for keys, metadata and fragmentation");
         Ok(())
     })
@@ -309,7 +345,7 @@ fn invalidate(
     purge_endpoints: &[String],
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let prefix = format!("{}:{}:", &wiring.prefix, image_hash(image_id));
+    let prefix = opossum_ops::image_prefix(&wiring.prefix, image_id);
     runtime()?.block_on(async {
         let opened = wiring.tiers().await;
         let results = opened.hierarchy.invalidate_image(&prefix).await;
@@ -333,7 +369,7 @@ fn invalidate(
         let mut notified = None;
         if let Some(url) = &wiring.queue_redis {
             let announced = async {
-                let client = redis::Client::open(url.as_str())?;
+                let client = opossum_redis::Redis::open(url.as_str())?;
                 let mut connection = opossum_fleet::connect(&client).await?;
                 opossum_fleet::announce_invalidation(&mut connection, &wiring.prefix, &prefix).await
             };

@@ -161,7 +161,7 @@ pub(crate) fn submit(args: SubmitArgs, wiring: &Wiring) -> anyhow::Result<()> {
         }
         let names: Vec<String> = jobs
             .iter()
-            .map(|job| fleet.queues.config().queue_name(job.priority))
+            .map(|job| fleet.queues.config().display_name(job.priority))
             .collect();
         fleet.queues.submit(jobs.clone()).await?;
         for (job, queue) in jobs.iter().zip(names) {
@@ -249,7 +249,7 @@ pub(crate) fn queue(command: QueueCommand, wiring: &Wiring) -> anyhow::Result<()
                 let mut rows = Vec::new();
                 for priority in Priority::ALL {
                     rows.push((
-                        queues.config().queue_name(priority),
+                        queues.config().display_name(priority),
                         queues.depth(priority).await?,
                     ));
                 }

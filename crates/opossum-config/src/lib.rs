@@ -497,6 +497,43 @@ mod tests {
     }
 
     #[test]
+    fn cluster_urls_take_the_files_credentials_and_refuse_a_database() {
+        let config = Config::parse_with_env(
+            "caching:\n  redis_cache:\n    password: 'p@ss'\n    tls: true\n",
+            "c.yaml",
+            vars(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            config
+                .redis_url(Some("redis+cluster://a:7000,b:7001"))
+                .unwrap()
+                .as_deref(),
+            Some("rediss+cluster://:p%40ss@a:7000,b:7001")
+        );
+        let error = config
+            .redis_url(Some("redis+cluster://a:7000/2"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("only database 0"), "{error}");
+        let error = config
+            .redis_url(Some("redis+cluster://a:x"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`a:x`"), "{error}");
+        let queues = Config::parse_with_env(
+            "queues:\n  redis_url: redis+cluster://q1:7000,q2:7000/\n",
+            "q.yaml",
+            vars(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            queues.queue_redis_url(None).unwrap().as_deref(),
+            Some("redis+cluster://q1:7000,q2:7000/")
+        );
+    }
+
+    #[test]
     fn the_queues_may_have_a_redis_of_their_own() {
         let one = Config::parse("caching:\n  redis_cache:\n    host: cache\n", "q.yaml").unwrap();
         assert_eq!(

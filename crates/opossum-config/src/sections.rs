@@ -57,7 +57,6 @@ impl QueuesSettings {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         match &self.redis_url {
             Some(url) => crate::settings::check_redis_url(url)
-                .map(drop)
                 .map_err(|message| Invalid::new("redis_url", message)),
             None => Ok(()),
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use opossum_analytics::Answer;
 use opossum_cache::TierKind;
 use opossum_pipeline::{ErrorKind, PipelineError, Provenance, Response};
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use opossum_redis::{Connection, Redis};
 use serde::{Deserialize, Serialize};
 
 use crate::{FleetError, Job, Priority};
@@ -210,8 +210,8 @@ pub fn answer_of(provenance: Provenance) -> Answer {
 /// Writes and reads the event stream.
 #[derive(Clone)]
 pub struct Events {
-    client: redis::Client,
-    connection: ConnectionManager,
+    client: Redis,
+    connection: Connection,
     stream: String,
     max_len: usize,
 }
@@ -221,12 +221,7 @@ pub type StreamEntry = (String, Event);
 
 impl Events {
     /// The stream `{prefix}:events` on `connection`, trimmed to about `max_len` entries.
-    pub fn new(
-        client: redis::Client,
-        connection: ConnectionManager,
-        prefix: &str,
-        max_len: usize,
-    ) -> Events {
+    pub fn new(client: Redis, connection: Connection, prefix: &str, max_len: usize) -> Events {
         Events {
             client,
             connection,
@@ -276,7 +271,7 @@ impl Events {
 
     async fn newest(
         &self,
-        connection: &mut ConnectionManager,
+        connection: &mut Connection,
         count: usize,
     ) -> Result<redis::streams::StreamRangeReply, FleetError> {
         Ok(redis::cmd("XREVRANGE")
@@ -304,11 +299,9 @@ impl Events {
 
     /// A connection for blocking reads.
     pub async fn reader(&self, block: Duration) -> Result<EventReader, FleetError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_response_timeout(Some(block + Duration::from_secs(5)));
         let connection = self
             .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .connect_dedicated(block + Duration::from_secs(5))
             .await?;
         Ok(EventReader {
             connection,
@@ -320,7 +313,7 @@ impl Events {
 
 /// Reads the stream with blocking `XREAD`s on its own connection.
 pub struct EventReader {
-    connection: MultiplexedConnection,
+    connection: Connection,
     stream: String,
     block: Duration,
 }

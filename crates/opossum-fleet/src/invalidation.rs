@@ -15,7 +15,7 @@ pub fn invalidation_channel(prefix: &str) -> String {
 
 /// Announces that `image_prefix` was invalidated; returns how many processes listened.
 pub async fn announce_invalidation(
-    connection: &mut redis::aio::ConnectionManager,
+    connection: &mut opossum_redis::Connection,
     prefix: &str,
     image_prefix: &str,
 ) -> Result<u64, crate::FleetError> {
@@ -27,17 +27,15 @@ pub async fn announce_invalidation(
 }
 
 pub(crate) async fn follow_invalidations(
-    client: redis::Client,
+    client: opossum_redis::Redis,
     channel: String,
     hierarchy: Arc<opossum_cache::Hierarchy>,
 ) {
     loop {
         let followed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                let Ok(image_prefix) = message.get_payload::<String>() else {
+            let mut messages = client.subscribe(&channel).await?;
+            while let Some(payload) = messages.next().await {
+                let Ok(image_prefix) = String::from_utf8(payload) else {
                     continue;
                 };
                 let removed: u64 = hierarchy

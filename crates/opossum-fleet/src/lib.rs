@@ -36,15 +36,16 @@ pub use opossum_cache::TierKind;
 pub use opossum_pipeline::{
     ErrorKind, Lookup, Mode, PipelineError, Provenance, processing_version,
 };
+pub use opossum_redis::redact;
 pub use originals::{MAX_IMAGE_ID_LEN, Originals, OriginalsError, validate_image_id};
 pub use queue::{
-    DeadJob, Depth, JobStorage, MAX_DUE_CAP, PARK_BASE, PROMOTE_SCRIPT, QueueConfig, Queues,
-    check_queue_server, connect,
+    APALIS_TAG, DeadJob, Depth, JobStorage, MAX_DUE_CAP, PARK_BASE, PROMOTE_SCRIPT, QueueConfig,
+    Queues, check_queue_server, connect,
 };
 pub use runner::{WorkerConfig, run_worker, shutdown_signal, unique_worker_name};
 pub use seam::{Completions, EVENTS_PER_READ, EventFollower, Expected, JobQueue, submit_and_wait};
 pub use telemetry::Sources;
-pub use tiers::{Tiers, default_data_dir, engine_limits, open_tiers, redact};
+pub use tiers::{Tiers, default_data_dir, engine_limits, open_tiers};
 
 /// Default approximate length of the event stream.
 pub const EVENTS_MAX_LEN: usize = 100_000;
@@ -59,14 +60,14 @@ pub struct Fleet {
     /// the completion events
     pub events: Events,
     /// the shared connection (for analytics and anything else on the same server)
-    pub connection: redis::aio::ConnectionManager,
+    pub connection: opossum_redis::Connection,
     /// the client the connection came from (pub/sub opens connections of its own)
-    pub client: redis::Client,
+    pub client: opossum_redis::Redis,
 }
 
 impl Fleet {
     /// Connects to `client` and opens `prefix`'s queues (default settings) and events.
-    pub async fn connect(client: &redis::Client, prefix: &str) -> Result<Fleet, FleetError> {
+    pub async fn connect(client: &opossum_redis::Redis, prefix: &str) -> Result<Fleet, FleetError> {
         Fleet::connect_with(
             client,
             QueueConfig {
@@ -79,7 +80,7 @@ impl Fleet {
 
     /// Connects to `client` and opens the queues `queue_config` describes, and their events.
     pub async fn connect_with(
-        client: &redis::Client,
+        client: &opossum_redis::Redis,
         queue_config: QueueConfig,
     ) -> Result<Fleet, FleetError> {
         let connection = connect(client).await?;

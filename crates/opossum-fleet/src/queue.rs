@@ -20,6 +20,13 @@
 //! ([`QueueConfig::backlog_cap`]): a producer over it gets [`FleetError::QueueFull`], a clear
 //! error, instead of growing Redis without bound.
 //!
+//! On a Redis Cluster every script above and every apalis-redis script must find its keys in
+//! one slot, and apalis's `register_worker.lua` also writes the global `core:apalis:queues:list`
+//! without declaring it. So every queue is named under that key's hash tag
+//! ([`APALIS_TAG`]): `{core:apalis:queues:list}:opossum:process`. Every key of every queue is
+//! then in one slot, with apalis unchanged; ARCHITECTURE.md says how a fleet that outgrows one
+//! shard spreads its queues.
+//!
 //! Completed jobs leave their data behind in apalis-redis (`{queue}:done`, `{queue}:data`,
 //! `{queue}:meta:{id}`: 5,000 done jobs left 5,006 keys, and the backend's own `vacuum()` scans
 //! the whole data hash); the janitor script removes them in bounded batches.
@@ -29,9 +36,13 @@ use std::time::Duration;
 use apalis::prelude::{BackendExt, TaskBuilder, TaskSink};
 use apalis_codec::msgpack::MsgPackCodec;
 use apalis_redis::{Config as RedisQueueConfig, RedisStorage};
-use redis::aio::ConnectionManager;
+use opossum_redis::{Connection, NodeReply, Redis, Settings};
 
 use crate::{FleetError, Job, Priority};
+
+/// The hash tag of every queue name: the slot of apalis-redis's global
+/// `core:apalis:queues:list`, which its worker registration writes in the queue's script.
+pub const APALIS_TAG: &str = "{core:apalis:queues:list}";
 
 /// Run time (Unix seconds) from which a job counts as parked: the year 5138.
 pub const PARK_BASE: u64 = 100_000_000_000;
@@ -99,9 +110,21 @@ impl Default for QueueConfig {
 }
 
 impl QueueConfig {
-    /// The queue of `priority`: `{prefix}:process` or `{prefix}:warm`.
+    /// The queue of `priority` in Redis (apalis's queue name):
+    /// `{core:apalis:queues:list}:{prefix}:process` or `...:warm`.
     pub fn queue_name(&self, priority: Priority) -> String {
+        self.tagged(priority.queue_suffix())
+    }
+
+    /// The queue of `priority` as users see it (`queue stats`, metrics, errors):
+    /// `{prefix}:process` or `{prefix}:warm`.
+    pub fn display_name(&self, priority: Priority) -> String {
         format!("{}:{}", self.prefix, priority.queue_suffix())
+    }
+
+    /// `name` under the prefix, in the queues' slot (what the benchmark's no-op queue uses).
+    pub fn tagged(&self, name: &str) -> String {
+        format!("{APALIS_TAG}:{}:{name}", self.prefix)
     }
 
     /// The pub/sub channel that wakes idle workers of `priority`'s queue.
@@ -131,7 +154,7 @@ impl QueueConfig {
 
 /// The apalis backend of one queue: apalis-redis with MessagePack payloads.
 pub type JobStorage =
-    apalis_core::backend::ext::with_codec::WithCodec<RedisStorage<Job>, MsgPackCodec>;
+    apalis_core::backend::ext::with_codec::WithCodec<RedisStorage<Job, Connection>, MsgPackCodec>;
 
 /// Where a queue's jobs are (the metrics' own type, so a depth is exported as measured).
 pub use opossum_telemetry::QueueGauges as Depth;
@@ -140,7 +163,7 @@ pub use opossum_telemetry::QueueGauges as Depth;
 #[derive(Clone)]
 pub struct Queues {
     config: QueueConfig,
-    connection: ConnectionManager,
+    connection: Connection,
     promote: redis::Script,
     janitor: redis::Script,
 }
@@ -149,14 +172,10 @@ fn now_secs() -> u64 {
     opossum_cache::unix_millis() / 1000
 }
 
-/// A connection manager for queue work: a generous response timeout (the 500 ms default
-/// turns a busy moment into a fatal stream error) and reconnection with backoff.
-pub async fn connect(client: &redis::Client) -> Result<ConnectionManager, FleetError> {
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_max_delay(Duration::from_secs(2));
-    Ok(ConnectionManager::new_with_config(client.clone(), config).await?)
+/// A connection for queue work ([`Settings::default`]: a generous response timeout and
+/// reconnection with backoff), to one server or a cluster.
+pub async fn connect(redis: &Redis) -> Result<Connection, FleetError> {
+    Ok(redis.connect(&Settings::default()).await?)
 }
 
 /// Reads the queue Redis's `maxmemory-policy` and warns unless it is `noeviction`, as Sidekiq
@@ -165,15 +184,14 @@ pub async fn connect(client: &redis::Client) -> Result<ConnectionManager, FleetE
 /// server (no `queues.redis_url`), where the cache wants `allkeys-lfu`: the remedy is then a
 /// Redis of the queues' own. A start-up check, never fatal: a server that refuses `CONFIG`
 /// (some managed services rename it) leaves the policy unknown, and a failed read is logged.
-pub async fn check_queue_server(connection: &ConnectionManager, shared: bool) {
+/// On a cluster every primary is checked, and a warning names the node.
+pub async fn check_queue_server(connection: &Connection, shared: bool) {
     let mut connection = connection.clone();
-    let reply: Result<Vec<String>, _> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory-policy")
-        .query_async(&mut connection)
+    let replies = connection
+        .on_each_primary(redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
         .await;
-    let policy = match reply {
-        Ok(reply) => reply.get(1).cloned().unwrap_or_default(),
+    let replies = match replies {
+        Ok(replies) => replies,
         Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {
             tracing::debug!(error = %e, "CONFIG GET refused; the queue Redis's eviction policy is unknown");
             return;
@@ -183,14 +201,26 @@ pub async fn check_queue_server(connection: &ConnectionManager, shared: bool) {
             return;
         }
     };
+    for NodeReply { node, value } in replies {
+        let policy = redis::from_redis_value::<Vec<String>>(value)
+            .ok()
+            .and_then(|reply| reply.get(1).cloned())
+            .unwrap_or_default();
+        warn_unless_noeviction(&node, &policy, shared);
+    }
+}
+
+fn warn_unless_noeviction(node: &str, policy: &str, shared: bool) {
     if policy != "noeviction" {
         if shared {
             tracing::warn!(
+                node,
                 maxmemory_policy = %policy,
                 "the queues share the cache's Redis, whose eviction policy can drop jobs, events and leases when it fills; give them a Redis of their own with maxmemory-policy noeviction (queues.redis_url)"
             );
         } else {
             tracing::warn!(
+                node,
                 maxmemory_policy = %policy,
                 "the queue Redis can evict jobs, events and leases when it fills; set its maxmemory-policy to noeviction (writes are then refused and reported instead)"
             );
@@ -200,7 +230,7 @@ pub async fn check_queue_server(connection: &ConnectionManager, shared: bool) {
 
 impl Queues {
     /// The queues of `config` on `connection`.
-    pub fn new(mut config: QueueConfig, connection: ConnectionManager) -> Queues {
+    pub fn new(mut config: QueueConfig, connection: Connection) -> Queues {
         config.due_cap = config.due_cap.clamp(1, MAX_DUE_CAP);
         config.batch_size = config.batch_size.clamp(1, 1000);
         Queues {
@@ -217,7 +247,7 @@ impl Queues {
     }
 
     /// The connection.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Connection {
         self.connection.clone()
     }
 
@@ -244,7 +274,7 @@ impl Queues {
             let waiting = depth.parked + depth.due + depth.retrying;
             if waiting + batch.len() as u64 > self.config.backlog_cap as u64 {
                 return Err(FleetError::QueueFull {
-                    queue: self.config.queue_name(priority),
+                    queue: self.config.display_name(priority),
                     waiting,
                     cap: self.config.backlog_cap as u64,
                 });
@@ -405,4 +435,40 @@ pub struct DeadJob {
     pub attempts: u32,
     /// what the last attempt reported, when the backend kept it
     pub last_error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check a cluster makes, with no server: every key apalis-redis and the scripts here
+    /// touch for a queue is in the slot of apalis's global `core:apalis:queues:list`, which its
+    /// worker registration writes undeclared.
+    #[test]
+    fn every_queue_key_is_in_apalis_global_slot() {
+        let global = opossum_redis::slot(b"core:apalis:queues:list");
+        let config = QueueConfig::default();
+        for priority in Priority::ALL {
+            let backend = config.backend(priority);
+            for key in [
+                backend.scheduled_jobs_set(),
+                backend.active_jobs_list(),
+                backend.dead_jobs_set(),
+                backend.done_jobs_set(),
+                backend.failed_jobs_set(),
+                backend.workers_set(),
+                backend.job_data_hash(),
+                format!("{}:some-id", backend.job_meta_hash()),
+                format!("{}:some-worker", backend.inflight_jobs_set()),
+                backend.signal_list(),
+                backend.idempotency_key_set(),
+            ] {
+                assert_eq!(opossum_redis::slot(key.as_bytes()), global, "{key}");
+            }
+            assert_eq!(
+                config.display_name(priority),
+                format!("opossum:{}", priority.queue_suffix())
+            );
+        }
+    }
 }

@@ -66,7 +66,7 @@ pub fn unique_worker_name() -> String {
 /// A stream that yields whenever the queue's wake channel gets a message, and every
 /// `fallback` in any case (for retries coming due, orphans re-enqueued, a lost message).
 fn wake_stream(
-    client: redis::Client,
+    client: opossum_redis::Redis,
     channel: String,
     fallback: Duration,
 ) -> impl futures::Stream<Item = ()> + Unpin + Send + 'static {
@@ -75,9 +75,7 @@ fn wake_stream(
     tokio::spawn(async move {
         loop {
             let subscribed = async {
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
-                let mut messages = pubsub.on_message();
+                let mut messages = client.subscribe(&channel).await?;
                 while messages.next().await.is_some() {
                     // A full channel means a wake-up is already pending.
                     let _ = on_message.try_send(());
@@ -107,7 +105,7 @@ pub async fn run_worker(
     state: Arc<WorkerState>,
     queues: Queues,
     events: Events,
-    client: redis::Client,
+    client: opossum_redis::Redis,
     config: WorkerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::FleetError> {

@@ -77,11 +77,14 @@ impl JobQueue for Fleet {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for claim in claims {
-            pipe.cmd("EXISTS").arg(claim);
-        }
-        Ok(pipe.query_async(&mut self.connection.clone()).await?)
+        // Split by slot: the warmer's claims share one hash tag (one pipeline), any others
+        // still work on a cluster.
+        Ok(self
+            .connection
+            .query_by_slot(claims, |pipe, claim| {
+                pipe.cmd("EXISTS").arg(claim);
+            })
+            .await?)
     }
 
     async fn take_claims(
@@ -92,16 +95,19 @@ impl JobQueue for Fleet {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for claim in claims {
-            pipe.cmd("SET")
-                .arg(*claim)
-                .arg(1)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl.as_millis().max(1) as u64);
-        }
-        let taken: Vec<Option<String>> = pipe.query_async(&mut self.connection.clone()).await?;
+        let claims: Vec<String> = claims.iter().map(|claim| claim.to_string()).collect();
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        let taken: Vec<Option<String>> = self
+            .connection
+            .query_by_slot(&claims, |pipe, claim| {
+                pipe.cmd("SET")
+                    .arg(claim)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms);
+            })
+            .await?;
         Ok(taken.into_iter().map(|t| t.is_some()).collect())
     }
 }

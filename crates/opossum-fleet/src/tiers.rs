@@ -120,7 +120,7 @@ pub async fn open_tiers(
     if leases.is_none()
         && let Some(url) = queue_redis
     {
-        let connection = match redis::Client::open(url) {
+        let connection = match opossum_redis::Redis::open(url) {
             Ok(client) => crate::connect(&client).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
@@ -160,28 +160,8 @@ pub fn engine_limits(config: &opossum_config::Config) -> opossum_image::Limits {
     }
 }
 
-/// `url` with its password replaced by `***`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn redact_hides_only_the_password() {
-        assert_eq!(
-            super::redact("rediss://user:s3cret@host:6380/2"),
-            "rediss://user:***@host:6380/2"
-        );
-        assert_eq!(super::redact("redis://host:6379/0"), "redis://host:6379/0");
-    }
-
     #[test]
     fn limits_map_every_setting() {
         assert_eq!(

@@ -1,5 +1,5 @@
 //! The conformance suite of the `JobQueue` seam: the same checks against the Redis fleet (a
-//! real redis-server) and the embedded queue (a real worker state over real tiers), so the
+//! real redis-server, and a real 3-primary Redis Cluster) and the embedded queue (a real worker state over real tiers), so the
 //! origin, the scheduler and `opossum submit` can rely on one behaviour.
 
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use opossum_fleet::{
     Embedded, Event, Fleet, Job, JobQueue, Originals, Priority, Status, WorkerState,
     submit_and_wait,
 };
-use opossum_testkit::{RedisServer, TempDir, unique_namespace};
+use opossum_testkit::{RedisCluster, RedisServer, TempDir, unique_namespace};
 
 /// A backend under test and how a job gets finished on it.
 struct Backend {
@@ -20,6 +20,7 @@ struct Backend {
     fleet: Option<Fleet>,
     _dirs: Vec<TempDir>,
     _redis: Option<RedisServer>,
+    _cluster: Option<RedisCluster>,
 }
 
 impl Backend {
@@ -49,18 +50,36 @@ fn originals() -> TempDir {
     dir
 }
 
+async fn fleet_on(url: &str) -> Fleet {
+    let client = opossum_redis::Redis::open(url).unwrap();
+    Fleet::connect(&client, &unique_namespace("seam"))
+        .await
+        .unwrap()
+}
+
 async fn fleet_backend() -> Backend {
     let redis = RedisServer::start();
-    let client = redis::Client::open(redis.url()).unwrap();
-    let fleet = Fleet::connect(&client, &unique_namespace("seam"))
-        .await
-        .unwrap();
+    let fleet = fleet_on(&redis.url()).await;
     Backend {
         name: "redis",
         queue: Arc::new(fleet.clone()),
         fleet: Some(fleet),
         _dirs: Vec::new(),
         _redis: Some(redis),
+        _cluster: None,
+    }
+}
+
+async fn cluster_backend() -> Backend {
+    let cluster = RedisCluster::start(3, 0);
+    let fleet = fleet_on(&cluster.url()).await;
+    Backend {
+        name: "redis cluster",
+        queue: Arc::new(fleet.clone()),
+        fleet: Some(fleet),
+        _dirs: Vec::new(),
+        _redis: None,
+        _cluster: Some(cluster),
     }
 }
 
@@ -87,6 +106,7 @@ async fn embedded_backend() -> Backend {
         fleet: None,
         _dirs: vec![data, originals],
         _redis: None,
+        _cluster: None,
     }
 }
 
@@ -156,6 +176,11 @@ async fn conformance(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_fleet_conforms() {
     conformance(fleet_backend().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_fleet_conforms_on_a_cluster() {
+    conformance(cluster_backend().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,12 @@
 //! containing `:op:` collides with another request) and puts the image id only inside the hash,
 //! so its own "delete by pattern" can never match. Here every component is length-prefixed
 //! before hashing, and the key keeps a short hash of the image id in clear:
-//! `{namespace}:{image-hash}:{variant-hash}`. A tier drops one image's entries by that prefix
+//! `namespace:{image-hash}:variant-hash`. A tier drops one image's entries by that prefix
 //! (or by a per-image index) without scanning everything.
+//!
+//! The braces are a Redis Cluster hash tag: every key of one image (its variants, their
+//! metadata, the image's index and the computation leases) hashes to one slot, so the shared
+//! tier's transactions and scripts stay atomic on a cluster, and images spread over the shards.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -60,7 +64,7 @@ impl Options {
     }
 }
 
-/// A cache key: `{namespace}:{image_hash}:{variant_hash}`.
+/// A cache key: `namespace:{image_hash}:variant_hash` (the braces are a Redis Cluster hash tag).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CacheKey {
     namespace: String,
@@ -84,9 +88,9 @@ impl CacheKey {
         &self.variant_hash
     }
 
-    /// `{namespace}:{image_hash}:`, the prefix every key of this image starts with.
+    /// `namespace:{image_hash}:`, the prefix every key of this image starts with.
     pub fn image_prefix(&self) -> String {
-        format!("{}:{}:", self.namespace, self.image_hash)
+        prefix_of(&self.namespace, &self.image_hash)
     }
 
     /// A strong HTTP entity tag for the variant (the variant hash, quoted).
@@ -99,10 +103,20 @@ impl fmt::Display for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}:{}:{}",
-            self.namespace, self.image_hash, self.variant_hash
+            "{}{}",
+            prefix_of(&self.namespace, &self.image_hash),
+            self.variant_hash
         )
     }
+}
+
+fn prefix_of(namespace: &str, image_hash: &str) -> String {
+    format!("{namespace}:{{{image_hash}}}:")
+}
+
+/// `namespace:{image-hash}:`, the prefix of every key of `image_id` (what invalidation drops).
+pub fn image_prefix(namespace: &str, image_id: &str) -> String {
+    prefix_of(namespace, &image_hash(image_id))
 }
 
 /// The short hash of an image id: the middle part of every key of that image.
@@ -169,8 +183,9 @@ mod tests {
         let parts: Vec<&str> = k.split(':').collect();
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[0], "opossum");
-        assert_eq!(parts[1], image_hash("photos/cat.jpg"));
-        assert_eq!(parts[1].len(), 16);
+        assert_eq!(parts[1], format!("{{{}}}", image_hash("photos/cat.jpg")));
+        assert_eq!(parts[1].len(), 18);
+        assert!(k.starts_with(&image_prefix("opossum", "photos/cat.jpg")));
         assert_eq!(parts[2].len(), 64);
         let other_variant = key("photos/cat.jpg", "blur:3");
         assert_eq!(other_variant.split(':').nth(1), Some(parts[1]));
@@ -220,7 +235,7 @@ mod tests {
         );
         assert_eq!(
             key("photos/kodim23.png", "thumbnail:200"),
-            "opossum:8a1116f3726f2abc:c3f8ba38c1890fa0602491e769a6e0bfad4c481abab375077ba2e4466119c8d8"
+            "opossum:{8a1116f3726f2abc}:c3f8ba38c1890fa0602491e769a6e0bfad4c481abab375077ba2e4466119c8d8"
         );
     }
 }

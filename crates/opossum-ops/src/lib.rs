@@ -41,7 +41,7 @@ mod ttl;
 pub use category::Category;
 pub use chain::{Chain, MAX_CHAIN_LENGTH};
 pub use error::OpsError;
-pub use key::{CacheKey, Options, derive_key, derive_key_with_chain, image_hash};
+pub use key::{CacheKey, Options, derive_key, derive_key_with_chain, image_hash, image_prefix};
 pub use operation::{
     Encoding, FlipAxis, MAX_DIMENSION, Milli, Operation, OutputFormat, ResizeMode, Rotation,
 };
@@ -50,4 +50,4 @@ pub use ttl::{TtlInputs, adaptive_ttl};
 
 /// Version of the processing algorithms, part of every cache key. Bump it when an operation's
 /// output changes, and every cached entry made by the old code becomes unreachable.
-pub const PROCESSING_VERSION: &str = "1";
+pub const PROCESSING_VERSION: &str = "2";

@@ -19,7 +19,7 @@ async fn depths(origin: &Origin) -> Vec<(String, Depth)> {
     let mut out = Vec::new();
     for priority in Priority::ALL {
         if let Ok(depth) = queues.depth(priority).await {
-            out.push((queues.config().queue_name(priority), depth));
+            out.push((queues.config().display_name(priority), depth));
         }
     }
     out

@@ -1,10 +1,11 @@
 //! Cross-process leases in Redis, so identical misses on different workers compute once.
 //! `SET {key}:lease token NX PX ttl` takes it; a script deletes it only if the token still
-//! matches, so a holder whose lease expired can never release someone else's.
+//! matches, so a holder whose lease expired can never release someone else's. The lease key
+//! carries the entry key's hash tag, so on a cluster it lives in the image's slot.
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use opossum_redis::Connection;
 
 const RELEASE_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -16,14 +17,14 @@ return 0
 /// Lease handling on one Redis.
 #[derive(Clone)]
 pub struct Leases {
-    connection: ConnectionManager,
+    connection: Connection,
     ttl: Duration,
     release: std::sync::Arc<redis::Script>,
 }
 
 impl Leases {
     /// Leases lasting `ttl` (longer than the slowest computation).
-    pub fn new(connection: ConnectionManager, ttl: Duration) -> Leases {
+    pub fn new(connection: Connection, ttl: Duration) -> Leases {
         Leases {
             connection,
             ttl,

@@ -11,7 +11,7 @@ use opossum_ops::{Chain, Options};
 use opossum_pipeline::{
     ErrorKind, Leases, Mode, Pipeline, PipelineConfig, PipelineError, Provenance,
 };
-use opossum_testkit::{RedisServer, TempDir, unique_namespace};
+use opossum_testkit::{RedisCluster, RedisServer, TempDir, unique_namespace};
 
 fn photo() -> Vec<u8> {
     let path = format!(
@@ -205,10 +205,20 @@ async fn identical_concurrent_misses_compute_once_in_a_process() {
 #[tokio::test]
 async fn identical_misses_in_two_processes_compute_once_through_the_lease() {
     let server = RedisServer::start();
+    compute_once_through_the_lease(&server.url()).await;
+}
+
+#[tokio::test]
+async fn identical_misses_compute_once_through_the_lease_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    compute_once_through_the_lease(&cluster.url()).await;
+}
+
+async fn compute_once_through_the_lease(url: &str) {
     let namespace = unique_namespace("lease");
     // Two workers: each its own memory tier and in-flight map, sharing only Redis.
     let worker = || {
-        let redis = Arc::new(RedisTier::new(&RedisConfig::new(server.url())).unwrap());
+        let redis = Arc::new(RedisTier::new(&RedisConfig::new(url)).unwrap());
         let leases = Leases::new(redis.connection(), Duration::from_secs(10));
         let tiers: Vec<Arc<dyn Tier>> =
             vec![Arc::new(MemoryTier::new(MemoryConfig::default())), redis];

@@ -91,7 +91,7 @@ async fn published_presets_are_resource_entries_and_invalidate_by_name() {
     );
 
     // `opossum cache invalidate preset:mono` drops every version of it.
-    let prefix = format!("{namespace}:{}:", opossum_ops::image_hash("preset:mono"));
+    let prefix = opossum_ops::image_prefix(&namespace, "preset:mono");
     shared.invalidate_image(&prefix).await;
     assert!(store.fetch("mono", 1).await.is_none());
 }

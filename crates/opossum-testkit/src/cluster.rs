@@ -155,6 +155,92 @@ impl RedisCluster {
         }
     }
 
+    /// The port of the primary that serves `slot` now.
+    pub fn owner_of_slot(&self, slot: u16) -> u16 {
+        let live = self
+            .nodes
+            .iter()
+            .find(|node| node.is_running())
+            .expect("no node running");
+        let text = cli(live.port, &["CLUSTER", "NODES"]);
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let serves = fields.iter().skip(8).any(|range| {
+                let range = range.split("->-").next().unwrap_or(range);
+                match range.split_once('-') {
+                    Some((low, high)) => {
+                        low.parse::<u16>().is_ok_and(|low| low <= slot)
+                            && high.parse::<u16>().is_ok_and(|high| slot <= high)
+                    }
+                    None => range.parse::<u16>() == Ok(slot),
+                }
+            });
+            if serves
+                && let Some(port) = fields
+                    .get(1)
+                    .and_then(|address| address.split(['@', ':']).nth(1))
+                    .and_then(|port| port.parse().ok())
+            {
+                return port;
+            }
+        }
+        panic!("no primary serves slot {slot}:\n{text}");
+    }
+
+    /// Moves `slot` with its keys to the primary on `to`, the way `redis-cli --cluster reshard`
+    /// does: the slot is marked importing and migrating, its keys are moved `batch` at a time
+    /// with `MIGRATE` (a pause of `pause` between batches, so traffic meets the slot half
+    /// moved, when clients get `ASK` redirections), then every primary is told the new owner.
+    pub fn move_slot(&self, slot: u16, to: u16, batch: usize, pause: Duration) {
+        let from = self.owner_of_slot(slot);
+        assert_ne!(from, to, "slot {slot} is already on {to}");
+        let id = |port: u16| cli(port, &["CLUSTER", "MYID"]).trim().to_string();
+        let (from_id, to_id) = (id(from), id(to));
+        let slot_arg = slot.to_string();
+        let ok = |port: u16, args: &[&str]| {
+            let out = cli(port, args);
+            assert!(out.contains("OK"), "{args:?} on {port}: {out}");
+        };
+        ok(
+            to,
+            &["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id],
+        );
+        ok(
+            from,
+            &["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id],
+        );
+        let batch_arg = batch.max(1).to_string();
+        loop {
+            let listed = cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot_arg, &batch_arg]);
+            let keys: Vec<&str> = listed.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let to_port = to.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().copied());
+            let out = cli(from, &args);
+            assert!(
+                out.contains("OK") || out.contains("NOKEY"),
+                "MIGRATE: {out}"
+            );
+            std::thread::sleep(pause);
+        }
+        for port in self.primaries() {
+            ok(port, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
+        }
+    }
+
+    /// Starts the node on `port` again, in its own directory: it rejoins the cluster from its
+    /// `nodes.conf` (a former primary whose replica took over comes back as a replica).
+    pub fn restart(&self, port: u16) {
+        if let Some(node) = self.nodes.iter().find(|node| node.port == port)
+            && !node.is_running()
+        {
+            node.spawn();
+        }
+    }
+
     /// Kills the node on `port` with SIGKILL, as a crash would.
     pub fn kill(&self, port: u16) {
         if let Some(node) = self.nodes.iter().find(|node| node.port == port) {
@@ -228,10 +314,14 @@ fn cli(port: u16, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-/// `count` ports below 55535 whose port and bus port (+10000) are both free right now.
+/// `count` ports below 55535 whose port and bus port (+10000) are both free right now, never
+/// handed out before in this process: clusters started by tests running side by side must not
+/// pick the same ports before the first one's nodes have bound them.
 fn cluster_ports(count: usize) -> Vec<u16> {
+    static CURSOR: Mutex<Option<u16>> = Mutex::new(None);
+    let mut cursor = CURSOR.lock().unwrap_or_else(|e| e.into_inner());
+    let mut candidate = cursor.unwrap_or_else(|| 20_000 + (std::process::id() % 20_000) as u16);
     let mut ports = Vec::with_capacity(count);
-    let mut candidate = 20_000 + (std::process::id() % 20_000) as u16;
     while ports.len() < count {
         candidate = if candidate >= 45_000 {
             20_000
@@ -243,6 +333,7 @@ fn cluster_ports(count: usize) -> Vec<u16> {
             ports.push(candidate);
         }
     }
+    *cursor = Some(candidate);
     ports
 }
 
@@ -282,5 +373,20 @@ mod tests {
             let get = cli(cluster.primaries()[0], &["-c", "GET", key]);
             assert!(get.contains('1'), "{key} after failover: {get}");
         }
+    }
+
+    #[test]
+    fn a_slot_moves_with_its_keys() {
+        let cluster = RedisCluster::start(3, 0);
+        let seed = cluster.ports()[0];
+        // `foo` is in slot 12182 (CLUSTER KEYSLOT foo).
+        assert!(cli(seed, &["-c", "SET", "{foo}:1", "x"]).contains("OK"));
+        assert!(cli(seed, &["-c", "SET", "{foo}:2", "y"]).contains("OK"));
+        let from = cluster.owner_of_slot(12182);
+        let to = *cluster.primaries().iter().find(|&&p| p != from).unwrap();
+        cluster.move_slot(12182, to, 1, Duration::from_millis(10));
+        assert_eq!(cluster.owner_of_slot(12182), to);
+        assert_eq!(cli(to, &["GET", "{foo}:2"]).trim(), "y");
+        assert!(cli(from, &["GET", "{foo}:1"]).contains("MOVED"));
     }
 }

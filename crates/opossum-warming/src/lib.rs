@@ -9,7 +9,7 @@
 //!      skipped, asked of the tiers shared with the fleet (Redis; `PTTL`, no value transfer);
 //!   3. the budget is applied: at most `jobs_per_run`, and nothing while the warm queue's
 //!      backlog is at `backlog_cap`, so warming can never flood the fleet;
-//!   4. each job takes a claim (`{prefix}:warm:claim:{key}`, `SET NX PX claim_ttl`), so a
+//!   4. each job takes a claim (`{prefix:warm:claims}:KEY`, `SET NX PX claim_ttl`), so a
 //!      variant already on its way is not enqueued again by this or another scheduler;
 //!   5. the jobs go to the warm queue only, which workers serve with a separate, smaller pool.
 //! - [`Warmer::run`]: the long-running scheduler: predictive every `interval`; background on

@@ -148,8 +148,10 @@ impl Warmer {
         )
     }
 
+    /// `{namespace:warm:claims}:KEY`: every claim under one Redis Cluster hash tag, so the
+    /// funnel's pipelined claim checks and takes run in one slot.
     fn claim_key(&self, key: &str) -> String {
-        format!("{}:warm:claim:{key}", self.parts.namespace)
+        format!("{{{}:warm:claims}}:{key}", self.parts.namespace)
     }
 
     /// Warm jobs waiting or running.

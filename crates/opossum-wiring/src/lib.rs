@@ -125,7 +125,7 @@ impl Wiring {
     /// [`Wiring::fleet`] with queue settings of the caller's own (a worker's batch size).
     pub async fn fleet_with(&self, who: &str, queue_config: QueueConfig) -> anyhow::Result<Fleet> {
         let url = self.require_queue_redis(who)?;
-        let client = redis::Client::open(url).context("invalid Redis URL")?;
+        let client = opossum_redis::Redis::open(url).context("invalid Redis URL")?;
         Fleet::connect_with(&client, queue_config)
             .await
             .with_context(|| format!("connecting to {}", opossum_fleet::redact(url)))

@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use opossum_cache::{Tier, TierKind};
-use opossum_testkit::{RedisServer, TempDir, unique_namespace};
+use opossum_testkit::{RedisCluster, RedisServer, TempDir, unique_namespace};
 
 use crate::support::{disk, entry, memory, redis};
 
 /// Everything the `Tier` trait promises.
 async fn conformance(tier: &dyn Tier) {
     let ns = unique_namespace(tier.kind().name());
-    let key = format!("{ns}:aaaaaaaaaaaaaaaa:0001");
+    let key = format!("{ns}:{{aaaaaaaaaaaaaaaa}}:0001");
     let name = tier.kind().name();
 
     assert!(
@@ -39,7 +39,7 @@ async fn conformance(tier: &dyn Tier) {
 
     // A megabyte of binary survives unchanged.
     let big: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let big_key = format!("{ns}:aaaaaaaaaaaaaaaa:0002");
+    let big_key = format!("{ns}:{{aaaaaaaaaaaaaaaa}}:0002");
     assert!(
         tier.put(&big_key, entry(&big, Duration::from_secs(60)))
             .await
@@ -52,9 +52,14 @@ async fn conformance(tier: &dyn Tier) {
     );
 
     // Expiries: the entry's own, within a second (Redis rounds through PTTL); none when absent.
-    let absent = format!("{ns}:aaaaaaaaaaaaaaaa:0003");
+    let absent = format!("{ns}:{{aaaaaaaaaaaaaaaa}}:0003");
+    // Another image's key: on a cluster, in another slot (the read is split by slot).
+    let elsewhere = format!("{ns}:{{cccccccccccccccc}}:0001");
+    tier.put(&elsewhere, entry(b"c", Duration::from_secs(60)))
+        .await
+        .unwrap();
     let expiries = tier
-        .expiries(&[key.clone(), absent, big_key.clone()])
+        .expiries(&[key.clone(), absent, big_key.clone(), elsewhere])
         .await
         .unwrap();
     let expected = value.expires_at_ms();
@@ -65,6 +70,10 @@ async fn conformance(tier: &dyn Tier) {
     );
     assert_eq!(expiries[1], None, "{name}: expiry of an absent key");
     assert!(expiries[2].is_some(), "{name}: expiry of the second key");
+    assert!(
+        expiries[3].is_some(),
+        "{name}: expiry of another image's key"
+    );
 
     tier.remove(&key).await.unwrap();
     assert!(
@@ -93,8 +102,8 @@ async fn conformance(tier: &dyn Tier) {
     );
 
     // Invalidation drops one image's entries and nothing else.
-    let image_a = format!("{ns}:aaaaaaaaaaaaaaaa:");
-    let image_b = format!("{ns}:bbbbbbbbbbbbbbbb:");
+    let image_a = format!("{ns}:{{aaaaaaaaaaaaaaaa}}:");
+    let image_b = format!("{ns}:{{bbbbbbbbbbbbbbbb}}:");
     for variant in ["01", "02", "03"] {
         tier.put(
             &format!("{image_a}{variant}"),
@@ -146,4 +155,25 @@ async fn redis_tier_conforms() {
     let tier = redis(&server.url());
     assert_eq!(tier.kind(), TierKind::Redis);
     conformance(&tier).await;
+}
+
+#[tokio::test]
+async fn redis_tier_conforms_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let tier = redis(&cluster.url());
+    conformance(&tier).await;
+    // Usage is read from every primary; the test's images landed on more than one.
+    let nodes = tier.usage_per_node().await.unwrap();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    let total = tier.usage().await.unwrap();
+    assert_eq!(
+        total.items,
+        nodes.iter().map(|(_, usage)| usage.items).sum::<u64>()
+    );
+    assert!(
+        nodes.iter().filter(|(_, usage)| usage.items > 0).count() >= 2,
+        "{nodes:?}"
+    );
+    // Per-node checks name the node; the policy is read from each.
+    assert!(!tier.check_server(None, None).await.unwrap().is_empty());
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use opossum_cache::{DiskTier, Hierarchy, MemoryConfig, MemoryTier, Tier, TierKind};
 use opossum_ops::Category;
-use opossum_testkit::{RedisServer, TempDir, unique_namespace};
+use opossum_testkit::{RedisCluster, RedisServer, TempDir, unique_namespace};
 
 use crate::support::{disk, disk_config, entry, memory, redis};
 
@@ -38,7 +38,7 @@ async fn memory_tier_refuses_large_items_and_counts_evictions() {
 #[tokio::test]
 async fn disk_tier_never_serves_a_corrupt_value() {
     let dir = TempDir::new("disk-corrupt");
-    let key = "n:cccccccccccccccc:01";
+    let key = "n:{cccccccccccccccc}:01";
     {
         let tier = disk(&dir);
         tier.put(key, entry(b"precious pixels", Duration::from_secs(60)))
@@ -67,20 +67,20 @@ async fn disk_tier_cleanup_deletes_expired_values() {
     let dir = TempDir::new("disk-cleanup");
     let tier = disk(&dir);
     tier.put(
-        "n:dddddddddddddddd:01",
+        "n:{dddddddddddddddd}:01",
         entry(b"x", Duration::from_millis(300)),
     )
     .await
     .unwrap();
     tier.put(
-        "n:dddddddddddddddd:02",
+        "n:{dddddddddddddddd}:02",
         entry(b"y", Duration::from_secs(60)),
     )
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(tier.cleanup().unwrap(), 1);
-    assert!(tier.get("n:dddddddddddddddd:02").await.unwrap().is_some());
+    assert!(tier.get("n:{dddddddddddddddd}:02").await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -106,15 +106,14 @@ async fn redis_tier_writes_the_seed_metadata_with_ttls_everywhere() {
         "allkeys-lfu"
     );
     let ns = unique_namespace("meta");
-    let key = format!("{ns}:eeeeeeeeeeeeeeee:01");
+    let key = format!("{ns}:{{eeeeeeeeeeeeeeee}}:01");
     tier.put(&key, entry(b"0123456789", Duration::from_secs(120)))
         .await
         .unwrap();
     tier.get(&key).await.unwrap().unwrap();
     tier.get(&key).await.unwrap().unwrap();
 
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = tier.connection();
     let meta: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
         .arg(format!("{key}:meta"))
         .query_async(&mut connection)
@@ -147,13 +146,13 @@ async fn redis_tier_writes_the_seed_metadata_with_ttls_everywhere() {
     }
     // A read of a missing key creates nothing.
     assert!(
-        tier.get(&format!("{ns}:eeeeeeeeeeeeeeee:02"))
+        tier.get(&format!("{ns}:{{eeeeeeeeeeeeeeee}}:02"))
             .await
             .unwrap()
             .is_none()
     );
     let exists: bool = redis::cmd("EXISTS")
-        .arg(format!("{ns}:eeeeeeeeeeeeeeee:02:meta"))
+        .arg(format!("{ns}:{{eeeeeeeeeeeeeeee}}:02:meta"))
         .query_async(&mut connection)
         .await
         .unwrap();
@@ -173,7 +172,7 @@ async fn hits_back_fill_faster_tiers() {
         vec![TierKind::Memory, TierKind::Disk, TierKind::Redis]
     );
 
-    let key = format!("{}:ffffffffffffffff:01", unique_namespace("backfill"));
+    let key = format!("{}:{{ffffffffffffffff}}:01", unique_namespace("backfill"));
     let value = entry(b"shared by the fleet", Duration::from_secs(60));
     redis_tier.put(&key, value.clone()).await.unwrap();
 
@@ -202,16 +201,39 @@ async fn hits_back_fill_faster_tiers() {
 #[tokio::test]
 async fn a_dead_redis_degrades_service_instead_of_failing_it() {
     let server = RedisServer::start();
+    degrades_and_recovers(&server.url(), || server.kill(), || server.restart()).await;
+}
+
+/// A cluster whose primary of the test's image dies with no replica to take over: the cluster
+/// stops serving (`cluster_state:fail`, full coverage required), and the tier degrades exactly
+/// as a dead single server does, then comes back when the node does.
+#[tokio::test]
+async fn a_cluster_primary_without_a_replica_down_degrades_service_too() {
+    let cluster = RedisCluster::start(3, 0);
+    // The test's keys all carry the tag `1111111111111111`.
+    let owner = cluster.owner_of_slot(opossum_redis::slot(b"1111111111111111"));
+    degrades_and_recovers(
+        &cluster.url(),
+        || cluster.kill(owner),
+        || {
+            cluster.restart(owner);
+            cluster.wait_until_ok(Duration::from_secs(30));
+        },
+    )
+    .await;
+}
+
+async fn degrades_and_recovers(url: &str, kill: impl FnOnce(), restart: impl FnOnce()) {
     let dir = TempDir::new("redis-down");
     let tiers: Vec<Arc<dyn Tier>> = vec![
         Arc::new(memory()),
         Arc::new(disk(&dir)),
-        Arc::new(redis(&server.url())),
+        Arc::new(redis(url)),
     ];
     let hierarchy = Hierarchy::new(tiers, None);
     let ns = unique_namespace("down");
 
-    let before = format!("{ns}:1111111111111111:01");
+    let before = format!("{ns}:{{1111111111111111}}:01");
     assert_eq!(
         hierarchy
             .put(&before, entry(b"before", Duration::from_secs(60)))
@@ -219,9 +241,9 @@ async fn a_dead_redis_degrades_service_instead_of_failing_it() {
         3
     );
 
-    server.kill();
+    kill();
     // Writes and reads keep working from the local tiers; the failure is counted, not raised.
-    let during = format!("{ns}:1111111111111111:02");
+    let during = format!("{ns}:{{1111111111111111}}:02");
     assert_eq!(
         hierarchy
             .put(&during, entry(b"during", Duration::from_secs(60)))
@@ -238,7 +260,7 @@ async fn a_dead_redis_degrades_service_instead_of_failing_it() {
     );
     assert!(
         hierarchy
-            .get(&format!("{ns}:1111111111111111:03"), Category::Result)
+            .get(&format!("{ns}:{{1111111111111111}}:03"), Category::Result)
             .await
             .is_none()
     );
@@ -246,9 +268,9 @@ async fn a_dead_redis_degrades_service_instead_of_failing_it() {
     assert!(stats.tiers["redis"].errors >= 1, "{stats:?}");
 
     // Once Redis is back and the backoff has passed, it is used again.
-    server.restart();
+    restart();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let after = format!("{ns}:1111111111111111:04");
+    let after = format!("{ns}:{{1111111111111111}}:04");
     let mut admitted = 0;
     for _ in 0..20 {
         admitted = hierarchy
@@ -288,8 +310,8 @@ async fn tier_ttl_caps_shorten_long_entries_only() {
     })
     .unwrap();
     let ns = unique_namespace("cap");
-    let long = format!("{ns}:aaaaaaaaaaaaaaaa:01");
-    let short = format!("{ns}:aaaaaaaaaaaaaaaa:02");
+    let long = format!("{ns}:{{aaaaaaaaaaaaaaaa}}:01");
+    let short = format!("{ns}:{{aaaaaaaaaaaaaaaa}}:02");
     capped
         .put(&long, entry(b"long", Duration::from_secs(86_400)))
         .await

@@ -1,0 +1,476 @@
+//! One Redis connection type for a single server and for a Redis Cluster.
+//!
+//! Every module that talks to Redis (the cache tier, leases, analytics, warming claims, the
+//! queues, events, pub/sub) takes a [`Connection`] from a [`Redis`] client and never learns
+//! which kind of server is behind it:
+//!
+//! - [`Redis::open`] reads `redis://` / `rediss://` (one server) and `redis+cluster://` /
+//!   `rediss+cluster://HOST:PORT[,HOST:PORT...]` (a cluster, seeded from those nodes; the
+//!   client follows `MOVED` and `ASK` and refreshes its slot map on its own);
+//! - [`Connection`] implements the redis crate's `ConnectionLike`, so commands, pipelines,
+//!   scripts and apalis-redis's storages run on it unchanged;
+//! - commands that answer for one node only (`INFO`, `CONFIG GET`, `DBSIZE`) go through
+//!   [`Connection::on_each_primary`], which runs them on every primary and returns each node's
+//!   reply, for the caller to sum or check node by node;
+//! - [`Redis::subscribe`] is pub/sub on either kind (RESP3 push messages on a cluster, where a
+//!   `PUBLISH` reaches every node);
+//! - [`slot`] and [`check_one_slot`] say which slot keys hash to. A cluster refuses a
+//!   transaction, a script or a pipeline whose keys span slots; debug builds check every
+//!   pipeline and command on a single server too, so the single-node test suite fails where a
+//!   cluster would.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{FutureExt, Stream, StreamExt};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+
+mod slots;
+mod url;
+
+pub use slots::{SLOTS, check_command, check_one_slot, command_keys, slot};
+pub use url::{Target, parse_url, redact};
+
+/// A Redis client: one server or a cluster, from one URL.
+#[derive(Clone)]
+pub struct Redis {
+    kind: Kind,
+    url: String,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Single(Box<redis::Client>),
+    Cluster {
+        client: Box<ClusterClient>,
+        seeds: Vec<String>,
+    },
+}
+
+/// How a connection behaves when the server is slow or away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// longest one command may take (`None`: wait for ever, for blocking reads)
+    pub response_timeout: Option<Duration>,
+    /// longest a connection attempt may take
+    pub connection_timeout: Duration,
+    /// reconnection attempts per failed command before it fails
+    pub retries: usize,
+    /// longest wait between reconnection attempts
+    pub max_delay: Duration,
+}
+
+impl Default for Settings {
+    /// Queue work: a generous response timeout (the redis crate's 500 ms default turns a busy
+    /// moment into a fatal stream error) and reconnection with backoff.
+    fn default() -> Settings {
+        Settings {
+            response_timeout: Some(Duration::from_secs(10)),
+            connection_timeout: Duration::from_secs(5),
+            retries: 6,
+            max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+fn invalid(what: &'static str, detail: String) -> RedisError {
+    RedisError::from((ErrorKind::InvalidClientConfig, what, detail))
+}
+
+impl Redis {
+    /// A client for `url` (see the module documentation). Connects nothing yet.
+    pub fn open(url: &str) -> RedisResult<Redis> {
+        let kind = match parse_url(url).map_err(|e| invalid("invalid Redis URL", e))? {
+            Target::Single(url) => Kind::Single(Box::new(redis::Client::open(url.as_str())?)),
+            Target::Cluster(seeds) => Kind::Cluster {
+                client: Box::new(
+                    ClusterClientBuilder::new(seeds.clone())
+                        .retries(6)
+                        .max_retry_wait(2_000)
+                        .build()?,
+                ),
+                seeds,
+            },
+        };
+        Ok(Redis {
+            kind,
+            url: redact(url),
+        })
+    }
+
+    /// Whether this is a cluster (for messages; nothing else should need to ask).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.kind, Kind::Cluster { .. })
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn cluster_config(settings: &Settings) -> ClusterConfig {
+        let mut config = ClusterConfig::new().set_connection_timeout(settings.connection_timeout);
+        if let Some(timeout) = settings.response_timeout {
+            config = config.set_response_timeout(timeout);
+        }
+        config
+    }
+
+    fn manager_config(settings: &Settings) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_response_timeout(settings.response_timeout)
+            .set_connection_timeout(Some(settings.connection_timeout))
+            .set_number_of_retries(settings.retries)
+            .set_max_delay(settings.max_delay)
+    }
+
+    /// A shared, reconnecting connection; fails when the server cannot be reached now.
+    pub async fn connect(&self, settings: &Settings) -> RedisResult<Connection> {
+        Ok(match &self.kind {
+            Kind::Single(client) => Connection::Managed(
+                ConnectionManager::new_with_config(*client.clone(), Self::manager_config(settings))
+                    .await?,
+            ),
+            Kind::Cluster { client, .. } => Connection::Cluster(
+                client
+                    .get_async_connection_with_config(Self::cluster_config(settings))
+                    .await?,
+            ),
+        })
+    }
+
+    /// A shared, reconnecting connection that connects on first use, so a server that is down
+    /// now fails the first commands, not the start-up.
+    pub fn connect_lazy(&self, settings: &Settings) -> RedisResult<Connection> {
+        Ok(match &self.kind {
+            Kind::Single(client) => Connection::Managed(ConnectionManager::new_lazy_with_config(
+                *client.clone(),
+                Self::manager_config(settings),
+            )?),
+            Kind::Cluster { client, .. } => Connection::Cluster(
+                client.get_pending_async_connection_with_config(Self::cluster_config(settings)),
+            ),
+        })
+    }
+
+    /// A connection of its own, for blocking reads (`XREAD BLOCK`) that would hold up every
+    /// other command pipelined on a shared one.
+    pub async fn connect_dedicated(&self, response_timeout: Duration) -> RedisResult<Connection> {
+        Ok(match &self.kind {
+            Kind::Single(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(response_timeout));
+                Connection::Direct(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                )
+            }
+            Kind::Cluster { client, .. } => Connection::Cluster(
+                client
+                    .get_async_connection_with_config(
+                        ClusterConfig::new().set_response_timeout(response_timeout),
+                    )
+                    .await?,
+            ),
+        })
+    }
+
+    /// Subscribes to `channel`: a stream of message payloads that ends when the subscription
+    /// is lost (the caller resubscribes). On a cluster the subscription is a RESP3 connection
+    /// of its own, which the client moves to another node when its node fails.
+    pub async fn subscribe(&self, channel: &str) -> RedisResult<Subscription> {
+        match &self.kind {
+            Kind::Single(client) => {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(channel).await?;
+                let messages = pubsub
+                    .into_on_message()
+                    .map(|message| message.get_payload_bytes().to_vec());
+                Ok(Subscription(Box::pin(messages)))
+            }
+            Kind::Cluster { seeds, .. } => {
+                let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+                let client = ClusterClientBuilder::new(seeds.clone())
+                    .use_protocol(redis::ProtocolVersion::RESP3)
+                    .push_sender(sender)
+                    .build()?;
+                let mut connection = client.get_async_connection().await?;
+                connection.subscribe(channel).await?;
+                let messages = futures::stream::unfold(
+                    (receiver, connection),
+                    |(mut receiver, connection)| async move {
+                        loop {
+                            let push = receiver.recv().await?;
+                            if push.kind == redis::PushKind::Message
+                                && let Some(Value::BulkString(payload)) = push.data.get(1)
+                            {
+                                return Some((payload.clone(), (receiver, connection)));
+                            }
+                        }
+                    },
+                );
+                Ok(Subscription(Box::pin(messages)))
+            }
+        }
+    }
+}
+
+/// Messages of one channel; see [`Redis::subscribe`].
+pub struct Subscription(Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>);
+
+impl Stream for Subscription {
+    type Item = Vec<u8>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Vec<u8>>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+/// A connection to one server or to a cluster. Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub enum Connection {
+    /// one server, reconnecting
+    Managed(ConnectionManager),
+    /// one server, a connection of its own
+    Direct(MultiplexedConnection),
+    /// a cluster: a connection per node, routed by slot
+    Cluster(ClusterConnection),
+}
+
+/// One node's reply to a per-node command.
+#[derive(Debug, Clone)]
+pub struct NodeReply {
+    /// `host:port`
+    pub node: String,
+    /// the reply
+    pub value: Value,
+}
+
+impl Connection {
+    /// The primaries that hold slots, as `host:port` (one entry, `server`, on a single server).
+    pub async fn primaries(&mut self) -> RedisResult<Vec<String>> {
+        match self {
+            Connection::Cluster(connection) => {
+                // `CLUSTER SLOTS` names each node as the client knows it (the preferred
+                // endpoint: an address, or a hostname where nodes announce one).
+                let slots = connection
+                    .route_command(
+                        redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                    )
+                    .await?;
+                Ok(primaries_of(&slots))
+            }
+            _ => Ok(vec!["server".to_string()]),
+        }
+    }
+
+    /// Runs `cmd` on every primary and returns each node's reply. On a single server, the one
+    /// reply.
+    pub async fn on_each_primary(&mut self, cmd: &Cmd) -> RedisResult<Vec<NodeReply>> {
+        let nodes = self.primaries().await?;
+        let mut replies = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let value = self.on_node(&node, cmd).await?;
+            replies.push(NodeReply { node, value });
+        }
+        Ok(replies)
+    }
+}
+
+impl Connection {
+    /// Runs one command per key (`command` adds it to a pipeline), split into one pipeline per
+    /// slot, the pipelines concurrently; the replies come back in the order of `keys`. What a
+    /// read across many images needs on a cluster, where a pipeline must stay in one slot.
+    pub async fn query_by_slot<T: redis::FromRedisValue>(
+        &self,
+        keys: &[String],
+        command: impl Fn(&mut Pipeline, &str),
+    ) -> RedisResult<Vec<T>> {
+        let mut groups: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+        for (at, key) in keys.iter().enumerate() {
+            groups.entry(slot(key.as_bytes())).or_default().push(at);
+        }
+        let runs = groups.into_values().map(|indexes| {
+            let mut pipe = redis::pipe();
+            for &at in &indexes {
+                command(&mut pipe, &keys[at]);
+            }
+            let mut connection = self.clone();
+            async move {
+                let values: Vec<Value> = pipe.query_async(&mut connection).await?;
+                Ok::<_, RedisError>((indexes, values))
+            }
+        });
+        let mut out: Vec<Option<T>> = (0..keys.len()).map(|_| None).collect();
+        for (indexes, values) in futures::future::try_join_all(runs).await? {
+            for (at, value) in indexes.into_iter().zip(values) {
+                out[at] = Some(redis::from_redis_value(value)?);
+            }
+        }
+        out.into_iter()
+            .map(|v| v.ok_or_else(|| RedisError::from((ErrorKind::Client, "missing reply"))))
+            .collect()
+    }
+
+    /// Every key matching `pattern`, by `SCAN` on every primary. For tests, benchmarks and
+    /// operators' tools, never for a request path.
+    pub async fn scan_match(&mut self, pattern: &str) -> RedisResult<Vec<String>> {
+        let nodes = self.primaries().await?;
+        let mut keys = Vec::new();
+        for node in nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let reply = self.on_node(&node, &scan).await?;
+                let (next, found): (u64, Vec<String>) = redis::from_redis_value(reply)?;
+                keys.extend(found);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// Runs `cmd` on the node `node` (`host:port` from [`Connection::primaries`]; `server` on a
+    /// single server).
+    pub async fn on_node(&mut self, node: &str, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Connection::Cluster(connection) => {
+                let (host, port) = node.rsplit_once(':').unwrap_or((node, "6379"));
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.to_string(),
+                    port: port
+                        .parse()
+                        .map_err(|_| invalid("invalid node address", node.to_string()))?,
+                });
+                connection.route_command(cmd.clone(), routing).await
+            }
+            _ => self.req_packed_command(cmd).await,
+        }
+    }
+}
+
+/// The `host:port` of every primary that serves slots, from a `CLUSTER SLOTS` reply: ranges of
+/// `[start, end, [host, port, id, ...], replicas...]`.
+fn primaries_of(slots: &Value) -> Vec<String> {
+    let text = |value: &Value| match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    };
+    let mut out: Vec<String> = match slots {
+        Value::Array(ranges) => ranges
+            .iter()
+            .filter_map(|range| {
+                let Value::Array(fields) = range else {
+                    return None;
+                };
+                let Some(Value::Array(primary)) = fields.get(2) else {
+                    return None;
+                };
+                let host = text(primary.first()?)?;
+                let Some(Value::Int(port)) = primary.get(1) else {
+                    return None;
+                };
+                Some(format!("{host}:{port}"))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn checked(check: Result<(), String>) -> Result<(), RedisError> {
+    check.map_err(|e| RedisError::from((ErrorKind::Client, "crossed slots", e)))
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        if cfg!(debug_assertions)
+            && let Err(e) = checked(slots::check_command(cmd, false))
+        {
+            return async move { Err(e) }.boxed();
+        }
+        match self {
+            Connection::Managed(c) => c.req_packed_command(cmd),
+            Connection::Direct(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        if cfg!(debug_assertions)
+            && let Err(e) = checked(slots::check_pipeline(pipeline, false))
+        {
+            return async move { Err(e) }.boxed();
+        }
+        match self {
+            Connection::Managed(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Direct(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Managed(c) => c.get_db(),
+            Connection::Direct(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn primaries_are_read_from_the_slot_ranges() {
+        let node = |host: &str, port: i64| {
+            Value::Array(vec![
+                Value::BulkString(host.as_bytes().to_vec()),
+                Value::Int(port),
+                Value::BulkString(b"id".to_vec()),
+            ])
+        };
+        let range = |start: i64, end: i64, primary: Value, replica: Value| {
+            Value::Array(vec![Value::Int(start), Value::Int(end), primary, replica])
+        };
+        let slots = Value::Array(vec![
+            range(0, 5460, node("10.0.0.1", 6379), node("10.0.0.4", 6379)),
+            range(5461, 10922, node("redis-2", 7000), node("10.0.0.5", 6379)),
+            range(10923, 12000, node("10.0.0.1", 6379), node("10.0.0.4", 6379)),
+        ]);
+        assert_eq!(
+            primaries_of(&slots),
+            vec!["10.0.0.1:6379".to_string(), "redis-2:7000".to_string()]
+        );
+    }
+}
