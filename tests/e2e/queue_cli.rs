@@ -278,23 +278,9 @@ fn every_fleet_command(url: &str) {
     // `process` on the shared tier: computed once, then answered by Redis in a fresh data
     // directory (another machine).
     let store = originals.path().to_str().unwrap();
-    let processed = with_redis(
-        &[
-            "process",
-            "a.png",
-            "--originals",
-            store,
-            "--ops",
-            "thumbnail:40",
-            "--json",
-        ],
-        None,
-    );
-    assert!(processed.status.success(), "{}", stderr(&processed));
-    assert_eq!(json_lines(&processed)[0]["source"], "computed");
-    let elsewhere = TempDir::new("cli-elsewhere");
-    let mut all = vec!["--redis", url];
-    all.extend_from_slice(&[
+    let process = [
+        "--redis",
+        url,
         "process",
         "a.png",
         "--originals",
@@ -302,8 +288,12 @@ fn every_fleet_command(url: &str) {
         "--ops",
         "thumbnail:40",
         "--json",
-    ]);
-    let shared = run(&all, &elsewhere, None);
+    ];
+    let processed = run(&process, &data, None);
+    assert!(processed.status.success(), "{}", stderr(&processed));
+    assert_eq!(json_lines(&processed)[0]["source"], "computed");
+    let elsewhere = TempDir::new("cli-elsewhere");
+    let shared = run(&process, &elsewhere, None);
     assert!(shared.status.success(), "{}", stderr(&shared));
     assert_eq!(json_lines(&shared)[0]["source"], "redis");
 
@@ -315,10 +305,21 @@ fn every_fleet_command(url: &str) {
         cache["tiers"]["redis"]["usage"]["items"].as_u64().unwrap() >= 1,
         "{cache}"
     );
-    let top = with_redis(&["stats", "top", "--json"], None);
-    assert!(top.status.success(), "{}", stderr(&top));
-    let top: serde_json::Value = serde_json::from_slice(&top.stdout).unwrap();
-    assert!(top["requests"].as_u64().unwrap() >= 1, "{top}");
+    // The worker flushes its analytics every second or so: wait for them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let top = with_redis(&["stats", "top", "--json"], None);
+        assert!(top.status.success(), "{}", stderr(&top));
+        let top: serde_json::Value = serde_json::from_slice(&top.stdout).unwrap();
+        if top["requests"].as_u64().unwrap() >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no request in the analytics: {top}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let dead = with_redis(&["queue", "dead"], None);
     assert!(dead.status.success(), "{}", stderr(&dead));
 
