@@ -114,6 +114,7 @@ pub fn decode_hint(chain: &Chain) -> Option<DecodeHint> {
             width,
             height,
             mode,
+            ..
         } => Some(DecodeHint {
             width: *width,
             height: *height,

@@ -4,7 +4,7 @@
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::DynamicImage;
-use opossum_ops::{FlipAxis, Operation, ResizeMode, Rotation};
+use opossum_ops::{FlipAxis, Gravity, Operation, ResizeMode, Rotation};
 
 use crate::decode::{DecodeHint, target_size};
 use crate::{ImageError, Limits};
@@ -22,6 +22,7 @@ pub fn apply(
             width: bw,
             height: bh,
             mode,
+            gravity,
         } => {
             let hint = DecodeHint {
                 width: bw,
@@ -29,19 +30,19 @@ pub fn apply(
                 mode,
             };
             match mode {
-                ResizeMode::Force => resize(&image, bw, bh, false, op, limits)?,
+                ResizeMode::Force => resize(&image, bw, bh, None, op, limits)?,
                 ResizeMode::Fit => {
                     let (w, h) = target_size(width, height, hint);
-                    resize(&image, w, h, false, op, limits)?
+                    resize(&image, w, h, None, op, limits)?
                 }
                 ResizeMode::Fill => {
                     // Cover the box, but never enlarge: a small source is only cropped.
                     let (w, h) = (bw.min(width), bh.min(height));
                     let (cover_w, _) = target_size(width, height, hint);
                     if cover_w >= width {
-                        crop_centre(&image, w, h)
+                        crop_at(&image, w, h, gravity)
                     } else {
-                        resize(&image, w, h, true, op, limits)?
+                        resize(&image, w, h, Some(gravity), op, limits)?
                     }
                 }
             }
@@ -53,14 +54,15 @@ pub fn apply(
                 mode: ResizeMode::Fit,
             };
             let (w, h) = target_size(width, height, hint);
-            resize(&image, w, h, false, op, limits)?
+            resize(&image, w, h, None, op, limits)?
         }
         Operation::Crop {
             width: cw,
             height: ch,
             origin,
+            gravity,
         } => match origin {
-            None => crop_centre(&image, cw, ch),
+            None => crop_at(&image, cw, ch, gravity),
             Some((x, y)) => {
                 if x >= width || y >= height {
                     return Err(ImageError::BadOperation {
@@ -90,20 +92,35 @@ pub fn apply(
     })
 }
 
-fn crop_centre(image: &DynamicImage, width: u32, height: u32) -> DynamicImage {
+/// A window of at most `width` x `height` where `gravity` places it.
+fn crop_at(image: &DynamicImage, width: u32, height: u32, gravity: Gravity) -> DynamicImage {
     let (w, h) = (width.min(image.width()), height.min(image.height()));
-    let x = (image.width() - w) / 2;
-    let y = (image.height() - h) / 2;
-    image.crop_imm(x, y, w, h)
+    let (x, y) = window(
+        image.width(),
+        image.height(),
+        f64::from(w),
+        f64::from(h),
+        gravity,
+    );
+    image.crop_imm(x.round() as u32, y.round() as u32, w, h)
 }
 
-/// Lanczos3 resize to exactly `width` x `height`; with `cover`, the source is first cropped
-/// (centred) to the destination's aspect ratio.
+/// The top-left corner of a `w` x `h` window in a `width` x `height` image, placed by `gravity`.
+fn window(width: u32, height: u32, w: f64, h: f64, gravity: Gravity) -> (f64, f64) {
+    let (ax, ay) = gravity.anchor();
+    (
+        Gravity::offset(f64::from(width), w, ax),
+        Gravity::offset(f64::from(height), h, ay),
+    )
+}
+
+/// Lanczos3 resize to exactly `width` x `height`; with `cover`, the source is first cut to the
+/// destination's aspect ratio, the window placed by the gravity.
 fn resize(
     image: &DynamicImage,
     width: u32,
     height: u32,
-    cover: bool,
+    cover: Option<Gravity>,
     op: &Operation,
     limits: &Limits,
 ) -> Result<DynamicImage, ImageError> {
@@ -119,8 +136,17 @@ fn resize(
         });
     }
     let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
-    if cover {
-        options = options.fit_into_destination(Some((0.5, 0.5)));
+    if let Some(gravity) = cover {
+        // The largest window of the destination's aspect ratio, where the gravity puts it.
+        let (sw, sh) = (f64::from(image.width()), f64::from(image.height()));
+        let aspect = f64::from(width) / f64::from(height);
+        let (cw, ch) = if sw / sh > aspect {
+            (sh * aspect, sh)
+        } else {
+            (sw, sw / aspect)
+        };
+        let (left, top) = window(image.width(), image.height(), cw, ch, gravity);
+        options = options.crop(left, top, cw, ch);
     }
     let mut target = DynamicImage::new(width, height, image.color());
     Resizer::new()
@@ -196,6 +222,89 @@ mod tests {
         check("rotate:90", (400, 600));
         check("rotate:180", (600, 400));
         check("resize:300:300,rotate:270,crop:20:20", (20, 20));
+    }
+
+    /// A 600 x 400 grey image with a 20 px marker of its own colour in each corner and at
+    /// the point (450, 100).
+    fn markers() -> DynamicImage {
+        const MARKS: [(u32, u32, [u8; 3]); 5] = [
+            (0, 0, [255, 0, 0]),
+            (580, 0, [0, 255, 0]),
+            (0, 380, [0, 0, 255]),
+            (580, 380, [255, 255, 0]),
+            (440, 90, [255, 0, 255]),
+        ];
+        DynamicImage::ImageRgb8(image::RgbImage::from_fn(600, 400, |x, y| {
+            MARKS
+                .iter()
+                .find(|(mx, my, _)| (*mx..mx + 20).contains(&x) && (*my..my + 20).contains(&y))
+                .map_or(image::Rgb([128, 128, 128]), |(_, _, c)| image::Rgb(*c))
+        }))
+    }
+
+    fn has(image: &DynamicImage, colour: [u8; 3]) -> bool {
+        image
+            .to_rgb8()
+            .pixels()
+            .any(|p| p.0.iter().zip(colour).all(|(a, b)| a.abs_diff(b) < 40))
+    }
+
+    const RED: [u8; 3] = [255, 0, 0];
+    const GREEN: [u8; 3] = [0, 255, 0];
+    const BLUE: [u8; 3] = [0, 0, 255];
+    const YELLOW: [u8; 3] = [255, 255, 0];
+    const MAGENTA: [u8; 3] = [255, 0, 255];
+
+    #[test]
+    fn gravity_keeps_the_window_it_names() {
+        // Which corner markers each crop and each fill keeps; a 200 px window holds one corner.
+        for (gravity, kept) in [
+            ("north-west", vec![RED]),
+            ("north-east", vec![GREEN]),
+            ("south-west", vec![BLUE]),
+            ("south-east", vec![YELLOW]),
+            ("centre", vec![]),
+        ] {
+            let crop = run(markers(), &format!("crop:200:200:{gravity}")).unwrap();
+            assert_eq!(size(&crop), (200, 200));
+            for colour in [RED, GREEN, BLUE, YELLOW] {
+                assert_eq!(
+                    has(&crop, colour),
+                    kept.contains(&colour),
+                    "crop {gravity} {colour:?}"
+                );
+            }
+        }
+        // fill to a tall box keeps a full-height strip: west keeps both left corners.
+        let west = run(markers(), "resize:100:200:fill:west").unwrap();
+        assert_eq!(size(&west), (100, 200));
+        assert!(has(&west, RED) && has(&west, BLUE) && !has(&west, GREEN));
+        let east = run(markers(), "resize:100:200:fill:east").unwrap();
+        assert!(has(&east, GREEN) && has(&east, YELLOW) && !has(&east, RED));
+        // A wide box keeps a full-width strip: north keeps the top corners.
+        let north = run(markers(), "resize:300:100:fill:north").unwrap();
+        assert!(has(&north, RED) && has(&north, GREEN) && !has(&north, BLUE));
+        let south = run(markers(), "resize:300:100:fill:south").unwrap();
+        assert!(has(&south, BLUE) && has(&south, YELLOW) && !has(&south, RED));
+    }
+
+    #[test]
+    fn focus_keeps_the_point_near_the_centre_of_the_window() {
+        // The magenta marker's centre is at (450, 100): a 200 x 200 crop centres on it.
+        let crop = run(markers(), "crop:200:200:focus:0.75:0.25")
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(crop.get_pixel(100, 100).0, MAGENTA);
+        // Near an edge the window stops at the bound: the point moves off centre, still in.
+        let edge = run(markers(), "crop:300:300:focus:0.75:0.25").unwrap();
+        assert!(has(&edge, MAGENTA) && has(&edge, GREEN));
+        // A fill keeps it too (the strip of a 100 x 200 box around x = 450).
+        let fill = run(markers(), "resize:100:200:fill:focus:0.75:0.25").unwrap();
+        assert!(has(&fill, MAGENTA) && !has(&fill, RED) && !has(&fill, GREEN));
+        // A small source is only cropped, by the same rule.
+        let small = run(markers(), "resize:1000:200:fill:focus:0.75:0.25").unwrap();
+        assert_eq!(size(&small), (600, 200));
+        assert!(has(&small, MAGENTA) && has(&small, RED));
     }
 
     #[test]

@@ -9,15 +9,16 @@
 
 use crate::OpsError;
 use crate::operation::{
-    Encoding, FlipAxis, MAX_DIMENSION, Milli, Operation, OutputFormat, ResizeMode, Rotation,
+    Encoding, FlipAxis, Gravity, MAX_DIMENSION, Milli, Operation, OutputFormat, ResizeMode,
+    Rotation,
 };
 
 /// Argument names of each operation, in positional order. The JSON form uses the same names.
 pub(crate) fn spec(name: &str) -> Option<(&'static str, &'static [&'static str])> {
     Some(match name.to_ascii_lowercase().as_str() {
-        "resize" => ("resize", &["width", "height", "mode"]),
+        "resize" => ("resize", &["width", "height", "mode", "gravity"]),
         "thumbnail" | "thumb" => ("thumbnail", &["size"]),
-        "crop" => ("crop", &["width", "height", "x", "y"]),
+        "crop" => ("crop", &["width", "height", "x", "y", "gravity"]),
         "rotate" => ("rotate", &["degrees"]),
         "flip" => ("flip", &["axis"]),
         "grayscale" | "greyscale" | "gray" | "grey" => ("grayscale", &[]),
@@ -49,9 +50,18 @@ impl RawOp {
             position,
             name: given.to_string(),
         })?;
-        let positional: Vec<Option<String>> = parts
-            .map(|p| Some(p.trim().to_string()).filter(|p| !p.is_empty()))
-            .collect();
+        let mut positional: Vec<Option<String>> = Vec::new();
+        while let Some(part) = parts.next() {
+            let mut part = part.trim().to_string();
+            // `focus:X:Y` is one gravity argument spelled over three segments.
+            if part.eq_ignore_ascii_case("focus") {
+                for _ in 0..2 {
+                    part.push(':');
+                    part.push_str(parts.next().unwrap_or_default().trim());
+                }
+            }
+            positional.push(Some(part).filter(|p| !p.is_empty()));
+        }
         if positional.len() > arg_names.len() {
             return Err(OpsError::TooManyArguments {
                 position,
@@ -264,18 +274,61 @@ impl RawOp {
             let reason = format!("`{}` needs both width and height", mode.name());
             return Err(self.bad(index, &value.to_string(), reason));
         }
+        let gravity = self.gravity(3, 3)?;
+        if gravity != Gravity::Centre && mode != ResizeMode::Fill {
+            let reason = format!(
+                "`{}` keeps the whole image; a gravity needs `fill`",
+                mode.name()
+            );
+            return Err(self.bad(3, &gravity.to_string(), reason));
+        }
         Ok(Operation::Resize {
             width,
             height,
             mode,
+            gravity,
         })
+    }
+
+    /// The gravity given at `index` (centre when absent); an error names the argument
+    /// `named` (the string form of `crop` puts a gravity where an offset's `x` would go).
+    fn gravity(&self, index: usize, named: usize) -> Result<Gravity, OpsError> {
+        match self.arg(index) {
+            None => Ok(Gravity::Centre),
+            Some(text) => Gravity::parse(text).ok_or_else(|| {
+                self.bad(
+                    named,
+                    text,
+                    "expected centre, north, south, east, west, north-east, north-west, south-east, south-west or focus:X:Y (fractions 0-1)",
+                )
+            }),
+        }
     }
 
     fn build_crop(&self) -> Result<Operation, OpsError> {
         let width = self.required_dimension(0)?;
         let height = self.required_dimension(1)?;
+        // `crop:W:H:GRAVITY`: the string form's third argument is a gravity when it is not a
+        // number (the JSON form names it `gravity`).
+        if let Some(text) = self.arg(2)
+            && text.parse::<f64>().is_err()
+        {
+            if self.arg(3).is_some() || self.arg(4).is_some() {
+                return Err(self.bad(2, text, "a gravity takes no offset"));
+            }
+            return Ok(Operation::Crop {
+                width,
+                height,
+                origin: None,
+                gravity: self.gravity(2, 4)?,
+            });
+        }
+        let gravity = self.gravity(4, 4)?;
         let x = self.integer(2, 0, i64::from(u32::MAX))?;
         let y = self.integer(3, 0, i64::from(u32::MAX))?;
+        if gravity != Gravity::Centre && (x.is_some() || y.is_some()) {
+            return Err(self.bad(4, &gravity.to_string(), "a gravity takes no offset"));
+        }
         let origin = match (x, y) {
             (None, None) => None,
             (Some(x), Some(y)) => Some((x as u32, y as u32)),
@@ -286,6 +339,7 @@ impl RawOp {
             width,
             height,
             origin,
+            gravity,
         })
     }
 

@@ -355,6 +355,54 @@ mod tests {
     }
 
     #[test]
+    fn gravity_has_one_spelling_per_window() {
+        check("resize:300:200:fill:centre", "resize:300:200:fill");
+        check("resize:300:200:fill:CENTER", "resize:300:200:fill");
+        check("resize:300:200:cover:ne", "resize:300:200:fill:north-east");
+        check(
+            "resize:300:200:fill:south_west",
+            "resize:300:200:fill:south-west",
+        );
+        check("resize:300:200:fill:top", "resize:300:200:fill:north");
+        check(
+            "resize:300:200:fill:focus:0.50:0.250",
+            "resize:300:200:fill:focus:0.5:0.25",
+        );
+        check(
+            "resize:300:200:fill:Focus: 0.3 :0.7",
+            "resize:300:200:fill:focus:0.3:0.7",
+        );
+        check("crop:100:50:centre", "crop:100:50");
+        check("crop:100:50:west", "crop:100:50:west");
+        check("crop:100:50:focus:1:0", "crop:100:50:focus:1:0");
+        check(
+            r#"[{"op":"crop","width":100,"height":50,"gravity":"nw"}]"#,
+            "crop:100:50:north-west",
+        );
+        check(
+            r#"[{"op":"resize","width":300,"height":200,"mode":"fill","gravity":"focus:0.3:0.7"}]"#,
+            "resize:300:200:fill:focus:0.3:0.7",
+        );
+        check(
+            "resize:300:200:fill:up",
+            "error: bad gravity `up`: expected centre, north",
+        );
+        check(
+            "resize:300:200:fit:north",
+            "error: `fit` keeps the whole image; a gravity needs `fill`",
+        );
+        check(
+            "crop:100:50:focus:1.5:0",
+            "error: bad gravity `focus:1.5:0`",
+        );
+        check("crop:100:50:north:3", "error: a gravity takes no offset");
+        check(
+            r#"[{"op":"crop","width":100,"height":50,"x":1,"y":2,"gravity":"north"}]"#,
+            "error: a gravity takes no offset",
+        );
+    }
+
+    #[test]
     fn json_form_matches_string_form() {
         check(
             r#"[{"op":"resize","width":800,"height":600},{"op":"format","format":"jpg"}]"#,

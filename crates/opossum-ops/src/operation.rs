@@ -35,7 +35,8 @@ impl fmt::Display for Milli {
 pub enum ResizeMode {
     /// Scale to fit inside the box, keeping the aspect ratio; never enlarges.
     Fit,
-    /// Scale to cover the box, keeping the aspect ratio, then crop the centre; never enlarges.
+    /// Scale to cover the box, keeping the aspect ratio, then crop where the gravity says;
+    /// never enlarges.
     Fill,
     /// Scale to exactly the box, ignoring the aspect ratio.
     Force,
@@ -48,6 +49,111 @@ impl ResizeMode {
             ResizeMode::Fill => "fill",
             ResizeMode::Force => "force",
         }
+    }
+}
+
+/// Where a window smaller than the image sits in it: the part of the image a `fill` resize or a
+/// `crop` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Gravity {
+    /// the middle (`centre`, or `center`)
+    #[default]
+    Centre,
+    /// the top edge, centred across
+    North,
+    /// the bottom edge, centred across
+    South,
+    /// the right edge, centred down
+    East,
+    /// the left edge, centred down
+    West,
+    /// the top-right corner
+    NorthEast,
+    /// the top-left corner
+    NorthWest,
+    /// the bottom-right corner
+    SouthEast,
+    /// the bottom-left corner
+    SouthWest,
+    /// a focal point, as fractions (0 to 1) of the width and height, kept as close to the
+    /// window's centre as the image's bounds allow
+    Focus {
+        /// fraction of the width
+        x: Milli,
+        /// fraction of the height
+        y: Milli,
+    },
+}
+
+impl Gravity {
+    /// Reads a gravity name (`north-east`, `ne`, `centre`, `center`, `focus:0.3:0.7`).
+    pub fn parse(text: &str) -> Option<Gravity> {
+        let lower = text.trim().to_ascii_lowercase();
+        if let Some(rest) = lower.strip_prefix("focus:") {
+            let (x, y) = rest.split_once(':')?;
+            let fraction = |v: &str| {
+                let v: f64 = v.trim().parse().ok().filter(|v: &f64| v.is_finite())?;
+                (0.0..=1.0)
+                    .contains(&v)
+                    .then(|| Milli((v * 1000.0).round() as u32))
+            };
+            return Some(Gravity::Focus {
+                x: fraction(x)?,
+                y: fraction(y)?,
+            });
+        }
+        Some(match lower.replace('_', "-").as_str() {
+            "centre" | "center" | "c" => Gravity::Centre,
+            "north" | "n" | "top" => Gravity::North,
+            "south" | "s" | "bottom" => Gravity::South,
+            "east" | "e" | "right" => Gravity::East,
+            "west" | "w" | "left" => Gravity::West,
+            "north-east" | "northeast" | "ne" => Gravity::NorthEast,
+            "north-west" | "northwest" | "nw" => Gravity::NorthWest,
+            "south-east" | "southeast" | "se" => Gravity::SouthEast,
+            "south-west" | "southwest" | "sw" => Gravity::SouthWest,
+            _ => return None,
+        })
+    }
+
+    /// Where the window's centre wants to be, as fractions of the image (0.5, 0.5 is the
+    /// middle; a compass point pins the window to that edge or corner).
+    pub fn anchor(self) -> (f64, f64) {
+        match self {
+            Gravity::Centre => (0.5, 0.5),
+            Gravity::North => (0.5, 0.0),
+            Gravity::South => (0.5, 1.0),
+            Gravity::East => (1.0, 0.5),
+            Gravity::West => (0.0, 0.5),
+            Gravity::NorthEast => (1.0, 0.0),
+            Gravity::NorthWest => (0.0, 0.0),
+            Gravity::SouthEast => (1.0, 1.0),
+            Gravity::SouthWest => (0.0, 1.0),
+            Gravity::Focus { x, y } => (f64::from(x.0) / 1000.0, f64::from(y.0) / 1000.0),
+        }
+    }
+
+    /// The left (or top) of a window of `window` inside `extent` placed by `anchor` (a
+    /// fraction): the anchor's point at the window's centre, clamped to the image.
+    pub fn offset(extent: f64, window: f64, anchor: f64) -> f64 {
+        (anchor * extent - window / 2.0).clamp(0.0, (extent - window).max(0.0))
+    }
+}
+
+impl fmt::Display for Gravity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Gravity::Centre => "centre",
+            Gravity::North => "north",
+            Gravity::South => "south",
+            Gravity::East => "east",
+            Gravity::West => "west",
+            Gravity::NorthEast => "north-east",
+            Gravity::NorthWest => "north-west",
+            Gravity::SouthEast => "south-east",
+            Gravity::SouthWest => "south-west",
+            Gravity::Focus { x, y } => return write!(f, "focus:{x}:{y}"),
+        })
     }
 }
 
@@ -197,20 +303,25 @@ pub enum Operation {
         height: u32,
         /// how the box is filled
         mode: ResizeMode,
+        /// the part a `fill` keeps (always `Centre` for the other modes)
+        gravity: Gravity,
     },
     /// Fit into a `size` x `size` box, as `vipsthumbnail -s size`.
     Thumbnail {
         /// box edge
         size: u32,
     },
-    /// Cut a `width` x `height` window, at (`x`, `y`) or centred when no origin is given.
+    /// Cut a `width` x `height` window, at (`x`, `y`), or placed by the gravity when no origin
+    /// is given.
     Crop {
         /// window width
         width: u32,
         /// window height
         height: u32,
-        /// top-left corner; `None` centres the window
+        /// top-left corner; `None` places the window by `gravity`
         origin: Option<(u32, u32)>,
+        /// where the window sits without an origin (always `Centre` with one)
+        gravity: Gravity,
     },
     /// Rotate clockwise.
     Rotate(Rotation),
@@ -278,17 +389,32 @@ impl fmt::Display for Operation {
                 width,
                 height,
                 mode,
+                gravity: Gravity::Centre,
             } => write!(f, "{name}:{width}:{height}:{}", mode.name()),
+            Operation::Resize {
+                width,
+                height,
+                mode,
+                gravity,
+            } => write!(f, "{name}:{width}:{height}:{}:{gravity}", mode.name()),
             Operation::Thumbnail { size } => write!(f, "{name}:{size}"),
             Operation::Crop {
                 width,
                 height,
                 origin: None,
+                gravity: Gravity::Centre,
             } => write!(f, "{name}:{width}:{height}"),
             Operation::Crop {
                 width,
                 height,
+                origin: None,
+                gravity,
+            } => write!(f, "{name}:{width}:{height}:{gravity}"),
+            Operation::Crop {
+                width,
+                height,
                 origin: Some((x, y)),
+                ..
             } => write!(f, "{name}:{width}:{height}:{x}:{y}"),
             Operation::Rotate(r) => write!(f, "{name}:{}", r.degrees()),
             Operation::Flip(FlipAxis::Horizontal) => write!(f, "{name}:h"),

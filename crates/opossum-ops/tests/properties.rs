@@ -2,8 +2,8 @@
 //! ways gets one key, and different requests get different keys.
 
 use opossum_ops::{
-    Chain, Encoding, FlipAxis, Milli, Operation, Options, OutputFormat, ResizeMode, Rotation,
-    derive_key,
+    Chain, Encoding, FlipAxis, Gravity, Milli, Operation, Options, OutputFormat, ResizeMode,
+    Rotation, derive_key,
 };
 use proptest::prelude::*;
 
@@ -13,12 +13,30 @@ fn pixel_op() -> impl Strategy<Value = Operation> {
         Just(ResizeMode::Fill),
         Just(ResizeMode::Force)
     ];
-    prop_oneof![
-        (1u32..4000, 1u32..4000, mode).prop_map(|(width, height, mode)| Operation::Resize {
-            width,
-            height,
-            mode
+    let gravity = prop_oneof![
+        Just(Gravity::Centre),
+        Just(Gravity::North),
+        Just(Gravity::SouthWest),
+        Just(Gravity::East),
+        (0u32..=1000, 0u32..=1000).prop_map(|(x, y)| Gravity::Focus {
+            x: Milli(x),
+            y: Milli(y)
         }),
+    ];
+    prop_oneof![
+        (1u32..4000, 1u32..4000, mode, gravity.clone()).prop_map(
+            |(width, height, mode, gravity)| Operation::Resize {
+                width,
+                height,
+                mode,
+                // a gravity belongs to `fill` alone
+                gravity: if mode == ResizeMode::Fill {
+                    gravity
+                } else {
+                    Gravity::Centre
+                },
+            }
+        ),
         (1u32..4000).prop_map(|size| Operation::Thumbnail { size }),
         (
             1u32..500,
@@ -28,8 +46,15 @@ fn pixel_op() -> impl Strategy<Value = Operation> {
             .prop_map(|(width, height, origin)| Operation::Crop {
                 width,
                 height,
-                origin
+                origin,
+                gravity: Gravity::Centre,
             }),
+        (1u32..500, 1u32..500, gravity).prop_map(|(width, height, gravity)| Operation::Crop {
+            width,
+            height,
+            origin: None,
+            gravity,
+        }),
         prop_oneof![
             Just(Rotation::Deg90),
             Just(Rotation::Deg180),
@@ -89,12 +114,29 @@ fn respell(op: &Operation, variant: u8) -> String {
             width,
             height,
             mode: ResizeMode::Fit,
+            ..
         } if variant.is_multiple_of(3) => format!("{pad}Resize:{width}:{height}{pad}"),
         Operation::Resize {
             width,
             height,
             mode: ResizeMode::Fill,
-        } => format!("resize:{width}:{height}:cover"),
+            gravity: Gravity::Centre,
+        } if variant.is_multiple_of(2) => format!("resize:{width}:{height}:cover:center"),
+        Operation::Resize {
+            width,
+            height,
+            mode: ResizeMode::Fill,
+            gravity,
+        } => format!(
+            "resize:{width}:{height}:cover:{}",
+            gravity.to_string().to_uppercase()
+        ),
+        Operation::Crop {
+            width,
+            height,
+            origin: None,
+            gravity: Gravity::Focus { x, y },
+        } => format!("crop:{width}:{height}:FOCUS:{x}:{y}{pad}"),
         Operation::Rotate(r) => {
             let degrees = match r {
                 Rotation::Deg90 => -270,
@@ -131,8 +173,17 @@ fn to_json(chain: &Chain) -> String {
         .iter()
         .map(|op| {
             let text = op.to_string();
-            let mut parts = text.split(':');
-            let name = parts.next().unwrap();
+            let mut parts: Vec<&str> = text.split(':').collect();
+            let name = parts.remove(0);
+            // A gravity (`north`, `focus:X:Y`) is one named field in JSON, however many
+            // segments the string form spends on it.
+            let fixed = match name {
+                "resize" => 3,
+                "crop" => 2,
+                _ => parts.len(),
+            };
+            let gravity = (parts.len() > fixed && parts[fixed].parse::<f64>().is_err())
+                .then(|| parts.split_off(fixed).join(":"));
             let names: &[&str] = match name {
                 "resize" => &["width", "height", "mode"],
                 "thumbnail" => &["size"],
@@ -152,6 +203,9 @@ fn to_json(chain: &Chain) -> String {
                     Err(_) => serde_json::json!(value),
                 };
                 object.insert((*arg).into(), json);
+            }
+            if let Some(gravity) = gravity {
+                object.insert("gravity".into(), gravity.into());
             }
             serde_json::Value::Object(object)
         })
