@@ -38,6 +38,11 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Dur
 pub struct QueuesSettings {
     /// the queue Redis (`redis://host:port/db`, credentials in the URL); default: the cache's
     pub redis_url: Option<String>,
+    /// replicas that must hold a submitted job and a completion event before either counts
+    /// as written (`WAIT`): Redis replicates asynchronously, so a primary that dies right after
+    /// acknowledging a write can lose it in a failover. 0 (default) waits for none; 1 for a
+    /// Redis (or a cluster) with a replica per primary.
+    pub wait_replicas: usize,
 }
 
 /// `fonts:`: the font set SVG text is drawn with. Every process of a fleet must draw with the

@@ -214,6 +214,7 @@ pub struct Events {
     connection: Connection,
     stream: String,
     max_len: usize,
+    wait_replicas: usize,
 }
 
 /// An entry read from the stream: its id and the event.
@@ -227,7 +228,15 @@ impl Events {
             connection,
             stream: format!("{prefix}:events"),
             max_len,
+            wait_replicas: 0,
         }
+    }
+
+    /// Publishing waits until `replicas` replicas hold each batch
+    /// ([`QueueConfig::wait_replicas`](crate::QueueConfig::wait_replicas)).
+    pub fn waiting_for(mut self, replicas: usize) -> Events {
+        self.wait_replicas = replicas;
+        self
     }
 
     /// The stream's key.
@@ -255,7 +264,13 @@ impl Events {
         }
         let mut connection = self.connection.clone();
         pipe.query_async::<()>(&mut connection).await?;
-        Ok(())
+        crate::queue::wait_for_replicas(
+            &self.connection,
+            &self.stream,
+            self.wait_replicas,
+            "completion events",
+        )
+        .await
     }
 
     /// The id of the newest entry (`0-0` for an empty stream): read it before submitting, then

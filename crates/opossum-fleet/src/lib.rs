@@ -40,7 +40,7 @@ pub use opossum_redis::redact;
 pub use originals::{MAX_IMAGE_ID_LEN, Originals, OriginalsError, validate_image_id};
 pub use queue::{
     APALIS_TAG, DeadJob, Depth, JobStorage, MAX_DUE_CAP, PARK_BASE, PROMOTE_SCRIPT, QueueConfig,
-    Queues, check_queue_server, connect,
+    Queues, WAIT_TIMEOUT, check_queue_server, connect,
 };
 pub use runner::{WorkerConfig, run_worker, shutdown_signal, unique_worker_name};
 pub use seam::{Completions, EVENTS_PER_READ, EventFollower, Expected, JobQueue, submit_and_wait};
@@ -89,7 +89,8 @@ impl Fleet {
             connection.clone(),
             &queue_config.prefix,
             EVENTS_MAX_LEN,
-        );
+        )
+        .waiting_for(queue_config.wait_replicas);
         let queues = Queues::new(queue_config, connection.clone());
         Ok(Fleet {
             queues,

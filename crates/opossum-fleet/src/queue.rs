@@ -94,6 +94,40 @@ pub struct QueueConfig {
     pub heartbeat: Duration,
     /// see `heartbeat`
     pub missed_heartbeats: usize,
+    /// replicas that must acknowledge a submitted batch and a batch of completion events
+    /// before the producer or the worker goes on (`WAIT`, at most [`WAIT_TIMEOUT`]); 0 waits
+    /// for none. Redis replicates asynchronously: without it, a failover can lose the writes
+    /// a dying primary acknowledged last (a submitted job, an event).
+    pub wait_replicas: usize,
+}
+
+/// Longest a `WAIT` for replicas blocks; past it the write stands unreplicated (and a warning
+/// says so) rather than stalling the fleet.
+pub const WAIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Waits until `replicas` replicas of the node serving `key` hold every write sent there so
+/// far; 0 returns at once. Fewer within [`WAIT_TIMEOUT`] is an error: the write may not
+/// survive a failover, so the caller treats it as not written (a producer's submit fails, a
+/// worker's job fails and reruns), which keeps delivery at-least-once.
+pub(crate) async fn wait_for_replicas(
+    connection: &Connection,
+    key: &str,
+    replicas: usize,
+    what: &str,
+) -> Result<(), FleetError> {
+    if replicas == 0 {
+        return Ok(());
+    }
+    let acknowledged = connection
+        .clone()
+        .wait_for_replicas(key, replicas, WAIT_TIMEOUT)
+        .await?;
+    if acknowledged < replicas {
+        return Err(FleetError::Queue(format!(
+            "{what}: {acknowledged} of the {replicas} replicas queues.wait_replicas asks for acknowledged within {WAIT_TIMEOUT:?}"
+        )));
+    }
+    Ok(())
 }
 
 impl Default for QueueConfig {
@@ -105,6 +139,7 @@ impl Default for QueueConfig {
             batch_size: 50,
             heartbeat: Duration::from_secs(3),
             missed_heartbeats: 5,
+            wait_replicas: 0,
         }
     }
 }
@@ -290,6 +325,13 @@ impl Queues {
                     .push_all(futures::stream::iter(tasks))
                     .await
                     .map_err(|e| FleetError::Queue(e.to_string()))?;
+                wait_for_replicas(
+                    &self.connection,
+                    &self.config.backend(priority).scheduled_jobs_set(),
+                    self.config.wait_replicas,
+                    "submitted jobs",
+                )
+                .await?;
                 self.promote(priority).await?;
             }
         }

@@ -323,6 +323,35 @@ impl Connection {
             .collect()
     }
 
+    /// Waits until `replicas` replicas hold every write sent so far to the node that serves
+    /// `key` (`WAIT`, at most `timeout`); returns how many did. On a cluster it asks that key's
+    /// primary alone, the one node whose writes matter to the caller.
+    pub async fn wait_for_replicas(
+        &mut self,
+        key: &str,
+        replicas: usize,
+        timeout: Duration,
+    ) -> RedisResult<usize> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout.as_millis() as u64);
+        let reply = match self {
+            Connection::Cluster(connection) => {
+                let route = redis::cluster_routing::Route::new(
+                    slot(key.as_bytes()),
+                    redis::cluster_routing::SlotAddr::Master,
+                );
+                connection
+                    .route_command(
+                        wait,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await?
+            }
+            _ => self.req_packed_command(&wait).await?,
+        };
+        Ok(redis::from_redis_value(reply)?)
+    }
+
     /// Every key matching `pattern`, by `SCAN` on every primary. For tests, benchmarks and
     /// operators' tools, never for a request path.
     pub async fn scan_match(&mut self, pattern: &str) -> RedisResult<Vec<String>> {

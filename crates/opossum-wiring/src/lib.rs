@@ -141,6 +141,7 @@ impl Wiring {
     pub fn queue_config(&self) -> QueueConfig {
         QueueConfig {
             prefix: self.prefix.clone(),
+            wait_replicas: self.config.queues.wait_replicas,
             ..QueueConfig::default()
         }
     }
