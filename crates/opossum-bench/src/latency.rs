@@ -52,7 +52,7 @@ pub(crate) fn run(redis_url: &str, size: usize, lookups: usize) -> anyhow::Resul
             10,
             (256, 256),
         ));
-        let key = "bench:0123456789abcdef:latency";
+        let key = "bench:{0123456789abcdef}:latency";
         let dir = std::env::temp_dir().join(format!("opossum-latency-{}", std::process::id()));
         let memory = MemoryTier::new(MemoryConfig::default());
         let disk = DiskTier::open(DiskConfig {
