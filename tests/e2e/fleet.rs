@@ -863,15 +863,7 @@ async fn a_killed_primary_fails_over_to_its_replica_and_no_job_is_lost() {
     // over; it rejoins as the new primary's replica, which `WAIT 1` needs.
     let recovered = survives(&cluster, 1, 2_000, 1_900, || {
         cluster.kill(victim);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while cluster.primaries().contains(&victim) || cluster.primaries().len() < 3 {
-            assert!(
-                Instant::now() < deadline,
-                "no failover: {:?}",
-                cluster.primaries()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        cluster.wait_for_failover(victim, Duration::from_secs(30));
         cluster.restart(victim);
     })
     .await;

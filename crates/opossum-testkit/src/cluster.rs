@@ -22,6 +22,7 @@ struct Node {
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<Node>,
+    primary_count: usize,
     _dir: TempDir,
 }
 
@@ -65,7 +66,11 @@ impl RedisCluster {
             String::from_utf8_lossy(&created.stdout),
             String::from_utf8_lossy(&created.stderr)
         );
-        let cluster = RedisCluster { nodes, _dir: dir };
+        let cluster = RedisCluster {
+            nodes,
+            primary_count: primaries,
+            _dir: dir,
+        };
         cluster.wait_until_ok(Duration::from_secs(30));
         // A replica whose link to its primary never came up cannot be promoted (its data age
         // is unknown): wait for every link, so a test that kills a primary gets a failover.
@@ -231,6 +236,20 @@ impl RedisCluster {
         }
     }
 
+    /// Waits until `victim` (a killed primary) is no longer a primary and a replica serves in
+    /// its place, as many primaries as before; panics after `timeout`.
+    pub fn wait_for_failover(&self, victim: u16, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let primaries = self.primaries();
+            if !primaries.contains(&victim) && primaries.len() >= self.primary_count {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no failover: {primaries:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Starts the node on `port` again, in its own directory: it rejoins the cluster from its
     /// `nodes.conf` (a former primary whose replica took over comes back as a replica).
     pub fn restart(&self, port: u16) {
@@ -359,15 +378,7 @@ mod tests {
 
         let victim = cluster.primaries()[0];
         cluster.kill(victim);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while cluster.primaries().contains(&victim) || cluster.primaries().len() < 3 {
-            assert!(
-                Instant::now() < deadline,
-                "no failover: {:?}",
-                cluster.primaries()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        cluster.wait_for_failover(victim, Duration::from_secs(30));
         cluster.wait_until_ok(Duration::from_secs(30));
         for key in ["a", "b", "c", "d", "e", "f"] {
             let get = cli(cluster.primaries()[0], &["-c", "GET", key]);
