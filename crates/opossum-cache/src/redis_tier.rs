@@ -186,33 +186,29 @@ impl RedisTier {
     /// reports per shard.
     pub async fn usage_per_node(&self) -> Result<Vec<(String, TierUsage)>, TierError> {
         let mut connection = self.connection.clone();
-        let sizes = connection
-            .on_each_primary(&redis::cmd("DBSIZE"))
-            .await
-            .map_err(Self::fail)?;
-        let memory = connection
-            .on_each_primary(redis::cmd("INFO").arg("memory"))
-            .await
-            .map_err(Self::fail)?;
-        let stats = connection
-            .on_each_primary(redis::cmd("INFO").arg("stats"))
-            .await
-            .map_err(Self::fail)?;
-        let mut out = Vec::with_capacity(sizes.len());
-        for ((size, memory), stats) in sizes.into_iter().zip(memory).zip(stats) {
-            let items: u64 =
-                redis::from_redis_value(size.value).map_err(|e| Self::fail(e.into()))?;
-            let memory: String =
-                redis::from_redis_value(memory.value).map_err(|e| Self::fail(e.into()))?;
-            let stats: String =
-                redis::from_redis_value(stats.value).map_err(|e| Self::fail(e.into()))?;
+        // The node list is read once, so each node's figures come from that node (a topology
+        // change between per-command node lists could pair one node's size with another's
+        // memory). `INFO` takes several sections at once (Redis 7).
+        let nodes = connection.primaries().await.map_err(Self::fail)?;
+        let mut out = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let items = connection
+                .on_node(&node, &redis::cmd("DBSIZE"))
+                .await
+                .map_err(Self::fail)?;
+            let info = connection
+                .on_node(&node, redis::cmd("INFO").arg("memory").arg("stats"))
+                .await
+                .map_err(Self::fail)?;
+            let items: u64 = redis::from_redis_value(items).map_err(|e| Self::fail(e.into()))?;
+            let info: String = redis::from_redis_value(info).map_err(|e| Self::fail(e.into()))?;
             out.push((
-                size.node,
+                node,
                 TierUsage {
                     items,
-                    bytes: info_field(&memory, "used_memory"),
-                    capacity: info_field(&memory, "maxmemory"),
-                    evictions: Some(info_field(&stats, "evicted_keys")),
+                    bytes: info_field(&info, "used_memory"),
+                    capacity: info_field(&info, "maxmemory"),
+                    evictions: Some(info_field(&info, "evicted_keys")),
                     corrupt: 0,
                 },
             ));

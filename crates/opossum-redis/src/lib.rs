@@ -289,13 +289,50 @@ impl Connection {
 }
 
 impl Connection {
-    /// Runs one command per key (`command` adds it to a pipeline), split into one pipeline per
-    /// slot, the pipelines concurrently; the replies come back in the order of `keys`. What a
+    /// Runs one command per key (`command` adds it to a pipeline) and returns the replies in the
+    /// order of `keys`: on a cluster one pipeline per slot, the pipelines concurrently; on one
+    /// server a single pipeline. What a
     /// read across many images needs on a cluster, where a pipeline must stay in one slot.
     pub async fn query_by_slot<T: redis::FromRedisValue>(
         &self,
         keys: &[String],
         command: impl Fn(&mut Pipeline, &str),
+    ) -> RedisResult<Vec<T>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One server answers every slot: one pipeline, one round trip. It goes to the inner
+        // connection, past the slot check, since this is where reads are split for a cluster.
+        let single = |pipe: &mut Pipeline| {
+            for key in keys {
+                command(pipe, key);
+            }
+        };
+        let values: Vec<Value> = match self {
+            Connection::Managed(connection) => {
+                let mut pipe = redis::pipe();
+                single(&mut pipe);
+                pipe.query_async(&mut connection.clone()).await?
+            }
+            Connection::Direct(connection) => {
+                let mut pipe = redis::pipe();
+                single(&mut pipe);
+                pipe.query_async(&mut connection.clone()).await?
+            }
+            Connection::Cluster(_) => return self.query_each_slot(keys, &command).await,
+        };
+        values
+            .into_iter()
+            .map(redis::from_redis_value)
+            .map(|v| v.map_err(Into::into))
+            .collect()
+    }
+
+    /// [`Connection::query_by_slot`] on a cluster: one pipeline per slot, run concurrently.
+    async fn query_each_slot<T: redis::FromRedisValue>(
+        &self,
+        keys: &[String],
+        command: &impl Fn(&mut Pipeline, &str),
     ) -> RedisResult<Vec<T>> {
         let mut groups: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
         for (at, key) in keys.iter().enumerate() {
