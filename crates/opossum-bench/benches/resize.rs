@@ -24,6 +24,7 @@ fn resize(c: &mut Criterion) {
         height: 567,
         mode: ResizeMode::Force,
         gravity: opossum_ops::Gravity::Centre,
+        enlarge: false,
     };
     let limits = Limits::default();
     let mut group = c.benchmark_group("lanczos3-4928x3279-to-852x567");

@@ -109,6 +109,7 @@ fn bare_analysis_describes_the_source_from_a_small_decode() {
         width: 256,
         height: 256,
         mode: opossum_ops::ResizeMode::Fit,
+        enlarge: false,
     };
     // What process() decodes for a bare analysis: a quarter-scale image (the 256 px working
     // copy, with the factor of two shrink-on-load always leaves).

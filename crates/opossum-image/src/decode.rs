@@ -95,6 +95,9 @@ pub struct DecodeHint {
     pub height: u32,
     /// how the box will be filled
     pub mode: ResizeMode,
+    /// whether the resize may scale up (a source smaller than the box is decoded whole anyway;
+    /// an SVG is rendered larger than its own size)
+    pub enlarge: bool,
 }
 
 /// The hint for a chain: when its first operation is a resize, because any other first step
@@ -107,6 +110,7 @@ pub fn decode_hint(chain: &Chain) -> Option<DecodeHint> {
             width: crate::analyze::WORKING_EDGE,
             height: crate::analyze::WORKING_EDGE,
             mode: ResizeMode::Fit,
+            enlarge: false,
         });
     }
     match chain.pixel_ops().first()? {
@@ -114,16 +118,19 @@ pub fn decode_hint(chain: &Chain) -> Option<DecodeHint> {
             width,
             height,
             mode,
+            enlarge,
             ..
         } => Some(DecodeHint {
             width: *width,
             height: *height,
             mode: *mode,
+            enlarge: *enlarge,
         }),
         Operation::Thumbnail { size } => Some(DecodeHint {
             width: *size,
             height: *size,
             mode: ResizeMode::Fit,
+            enlarge: false,
         }),
         _ => None,
     }
@@ -200,20 +207,21 @@ pub(crate) fn check_pixels(width: u64, height: u64, limit: u64) -> Result<(), Im
     Ok(())
 }
 
-/// The size a resize into `hint` would produce from a `width` x `height` source (no enlarging).
+/// The size a resize into `hint` would produce from a `width` x `height` source (no enlarging
+/// unless the hint says so; `contain` scales as `fit`, its margins come after).
 pub(crate) fn target_size(width: u32, height: u32, hint: DecodeHint) -> (u32, u32) {
     let (w, h) = (f64::from(width), f64::from(height));
     let (bw, bh) = (f64::from(hint.width), f64::from(hint.height));
     let scale = match hint.mode {
         ResizeMode::Force => return (hint.width.min(width), hint.height.min(height)),
-        ResizeMode::Fit => match (hint.width, hint.height) {
+        ResizeMode::Fit | ResizeMode::Contain { .. } => match (hint.width, hint.height) {
             (0, _) => bh / h,
             (_, 0) => bw / w,
             _ => (bw / w).min(bh / h),
         },
         ResizeMode::Fill => (bw / w).max(bh / h),
     };
-    let scale = scale.min(1.0);
+    let scale = if hint.enlarge { scale } else { scale.min(1.0) };
     (
         ((w * scale).round() as u32).max(1),
         ((h * scale).round() as u32).max(1),
@@ -551,6 +559,7 @@ mod tests {
             width,
             height,
             mode,
+            enlarge: false,
         };
         assert_eq!(
             target_size(6000, 4000, hint(200, 200, ResizeMode::Fit)),

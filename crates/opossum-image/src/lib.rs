@@ -29,11 +29,14 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod analyze;
+mod canvas;
 mod decode;
 mod encode;
 mod error;
+mod filters;
 mod fonts;
 mod ops;
+mod smart;
 mod svg;
 
 use std::time::Duration;

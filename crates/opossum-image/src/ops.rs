@@ -1,13 +1,15 @@
 //! One operation at a time. Resizing uses fast_image_resize (SIMD convolution, about 12x faster
-//! than the `image` crate's resize and on par with libvips); the rest uses the `image` crate's
-//! kernels, which are fast enough at the sizes that reach them (after shrink-on-load and resize).
+//! than the `image` crate's resize and on par with libvips); canvas operations are in
+//! `canvas.rs`, filters in `filters.rs`, smart crop in `smart.rs`; blur, sharpen, brightness
+//! and contrast use the `image` crate's kernels, which are fast enough at the sizes that reach
+//! them (after shrink-on-load and resize).
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::DynamicImage;
 use opossum_ops::{FlipAxis, Gravity, Operation, ResizeMode, Rotation};
 
 use crate::decode::{DecodeHint, target_size};
-use crate::{ImageError, Limits};
+use crate::{ImageError, Limits, canvas, filters, smart};
 
 /// Applies one pixel operation. `format` and `analyze` are not pixel operations and are
 /// returned unchanged.
@@ -23,11 +25,13 @@ pub fn apply(
             height: bh,
             mode,
             gravity,
+            enlarge,
         } => {
             let hint = DecodeHint {
                 width: bw,
                 height: bh,
                 mode,
+                enlarge,
             };
             match mode {
                 ResizeMode::Force => resize(&image, bw, bh, None, op, limits)?,
@@ -35,12 +39,23 @@ pub fn apply(
                     let (w, h) = target_size(width, height, hint);
                     resize(&image, w, h, None, op, limits)?
                 }
+                ResizeMode::Contain { background } => {
+                    let (w, h) = target_size(width, height, hint);
+                    let fitted = resize(&image, w, h, None, op, limits)?;
+                    if (w, h) == (bw, bh) {
+                        fitted
+                    } else {
+                        let at = ((bw.saturating_sub(w)) / 2, (bh.saturating_sub(h)) / 2);
+                        canvas::embed(fitted, bw, bh, at, background, op, limits)?
+                    }
+                }
+                ResizeMode::Fill if enlarge => resize(&image, bw, bh, Some(gravity), op, limits)?,
                 ResizeMode::Fill => {
                     // Cover the box, but never enlarge: a small source is only cropped.
                     let (w, h) = (bw.min(width), bh.min(height));
                     let (cover_w, _) = target_size(width, height, hint);
                     if cover_w >= width {
-                        crop_at(&image, w, h, gravity)
+                        crop_at(&image, w, h, gravity)?
                     } else {
                         resize(&image, w, h, Some(gravity), op, limits)?
                     }
@@ -52,6 +67,7 @@ pub fn apply(
                 width: size,
                 height: size,
                 mode: ResizeMode::Fit,
+                enlarge: false,
             };
             let (w, h) = target_size(width, height, hint);
             resize(&image, w, h, None, op, limits)?
@@ -61,57 +77,93 @@ pub fn apply(
             height: ch,
             origin,
             gravity,
-        } => match origin {
-            None => crop_at(&image, cw, ch, gravity),
-            Some((x, y)) => {
-                if x >= width || y >= height {
-                    return Err(ImageError::BadOperation {
-                        op: op.to_string(),
-                        width,
-                        height,
-                        reason: format!("origin ({x}, {y}) is outside the image"),
-                    });
+        } => {
+            let (cw, ch) = (cw.resolve(width), ch.resolve(height));
+            match origin {
+                None => crop_at(&image, cw, ch, gravity)?,
+                Some((x, y)) => {
+                    if x >= width || y >= height {
+                        return Err(ImageError::BadOperation {
+                            op: op.to_string(),
+                            width,
+                            height,
+                            reason: format!("origin ({x}, {y}) is outside the image"),
+                        });
+                    }
+                    // A window reaching past the edge is clipped, as imgproxy does.
+                    image.crop_imm(x, y, cw.min(width - x), ch.min(height - y))
                 }
-                // A window reaching past the edge is clipped, as imgproxy does.
-                image.crop_imm(x, y, cw.min(width - x), ch.min(height - y))
             }
-        },
+        }
         Operation::Rotate(Rotation::Deg90) => image.rotate90(),
         Operation::Rotate(Rotation::Deg180) => image.rotate180(),
         Operation::Rotate(Rotation::Deg270) => image.rotate270(),
+        Operation::RotateBy {
+            degrees,
+            background,
+        } => canvas::rotate_by(image, f64::from(degrees.0) / 1000.0, background, op, limits)?,
         Operation::Flip(FlipAxis::Horizontal) => image.fliph(),
         Operation::Flip(FlipAxis::Vertical) => image.flipv(),
+        Operation::Pad {
+            top,
+            right,
+            bottom,
+            left,
+            colour,
+        } => canvas::pad(image, [top, right, bottom, left], colour, op, limits)?,
+        Operation::Background(colour) => canvas::flatten(image, colour),
+        Operation::Trim { threshold } => canvas::trim(image, threshold),
+        Operation::Round(radius) => canvas::round(image, radius),
         Operation::Grayscale => image.grayscale(),
         // A box-blur approximation of the Gaussian: linear in the pixels whatever the sigma.
         Operation::Blur { sigma } => image.fast_blur(sigma.as_f32()),
         Operation::Sharpen { sigma } => image.unsharpen(sigma.as_f32(), 0),
         Operation::Brightness(percent) => image.brighten(percent * 255 / 100),
         Operation::Contrast(percent) => image.adjust_contrast(percent as f32),
-        Operation::Saturation(percent) => saturate(image, percent),
+        Operation::Saturation(percent) => filters::saturate(image, percent),
+        Operation::Pixelate(size) => filters::pixelate(image, size),
+        Operation::Tint(colour) => filters::tint(image, colour),
+        Operation::Gamma(g) => filters::gamma(image, g),
+        Operation::Normalize => filters::normalize(image),
+        Operation::Median(radius) => filters::median(image, radius),
+        Operation::Modulate {
+            brightness,
+            saturation,
+            hue,
+        } => filters::modulate(image, brightness, saturation, hue),
         Operation::Format(_) | Operation::Analyze => image,
     })
 }
 
 /// A window of at most `width` x `height` where `gravity` places it.
-fn crop_at(image: &DynamicImage, width: u32, height: u32, gravity: Gravity) -> DynamicImage {
+fn crop_at(
+    image: &DynamicImage,
+    width: u32,
+    height: u32,
+    gravity: Gravity,
+) -> Result<DynamicImage, ImageError> {
     let (w, h) = (width.min(image.width()), height.min(image.height()));
-    let (x, y) = window(
-        image.width(),
-        image.height(),
-        f64::from(w),
-        f64::from(h),
-        gravity,
-    );
-    image.crop_imm(x.round() as u32, y.round() as u32, w, h)
+    if (w, h) == (image.width(), image.height()) {
+        return Ok(image.clone());
+    }
+    let (x, y) = window(image, f64::from(w), f64::from(h), gravity)?;
+    Ok(image.crop_imm(x.round() as u32, y.round() as u32, w, h))
 }
 
-/// The top-left corner of a `w` x `h` window in a `width` x `height` image, placed by `gravity`.
-fn window(width: u32, height: u32, w: f64, h: f64, gravity: Gravity) -> (f64, f64) {
-    let (ax, ay) = gravity.anchor();
-    (
-        Gravity::offset(f64::from(width), w, ax),
-        Gravity::offset(f64::from(height), h, ay),
-    )
+/// The top-left corner of a `w` x `h` window in the image, placed by `gravity`.
+fn window(
+    image: &DynamicImage,
+    w: f64,
+    h: f64,
+    gravity: Gravity,
+) -> Result<(f64, f64), ImageError> {
+    let Some((ax, ay)) = gravity.anchor() else {
+        return smart::attention(image, w, h);
+    };
+    Ok((
+        Gravity::offset(f64::from(image.width()), w, ax),
+        Gravity::offset(f64::from(image.height()), h, ay),
+    ))
 }
 
 /// Lanczos3 resize to exactly `width` x `height`; with `cover`, the source is first cut to the
@@ -145,7 +197,7 @@ fn resize(
         } else {
             (sw, sw / aspect)
         };
-        let (left, top) = window(image.width(), image.height(), cw, ch, gravity);
+        let (left, top) = window(image, cw, ch, gravity)?;
         options = options.crop(left, top, cw, ch);
     }
     let mut target = DynamicImage::new(width, height, image.color());
@@ -155,30 +207,6 @@ fn resize(
             message: format!("resize to {width}x{height}: {e}"),
         })?;
     Ok(target)
-}
-
-/// Scales each pixel's distance from its grey (Rec. 709 luma) by `1 + percent / 100`.
-fn saturate(image: DynamicImage, percent: i32) -> DynamicImage {
-    let factor = 1.0 + percent as f32 / 100.0;
-    let adjust = |px: &mut [u8]| {
-        let (r, g, b) = (f32::from(px[0]), f32::from(px[1]), f32::from(px[2]));
-        let luma = 0.2126 * r + 0.7152 * g + 0.0722 * b;
-        for (c, v) in px.iter_mut().take(3).zip([r, g, b]) {
-            *c = (luma + (v - luma) * factor).round().clamp(0.0, 255.0) as u8;
-        }
-    };
-    match image {
-        DynamicImage::ImageRgb8(mut rgb) => {
-            rgb.pixels_mut().for_each(|p| adjust(&mut p.0));
-            DynamicImage::ImageRgb8(rgb)
-        }
-        DynamicImage::ImageRgba8(mut rgba) => {
-            rgba.pixels_mut().for_each(|p| adjust(&mut p.0));
-            DynamicImage::ImageRgba8(rgba)
-        }
-        // Grey images have no saturation to change.
-        grey => grey,
-    }
 }
 
 #[cfg(test)]

@@ -343,6 +343,7 @@ mod tests {
             width: 100,
             height: 100,
             mode: opossum_ops::ResizeMode::Fit,
+            enlarge: false,
         };
         let decoded = render(svg.as_bytes(), &Limits::default(), Some(hint)).unwrap();
         assert_eq!((decoded.image.width(), decoded.image.height()), (100, 50));

@@ -9,24 +9,45 @@
 
 use crate::OpsError;
 use crate::operation::{
-    Encoding, FlipAxis, Gravity, MAX_DIMENSION, Milli, Operation, OutputFormat, ResizeMode,
-    Rotation,
+    Colour, Encoding, Extent, FlipAxis, Gravity, MAX_DIMENSION, Milli, Operation, OutputFormat,
+    ResizeMode, Rotation,
 };
 
 /// Argument names of each operation, in positional order. The JSON form uses the same names.
 pub(crate) fn spec(name: &str) -> Option<(&'static str, &'static [&'static str])> {
     Some(match name.to_ascii_lowercase().as_str() {
-        "resize" => ("resize", &["width", "height", "mode", "gravity"]),
+        "resize" => (
+            "resize",
+            &[
+                "width",
+                "height",
+                "mode",
+                "gravity",
+                "enlarge",
+                "background",
+            ],
+        ),
         "thumbnail" | "thumb" => ("thumbnail", &["size"]),
         "crop" => ("crop", &["width", "height", "x", "y", "gravity"]),
-        "rotate" => ("rotate", &["degrees"]),
+        "rotate" => ("rotate", &["degrees", "background"]),
         "flip" => ("flip", &["axis"]),
+        "pad" | "padding" => ("pad", &["top", "right", "bottom", "left", "color"]),
+        "background" | "bg" | "flatten" => ("background", &["color"]),
+        "trim" => ("trim", &["threshold"]),
+        "dpr" => ("dpr", &["factor"]),
         "grayscale" | "greyscale" | "gray" | "grey" => ("grayscale", &[]),
         "blur" => ("blur", &["sigma"]),
         "sharpen" => ("sharpen", &["sigma"]),
         "brightness" => ("brightness", &["value"]),
         "contrast" => ("contrast", &["value"]),
         "saturation" => ("saturation", &["value"]),
+        "pixelate" => ("pixelate", &["size"]),
+        "tint" => ("tint", &["color"]),
+        "gamma" => ("gamma", &["gamma"]),
+        "normalize" | "normalise" => ("normalize", &[]),
+        "median" => ("median", &["radius"]),
+        "round" | "rounded" => ("round", &["radius"]),
+        "modulate" => ("modulate", &["brightness", "saturation", "hue"]),
         "format" => ("format", &["format", "quality", "lossless"]),
         "analyze" | "analyse" => ("analyze", &[]),
         "preset" => ("preset", &["name", "version"]),
@@ -217,19 +238,7 @@ impl RawOp {
                 size: self.required_dimension(0)?,
             },
             "crop" => self.build_crop()?,
-            "rotate" => {
-                let degrees = self
-                    .integer(0, -3600, 3600)?
-                    .ok_or_else(|| self.missing(0))?;
-                if degrees % 90 != 0 {
-                    let text = degrees.to_string();
-                    return Err(self.bad(0, &text, "must be a multiple of 90"));
-                }
-                match Rotation::from_degrees(degrees) {
-                    Some(r) => Operation::Rotate(r),
-                    None => return Ok(None),
-                }
-            }
+            "rotate" => return self.build_rotate(),
             "flip" => Operation::Flip(match self.arg(0).map(str::to_ascii_lowercase).as_deref() {
                 None | Some("h" | "horizontal" | "x") => FlipAxis::Horizontal,
                 Some("v" | "vertical" | "y") => FlipAxis::Vertical,
@@ -245,6 +254,36 @@ impl RawOp {
             "brightness" => Operation::Brightness(self.percent()?),
             "contrast" => Operation::Contrast(self.percent()?),
             "saturation" => Operation::Saturation(self.percent()?),
+            "pad" => self.build_pad()?,
+            "background" => Operation::Background(self.required_colour(0)?),
+            "trim" => Operation::Trim {
+                threshold: self.integer(0, 0, 255)?.unwrap_or(10) as u8,
+            },
+            "pixelate" => {
+                Operation::Pixelate(self.integer(0, 1, 1024)?.ok_or_else(|| self.missing(0))? as u32)
+            }
+            "tint" => Operation::Tint(self.required_colour(0)?),
+            "gamma" => {
+                let gamma = self.milli(0, 10)?.ok_or_else(|| self.missing(0))?;
+                if gamma.0 < 100 {
+                    return Err(self.bad(
+                        0,
+                        self.arg(0).unwrap_or_default(),
+                        "must be at least 0.1",
+                    ));
+                }
+                Operation::Gamma(gamma)
+            }
+            "normalize" => Operation::Normalize,
+            "median" => {
+                Operation::Median(self.integer(0, 0, 20)?.ok_or_else(|| self.missing(0))? as u32)
+            }
+            "round" => Operation::Round(self.dimension(0)?.ok_or_else(|| self.missing(0))?),
+            "modulate" => Operation::Modulate {
+                brightness: self.milli(0, 10)?.unwrap_or(Milli(1000)),
+                saturation: self.milli(1, 10)?.unwrap_or(Milli(1000)),
+                hue: self.integer(2, -3600, 3600)?.unwrap_or(0).rem_euclid(360) as u32,
+            },
             "format" => Operation::Format(self.build_format()?),
             "analyze" => Operation::Analyze,
             // `preset` steps are expanded, never built (chain.rs), and spec() names no other.
@@ -260,11 +299,44 @@ impl RawOp {
     fn build_resize(&self) -> Result<Operation, OpsError> {
         let width = self.dimension(0)?.unwrap_or(0);
         let height = self.dimension(1)?.unwrap_or(0);
+        let mut enlarge = match self.arg(4).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false") => false,
+            Some("true" | "enlarge") => true,
+            Some(other) => return Err(self.bad(4, other, "expected `enlarge`, true or false")),
+        };
+        // The string form's fourth argument is a gravity (fill), a colour (contain) or the
+        // `enlarge` flag when nothing else stands before it.
+        let mut fourth = self.arg(3);
+        if fourth.is_some_and(|text| text.eq_ignore_ascii_case("enlarge")) {
+            enlarge = true;
+            fourth = None;
+        }
         let mode = match self.arg(2).map(str::to_ascii_lowercase).as_deref() {
-            None | Some("fit" | "inside" | "contain") => ResizeMode::Fit,
+            None | Some("fit" | "inside") => ResizeMode::Fit,
             Some("fill" | "cover") => ResizeMode::Fill,
             Some("force" | "stretch" | "exact") => ResizeMode::Force,
-            Some(other) => return Err(self.bad(2, other, "expected `fit`, `fill` or `force`")),
+            Some("contain" | "letterbox") => {
+                // A centre gravity is what `contain` does anyway (the JSON form may name it).
+                let fourth = fourth
+                    .take()
+                    .filter(|text| Gravity::parse(text) != Some(Gravity::Centre));
+                let background = match (fourth, self.arg(5)) {
+                    (Some(_), Some(given)) => {
+                        return Err(self.bad(5, given, "the colour is given twice"));
+                    }
+                    (Some(text), None) => self.parse_colour(
+                        3,
+                        text,
+                        "`contain` centres the image; its fourth argument is a colour",
+                    )?,
+                    (None, Some(text)) => self.parse_colour(5, text, "")?,
+                    (None, None) => Colour::TRANSPARENT,
+                };
+                ResizeMode::Contain { background }
+            }
+            Some(other) => {
+                return Err(self.bad(2, other, "expected `fit`, `fill`, `force` or `contain`"));
+            }
         };
         if width == 0 && height == 0 {
             return Err(self.missing(0));
@@ -274,7 +346,19 @@ impl RawOp {
             let reason = format!("`{}` needs both width and height", mode.name());
             return Err(self.bad(index, &value.to_string(), reason));
         }
-        let gravity = self.gravity(3, 3)?;
+        if let Some(text) = self.arg(5)
+            && !matches!(mode, ResizeMode::Contain { .. })
+        {
+            let reason = format!(
+                "`{}` leaves no margin; a background needs `contain`",
+                mode.name()
+            );
+            return Err(self.bad(5, text, reason));
+        }
+        let gravity = match fourth {
+            None => Gravity::Centre,
+            Some(text) => self.parse_gravity(3, text)?,
+        };
         if gravity != Gravity::Centre && mode != ResizeMode::Fill {
             let reason = format!(
                 "`{}` keeps the whole image; a gravity needs `fill`",
@@ -282,12 +366,138 @@ impl RawOp {
             );
             return Err(self.bad(3, &gravity.to_string(), reason));
         }
+        // `force` scales to the box whatever the source's size: `enlarge` says nothing more.
+        if mode == ResizeMode::Force {
+            enlarge = false;
+        }
         Ok(Operation::Resize {
             width,
             height,
             mode,
             gravity,
+            enlarge,
         })
+    }
+
+    /// A colour argument at `index` (`RRGGBB` or `RRGGBBAA`), if given.
+    fn colour(&self, index: usize) -> Result<Option<Colour>, OpsError> {
+        self.arg(index)
+            .map(|text| self.parse_colour(index, text, ""))
+            .transpose()
+    }
+
+    fn required_colour(&self, index: usize) -> Result<Colour, OpsError> {
+        self.colour(index)?.ok_or_else(|| self.missing(index))
+    }
+
+    fn parse_colour(&self, index: usize, text: &str, context: &str) -> Result<Colour, OpsError> {
+        Colour::parse(text).ok_or_else(|| {
+            let shape = "expected a colour as RRGGBB or RRGGBBAA (hex)";
+            let reason = if context.is_empty() {
+                shape.to_string()
+            } else {
+                format!("{context}, RRGGBB or RRGGBBAA (hex)")
+            };
+            self.bad(index, text, reason)
+        })
+    }
+
+    fn build_rotate(&self) -> Result<Option<Operation>, OpsError> {
+        let text = self.arg(0).ok_or_else(|| self.missing(0))?;
+        let degrees: f64 = text
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| self.bad(0, text, "expected a number of degrees"))?;
+        if degrees.abs() > 3600.0 {
+            return Err(self.bad(0, text, "must be between -3600 and 3600"));
+        }
+        let milli = ((degrees * 1000.0).round() as i64).rem_euclid(360_000);
+        let background = self.colour(1)?.unwrap_or(Colour::TRANSPARENT);
+        if milli % 90_000 == 0 {
+            // A right angle leaves no corners to fill: the colour says nothing.
+            return Ok(Rotation::from_degrees(milli / 1000).map(Operation::Rotate));
+        }
+        Ok(Some(Operation::RotateBy {
+            degrees: Milli(milli as u32),
+            background,
+        }))
+    }
+
+    /// `pad:TOP[:RIGHT[:BOTTOM[:LEFT]]][:COLOR]`, each missing side as CSS (and imgproxy)
+    /// default it: right and bottom from top, left from right.
+    fn build_pad(&self) -> Result<Operation, OpsError> {
+        // In the string form the colour follows the last side given.
+        let last_side = (0..4).rev().find(|&i| self.arg(i).is_some());
+        let colour_slot = match last_side {
+            Some(i) if self.arg(i).is_some_and(Colour::looks_like) => {
+                if let Some(given) = self.arg(4) {
+                    return Err(self.bad(4, given, "the colour is given twice"));
+                }
+                Some(i)
+            }
+            _ => None,
+        };
+        let colour = match colour_slot {
+            Some(i) => self.required_colour(i)?,
+            None => self.colour(4)?.unwrap_or(Colour::TRANSPARENT),
+        };
+        let side = |index: usize| -> Result<Option<u32>, OpsError> {
+            if colour_slot == Some(index) {
+                Ok(None)
+            } else {
+                self.dimension(index)
+            }
+        };
+        let top = side(0)?.ok_or_else(|| self.missing(0))?;
+        let right = side(1)?.unwrap_or(top);
+        let bottom = side(2)?.unwrap_or(top);
+        let left = side(3)?.unwrap_or(right);
+        Ok(Operation::Pad {
+            top,
+            right,
+            bottom,
+            left,
+            colour,
+        })
+    }
+
+    /// A crop's width or height: whole pixels, or a fraction of the image below 1.
+    fn extent(&self, index: usize) -> Result<Extent, OpsError> {
+        let text = self.arg(index).ok_or_else(|| self.missing(index))?;
+        let value: f64 = text
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| self.bad(index, text, "expected a number"))?;
+        if value > 0.0 && value < 1.0 {
+            let fraction = (value * 1000.0).round() as u32;
+            if fraction == 0 || fraction >= 1000 {
+                return Err(self.bad(
+                    index,
+                    text,
+                    "a fraction needs three decimals at most, between 0.001 and 0.999",
+                ));
+            }
+            return Ok(Extent::Fraction(Milli(fraction)));
+        }
+        if value <= 0.0 {
+            return Err(self.bad(index, text, "must be above 0"));
+        }
+        Ok(Extent::Pixels(self.required_dimension(index)?))
+    }
+
+    /// The `dpr:N` step's factor, 1 to 8.
+    pub(crate) fn dpr_factor(&self) -> Result<Milli, OpsError> {
+        let factor = self.milli(0, 8)?.ok_or_else(|| self.missing(0))?;
+        if factor.0 < 1000 {
+            return Err(self.bad(
+                0,
+                self.arg(0).unwrap_or_default(),
+                "must be between 1 and 8",
+            ));
+        }
+        Ok(factor)
     }
 
     /// The gravity given at `index` (centre when absent); an error names the argument
@@ -295,19 +505,23 @@ impl RawOp {
     fn gravity(&self, index: usize, named: usize) -> Result<Gravity, OpsError> {
         match self.arg(index) {
             None => Ok(Gravity::Centre),
-            Some(text) => Gravity::parse(text).ok_or_else(|| {
-                self.bad(
-                    named,
-                    text,
-                    "expected centre, north, south, east, west, north-east, north-west, south-east, south-west or focus:X:Y (fractions 0-1)",
-                )
-            }),
+            Some(text) => self.parse_gravity(named, text),
         }
     }
 
+    fn parse_gravity(&self, named: usize, text: &str) -> Result<Gravity, OpsError> {
+        Gravity::parse(text).ok_or_else(|| {
+            self.bad(
+                named,
+                text,
+                "expected centre, north, south, east, west, north-east, north-west, south-east, south-west, smart or focus:X:Y (fractions 0-1)",
+            )
+        })
+    }
+
     fn build_crop(&self) -> Result<Operation, OpsError> {
-        let width = self.required_dimension(0)?;
-        let height = self.required_dimension(1)?;
+        let width = self.extent(0)?;
+        let height = self.extent(1)?;
         // `crop:W:H:GRAVITY`: the string form's third argument is a gravity when it is not a
         // number (the JSON form names it `gravity`).
         if let Some(text) = self.arg(2)

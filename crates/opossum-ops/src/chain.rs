@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::OpsError;
 use crate::args::RawOp;
-use crate::operation::{Encoding, Operation, Rotation};
+use crate::operation::{Encoding, Milli, Operation, Rotation};
 use crate::preset::{NoPresets, PresetLookup, PresetRef};
 
 /// At most this many operations in one chain; longer chains are almost certainly abuse.
@@ -69,7 +69,7 @@ impl Chain {
             .into_iter()
             .filter_map(|step| match step {
                 Step::Preset(_, reference) => Some(reference),
-                Step::Op(_) => None,
+                Step::Op(_) | Step::Dpr(..) => None,
             })
             .collect())
     }
@@ -83,7 +83,8 @@ impl Chain {
 
     fn from_steps(steps: Vec<Step>, presets: &dyn PresetLookup) -> Result<Chain, OpsError> {
         let mut ops = Vec::with_capacity(steps.len());
-        for step in steps {
+        let mut dpr = None;
+        for (index, step) in steps.into_iter().enumerate() {
             match step {
                 // `None` is an operation that is the identity as written (`rotate:360`).
                 Step::Op(raw) => {
@@ -91,6 +92,14 @@ impl Chain {
                         ops.push((raw.position, op));
                     }
                 }
+                Step::Dpr(position, _) if index > 0 => {
+                    return Err(OpsError::Misplaced {
+                        position,
+                        op: "dpr",
+                        reason: "must be the first operation",
+                    });
+                }
+                Step::Dpr(_, factor) => dpr = Some(factor),
                 Step::Preset(position, reference) => {
                     let chain =
                         presets
@@ -104,6 +113,9 @@ impl Chain {
             }
         }
         check_length(ops.len())?;
+        if let Some(factor) = dpr {
+            ops = scale_by_dpr(ops, factor)?;
+        }
         normalise(ops)
     }
 
@@ -190,16 +202,23 @@ impl<'de> serde::Deserialize<'de> for Chain {
     }
 }
 
-/// One step of a chain as written: an operation, or a preset still to be expanded.
+/// One step of a chain as written: an operation, a preset still to be expanded, or the
+/// device-pixel ratio that multiplies the sizes of every later step.
 enum Step {
     Op(RawOp),
     Preset(usize, PresetRef),
+    Dpr(usize, Milli),
 }
 
 impl Step {
     /// A `preset` step's arguments (read through the one argument table) become its
     /// reference; any other operation stays raw until it is built.
     fn of(raw: RawOp) -> Result<Step, OpsError> {
+        if raw.name == "dpr" {
+            return raw
+                .dpr_factor()
+                .map(|factor| Step::Dpr(raw.position, factor));
+        }
         if raw.name != "preset" {
             return Ok(Step::Op(raw));
         }
@@ -255,6 +274,30 @@ fn check_length(count: usize) -> Result<(), OpsError> {
         });
     }
     Ok(())
+}
+
+/// `dpr:FACTOR` folded into the steps after it: the chain it leaves is the one a user would
+/// write with the sizes multiplied, so both share a key.
+fn scale_by_dpr(
+    ops: Vec<(usize, Operation)>,
+    factor: Milli,
+) -> Result<Vec<(usize, Operation)>, OpsError> {
+    ops.into_iter()
+        .map(|(position, op)| {
+            op.scaled(factor)
+                .map(|scaled| (position, scaled))
+                .map_err(|(arg, value)| OpsError::BadArgument {
+                    position,
+                    op: op.name(),
+                    arg,
+                    value: value.to_string(),
+                    reason: format!(
+                        "`dpr:{factor}` makes it more than {}",
+                        crate::operation::MAX_DIMENSION
+                    ),
+                })
+        })
+        .collect()
 }
 
 /// Drops identity steps, folds consecutive rotations and cancelling flips, and checks that
@@ -403,6 +446,174 @@ mod tests {
     }
 
     #[test]
+    fn canvas_and_filter_steps_have_one_spelling() {
+        // smart gravity, relative crop
+        check("resize:300:200:fill:smart", "resize:300:200:fill:smart");
+        check("crop:200:200:attention", "crop:200:200:smart");
+        check("crop:0.5:0.50:north-west", "crop:0.5:0.5:north-west");
+        check("crop:0.25:300", "crop:0.25:300");
+        check(
+            r#"[{"op":"crop","width":0.5,"height":0.5,"gravity":"smart"}]"#,
+            "crop:0.5:0.5:smart",
+        );
+        // contain and its colour, enlarge
+        check("resize:300:200:contain", "resize:300:200:contain");
+        check(
+            "resize:300:200:letterbox:FF0000",
+            "resize:300:200:contain:ff0000",
+        );
+        check(
+            "resize:300:200:contain:#ff0000ff",
+            "resize:300:200:contain:ff0000",
+        );
+        check("resize:300:200:contain:ff000000", "resize:300:200:contain");
+        check(
+            "resize:300:200:contain:00ff0080",
+            "resize:300:200:contain:00ff0080",
+        );
+        check(
+            r#"[{"op":"resize","width":300,"height":200,"mode":"contain","background":"ff0000","enlarge":true}]"#,
+            "resize:300:200:contain:ff0000:enlarge",
+        );
+        check("resize:300:200:fit:enlarge", "resize:300:200:fit:enlarge");
+        check(
+            "resize:300:200:fill:north:enlarge",
+            "resize:300:200:fill:north:enlarge",
+        );
+        check("resize:300:200:force:enlarge", "resize:300:200:force");
+        check(
+            r#"[{"op":"resize","width":300,"height":200,"mode":"fill","enlarge":"true"}]"#,
+            "resize:300:200:fill:enlarge",
+        );
+        // pad: CSS order, missing sides as CSS, the colour last
+        check("pad:10", "pad:10:10:10:10");
+        check("pad:10:20", "pad:10:20:10:20");
+        check("pad:10:20:30", "pad:10:20:30:20");
+        check("pad:1:2:3:4:ffffff", "pad:1:2:3:4:ffffff");
+        check("pad:10:ff0000", "pad:10:10:10:10:ff0000");
+        check("padding:0,grayscale", "grayscale");
+        check(
+            r#"[{"op":"pad","top":5,"left":7,"color":"000000"}]"#,
+            "pad:5:5:5:7:000000",
+        );
+        check("background:FFF000", "background:fff000");
+        check("bg:00000000,grayscale", "grayscale");
+        check("trim", "trim:10");
+        check("trim:0", "trim:0");
+        // rotate by any angle; right angles stay lossless and fold
+        check("rotate:45", "rotate:45");
+        check("rotate:-45", "rotate:315");
+        check("rotate:22.5:ffffff", "rotate:22.5:ffffff");
+        check("rotate:450", "rotate:90");
+        check("rotate:90:ff0000", "rotate:90");
+        check("rotate:90,rotate:45", "rotate:90,rotate:45");
+        // dpr multiplies every later size and disappears
+        check("dpr:2,resize:100:80", "resize:200:160:fit");
+        check("dpr:1,resize:100:80", "resize:100:80:fit");
+        check(
+            "dpr:1.5,crop:100:50:10:20,pad:4,round:8,thumbnail:100",
+            "crop:150:75:15:30,pad:6:6:6:6,round:12,thumbnail:150",
+        );
+        check("dpr:3,crop:0.5:0.5", "crop:0.5:0.5");
+        check(
+            r#"[{"op":"dpr","factor":2},{"op":"resize","width":100,"height":80}]"#,
+            "resize:200:160:fit",
+        );
+        // filters
+        check("pixelate:1,grayscale", "grayscale");
+        check("pixelate:8", "pixelate:8");
+        check("tint:Ff8800", "tint:ff8800");
+        check("gamma:1.0,grayscale", "grayscale");
+        check("gamma:2.20", "gamma:2.2");
+        check("normalise", "normalize");
+        check("median:0,median:3", "median:3");
+        check("rounded:20", "round:20");
+        check("modulate:1:1:0,grayscale", "grayscale");
+        check("modulate:1.2:0.5:-30", "modulate:1.2:0.5:330");
+        check("modulate:1:1:360,grayscale", "grayscale");
+        check("modulate:0.8", "modulate:0.8:1:0");
+    }
+
+    #[test]
+    fn canvas_and_filter_errors_name_the_argument() {
+        check(
+            "crop:0:10",
+            "error: operation 1 `crop`: bad width `0`: must be above 0",
+        );
+        check("crop:0.0001:10", "error: bad width `0.0001`: a fraction");
+        check(
+            "resize:300:200:contain:north",
+            "error: bad gravity `north`: `contain` centres the image",
+        );
+        check("resize:300:200:fit:ff0000", "error: bad gravity `ff0000`");
+        check(
+            r#"[{"op":"resize","width":300,"height":200,"background":"ff0000"}]"#,
+            "error: bad background `ff0000`: `fit` leaves no margin",
+        );
+        check(
+            "resize:300:0:contain",
+            "error: `contain` needs both width and height",
+        );
+        check(
+            "resize:300:200:fill:north:maybe",
+            "error: bad enlarge `maybe`",
+        );
+        check("pad", "error: missing argument `top`");
+        check(
+            "pad:20000",
+            "error: bad top `20000`: must be between 0 and 16384",
+        );
+        check(
+            "pad:1:2:3:4:red",
+            "error: bad color `red`: expected a colour as RRGGBB",
+        );
+        check("pad:1:ff0000:3", "error: bad right `ff0000`");
+        check("background", "error: missing argument `color`");
+        check("background:12345", "error: bad color `12345`");
+        check(
+            "trim:256",
+            "error: bad threshold `256`: must be between 0 and 255",
+        );
+        check(
+            "rotate:abc",
+            "error: bad degrees `abc`: expected a number of degrees",
+        );
+        check("rotate:45:blue", "error: bad background `blue`");
+        check(
+            "grayscale,dpr:2",
+            "error: operation 2 `dpr`: must be the first operation",
+        );
+        check("dpr:9", "error: bad factor `9`: must be between 0 and 8");
+        check(
+            "dpr:0.5",
+            "error: bad factor `0.5`: must be between 1 and 8",
+        );
+        check(
+            "dpr:2,resize:10000:100",
+            "error: operation 2 `resize`: bad width `20000`: `dpr:2` makes it more than 16384",
+        );
+        check(
+            "pixelate:0",
+            "error: bad size `0`: must be between 1 and 1024",
+        );
+        check(
+            "gamma:0.05",
+            "error: bad gamma `0.05`: must be at least 0.1",
+        );
+        check(
+            "gamma:11",
+            "error: bad gamma `11`: must be between 0 and 10",
+        );
+        check(
+            "median:21",
+            "error: bad radius `21`: must be between 0 and 20",
+        );
+        check("tint", "error: missing argument `color`");
+        check("modulate:1:11", "error: bad saturation `11`");
+        check("normalize:1", "error: takes at most 0 arguments, got 1");
+    }
+
+    #[test]
     fn json_form_matches_string_form() {
         check(
             r#"[{"op":"resize","width":800,"height":600},{"op":"format","format":"jpg"}]"#,
@@ -441,10 +652,7 @@ mod tests {
             "resize:100:0:fill",
             "error: `fill` needs both width and height",
         );
-        check(
-            "rotate:45",
-            "error: bad degrees `45`: must be a multiple of 90",
-        );
+        check("rotate", "error: missing argument `degrees`");
         check(
             "blur",
             "error: operation 1 `blur`: missing argument `sigma`",

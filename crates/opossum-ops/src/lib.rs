@@ -43,8 +43,8 @@ pub use chain::{Chain, MAX_CHAIN_LENGTH};
 pub use error::OpsError;
 pub use key::{CacheKey, Options, derive_key, derive_key_with_chain, image_hash, image_prefix};
 pub use operation::{
-    Encoding, FlipAxis, Gravity, MAX_DIMENSION, Milli, Operation, OutputFormat, ResizeMode,
-    Rotation,
+    Colour, Encoding, Extent, FlipAxis, Gravity, MAX_DIMENSION, Milli, Operation, OutputFormat,
+    ResizeMode, Rotation,
 };
 pub use preset::{NoPresets, Preset, PresetLookup, PresetRef, Presets};
 pub use ttl::{TtlInputs, adaptive_ttl};

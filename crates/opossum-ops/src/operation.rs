@@ -30,6 +30,105 @@ impl fmt::Display for Milli {
     }
 }
 
+/// An sRGB colour with alpha, written `RRGGBB` or `RRGGBBAA` (hex, any case, an optional `#`).
+/// Every fully transparent colour is the one [`Colour::TRANSPARENT`], and an opaque one prints
+/// without its alpha, so equal colours have one spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Colour {
+    /// red, green, blue and alpha, 0-255; all zero when alpha is
+    rgba: [u8; 4],
+}
+
+impl Colour {
+    /// No colour at all: what `contain`, `pad` and `rotate` fill with by default (an encoder
+    /// without alpha flattens it onto white).
+    pub const TRANSPARENT: Colour = Colour { rgba: [0, 0, 0, 0] };
+    /// Opaque white.
+    pub const WHITE: Colour = Colour {
+        rgba: [255, 255, 255, 255],
+    };
+
+    /// The colour of these channels (any with alpha 0 is [`Colour::TRANSPARENT`]).
+    pub fn new(rgba: [u8; 4]) -> Colour {
+        if rgba[3] == 0 {
+            Colour::TRANSPARENT
+        } else {
+            Colour { rgba }
+        }
+    }
+
+    /// Red, green, blue and alpha, 0-255.
+    pub fn rgba(self) -> [u8; 4] {
+        self.rgba
+    }
+
+    /// Reads `RRGGBB` or `RRGGBBAA`.
+    pub fn parse(text: &str) -> Option<Colour> {
+        let hex = text.trim();
+        let hex = hex.strip_prefix('#').unwrap_or(hex);
+        if !(hex.len() == 6 || hex.len() == 8) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+        let alpha = if hex.len() == 8 { byte(6)? } else { 255 };
+        Some(Colour::new([byte(0)?, byte(2)?, byte(4)?, alpha]))
+    }
+
+    /// True when the text has a colour's shape (6 or 8 hex digits), whatever else it could be:
+    /// no size reaches six digits, so `pad:10:10:ff0000` is unambiguous.
+    pub(crate) fn looks_like(text: &str) -> bool {
+        let hex = text.trim();
+        let hex = hex.strip_prefix('#').unwrap_or(hex);
+        (hex.len() == 6 || hex.len() == 8) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+
+    /// True when the colour hides nothing under it.
+    pub fn is_opaque(self) -> bool {
+        self.rgba[3] == 255
+    }
+}
+
+impl fmt::Display for Colour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [r, g, b, a] = self.rgba;
+        if a == 255 {
+            write!(f, "{r:02x}{g:02x}{b:02x}")
+        } else {
+            write!(f, "{r:02x}{g:02x}{b:02x}{a:02x}")
+        }
+    }
+}
+
+/// A crop's width or height: pixels, or a fraction of the image's (a value below 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Extent {
+    /// this many pixels
+    Pixels(u32),
+    /// this fraction of the image's side, above 0 and below 1
+    Fraction(Milli),
+}
+
+impl Extent {
+    /// The extent in pixels of an image side of `full` pixels (at least 1).
+    pub fn resolve(self, full: u32) -> u32 {
+        match self {
+            Extent::Pixels(pixels) => pixels,
+            Extent::Fraction(fraction) => {
+                ((u64::from(full) * u64::from(fraction.0) + 500) / 1000).max(1) as u32
+            }
+        }
+    }
+}
+
+impl fmt::Display for Extent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Extent::Pixels(pixels) => write!(f, "{pixels}"),
+            Extent::Fraction(fraction) => write!(f, "{fraction}"),
+        }
+    }
+}
+
 /// How `resize` maps the source onto the requested box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ResizeMode {
@@ -40,6 +139,12 @@ pub enum ResizeMode {
     Fill,
     /// Scale to exactly the box, ignoring the aspect ratio.
     Force,
+    /// Scale to fit inside the box as `Fit` does, then pad to exactly the box with the image
+    /// centred, the margins of this colour.
+    Contain {
+        /// the margins' colour
+        background: Colour,
+    },
 }
 
 impl ResizeMode {
@@ -48,6 +153,7 @@ impl ResizeMode {
             ResizeMode::Fit => "fit",
             ResizeMode::Fill => "fill",
             ResizeMode::Force => "force",
+            ResizeMode::Contain { .. } => "contain",
         }
     }
 }
@@ -75,6 +181,9 @@ pub enum Gravity {
     SouthEast,
     /// the bottom-left corner
     SouthWest,
+    /// the most interesting window, found in the image's pixels as libvips's `attention`
+    /// strategy does (edges, skin tones, saturated colour)
+    Smart,
     /// a focal point, as fractions (0 to 1) of the width and height, kept as close to the
     /// window's centre as the image's bounds allow
     Focus {
@@ -112,14 +221,16 @@ impl Gravity {
             "north-west" | "northwest" | "nw" => Gravity::NorthWest,
             "south-east" | "southeast" | "se" => Gravity::SouthEast,
             "south-west" | "southwest" | "sw" => Gravity::SouthWest,
+            "smart" | "attention" | "sm" => Gravity::Smart,
             _ => return None,
         })
     }
 
     /// Where the window's centre wants to be, as fractions of the image (0.5, 0.5 is the
-    /// middle; a compass point pins the window to that edge or corner).
-    pub fn anchor(self) -> (f64, f64) {
-        match self {
+    /// middle; a compass point pins the window to that edge or corner). `None` for `smart`,
+    /// whose window only the pixels can tell.
+    pub fn anchor(self) -> Option<(f64, f64)> {
+        Some(match self {
             Gravity::Centre => (0.5, 0.5),
             Gravity::North => (0.5, 0.0),
             Gravity::South => (0.5, 1.0),
@@ -130,7 +241,8 @@ impl Gravity {
             Gravity::SouthEast => (1.0, 1.0),
             Gravity::SouthWest => (0.0, 1.0),
             Gravity::Focus { x, y } => (f64::from(x.0) / 1000.0, f64::from(y.0) / 1000.0),
-        }
+            Gravity::Smart => return None,
+        })
     }
 
     /// The left (or top) of a window of `window` inside `extent` placed by `anchor` (a
@@ -152,6 +264,7 @@ impl fmt::Display for Gravity {
             Gravity::NorthWest => "north-west",
             Gravity::SouthEast => "south-east",
             Gravity::SouthWest => "south-west",
+            Gravity::Smart => "smart",
             Gravity::Focus { x, y } => return write!(f, "focus:{x}:{y}"),
         })
     }
@@ -305,6 +418,9 @@ pub enum Operation {
         mode: ResizeMode,
         /// the part a `fill` keeps (always `Centre` for the other modes)
         gravity: Gravity,
+        /// scale up a source smaller than the box (`fit`, `fill` and `contain`); without it a
+        /// resize never enlarges
+        enlarge: bool,
     },
     /// Fit into a `size` x `size` box, as `vipsthumbnail -s size`.
     Thumbnail {
@@ -315,18 +431,46 @@ pub enum Operation {
     /// is given.
     Crop {
         /// window width
-        width: u32,
+        width: Extent,
         /// window height
-        height: u32,
+        height: Extent,
         /// top-left corner; `None` places the window by `gravity`
         origin: Option<(u32, u32)>,
         /// where the window sits without an origin (always `Centre` with one)
         gravity: Gravity,
     },
-    /// Rotate clockwise.
+    /// Rotate clockwise by a right angle (lossless).
     Rotate(Rotation),
+    /// Rotate clockwise by any other angle; the canvas grows to hold the whole image and the
+    /// corners take the colour.
+    RotateBy {
+        /// degrees clockwise, above 0 and below 360, never a multiple of 90
+        degrees: Milli,
+        /// what fills the corners
+        background: Colour,
+    },
     /// Mirror.
     Flip(FlipAxis),
+    /// Add margins (CSS order) of a colour.
+    Pad {
+        /// pixels above
+        top: u32,
+        /// pixels to the right
+        right: u32,
+        /// pixels below
+        bottom: u32,
+        /// pixels to the left
+        left: u32,
+        /// the margins' colour
+        colour: Colour,
+    },
+    /// Flatten transparency onto a colour.
+    Background(Colour),
+    /// Remove borders of the top-left pixel's colour.
+    Trim {
+        /// how far (0-255, on every channel) a pixel may be from that colour and still be border
+        threshold: u8,
+    },
     /// Convert to shades of grey (Rec. 709 luma).
     Grayscale,
     /// Gaussian blur with this sigma in pixels.
@@ -345,6 +489,27 @@ pub enum Operation {
     Contrast(i32),
     /// Saturation change in percent, -100..=100 (-100 is grey).
     Saturation(i32),
+    /// Blocks of this many pixels square, each of its mean colour.
+    Pixelate(u32),
+    /// Shades of one colour: each pixel's luma times the colour.
+    Tint(Colour),
+    /// Gamma correction: every channel raised to 1 / this (above 1 lightens the mid-tones).
+    Gamma(Milli),
+    /// Stretch the luma's 1st to 99th percentile to the full range, every channel alike.
+    Normalize,
+    /// Median filter over a square of 2 x radius + 1 pixels.
+    Median(u32),
+    /// Round the corners with this radius in pixels; outside them is transparent.
+    Round(u32),
+    /// Brightness and saturation factors (1 unchanged) and a hue rotation in degrees.
+    Modulate {
+        /// factor on every channel
+        brightness: Milli,
+        /// factor on the distance from grey
+        saturation: Milli,
+        /// hue rotation, degrees, 0 to 359
+        hue: u32,
+    },
     /// Encode the result in this format.
     Format(Encoding),
     /// Produce the analysis JSON instead of an image.
@@ -358,14 +523,24 @@ impl Operation {
             Operation::Resize { .. } => "resize",
             Operation::Thumbnail { .. } => "thumbnail",
             Operation::Crop { .. } => "crop",
-            Operation::Rotate(_) => "rotate",
+            Operation::Rotate(_) | Operation::RotateBy { .. } => "rotate",
             Operation::Flip(_) => "flip",
+            Operation::Pad { .. } => "pad",
+            Operation::Background(_) => "background",
+            Operation::Trim { .. } => "trim",
             Operation::Grayscale => "grayscale",
             Operation::Blur { .. } => "blur",
             Operation::Sharpen { .. } => "sharpen",
             Operation::Brightness(_) => "brightness",
             Operation::Contrast(_) => "contrast",
             Operation::Saturation(_) => "saturation",
+            Operation::Pixelate(_) => "pixelate",
+            Operation::Tint(_) => "tint",
+            Operation::Gamma(_) => "gamma",
+            Operation::Normalize => "normalize",
+            Operation::Median(_) => "median",
+            Operation::Round(_) => "round",
+            Operation::Modulate { .. } => "modulate",
             Operation::Format(_) => "format",
             Operation::Analyze => "analyze",
         }
@@ -373,30 +548,133 @@ impl Operation {
 
     /// True for operations that leave the image unchanged and are dropped by normalisation.
     pub(crate) fn is_identity(&self) -> bool {
-        match self {
+        match *self {
             Operation::Blur { sigma } | Operation::Sharpen { sigma } => sigma.0 == 0,
-            Operation::Brightness(v) | Operation::Contrast(v) | Operation::Saturation(v) => *v == 0,
+            Operation::Brightness(v) | Operation::Contrast(v) | Operation::Saturation(v) => v == 0,
+            Operation::Pad {
+                top,
+                right,
+                bottom,
+                left,
+                ..
+            } => top == 0 && right == 0 && bottom == 0 && left == 0,
+            Operation::Pixelate(size) => size <= 1,
+            Operation::Gamma(g) => g.0 == 1000,
+            Operation::Median(radius) | Operation::Round(radius) => radius == 0,
+            Operation::Background(colour) => colour == Colour::TRANSPARENT,
+            Operation::Modulate {
+                brightness,
+                saturation,
+                hue,
+            } => brightness.0 == 1000 && saturation.0 == 1000 && hue == 0,
             _ => false,
         }
+    }
+}
+
+/// Sizes in pixels multiplied by a device-pixel ratio, each at most `max`; the name of the first
+/// argument that would pass it is the error.
+fn scale(
+    value: u32,
+    factor: Milli,
+    max: u64,
+    arg: &'static str,
+) -> Result<u32, (&'static str, u64)> {
+    let scaled = (u64::from(value) * u64::from(factor.0) + 500) / 1000;
+    if scaled > max {
+        return Err((arg, scaled));
+    }
+    Ok(scaled as u32)
+}
+
+impl Operation {
+    /// The operation as a `dpr:FACTOR` step before it asks: every size in pixels multiplied
+    /// (resize and thumbnail boxes, crop windows and offsets, padding, corner radii). Fractions,
+    /// angles and colours are left alone. An error names the argument that would pass the
+    /// largest dimension, and the value it would have.
+    pub(crate) fn scaled(self, factor: Milli) -> Result<Operation, (&'static str, u64)> {
+        let dim = u64::from(MAX_DIMENSION);
+        let extent = |e: Extent, arg| match e {
+            Extent::Pixels(p) => scale(p, factor, dim, arg).map(Extent::Pixels),
+            fraction => Ok(fraction),
+        };
+        Ok(match self {
+            Operation::Resize {
+                width,
+                height,
+                mode,
+                gravity,
+                enlarge,
+            } => Operation::Resize {
+                width: scale(width, factor, dim, "width")?,
+                height: scale(height, factor, dim, "height")?,
+                mode,
+                gravity,
+                enlarge,
+            },
+            Operation::Thumbnail { size } => Operation::Thumbnail {
+                size: scale(size, factor, dim, "size")?,
+            },
+            Operation::Crop {
+                width,
+                height,
+                origin,
+                gravity,
+            } => Operation::Crop {
+                width: extent(width, "width")?,
+                height: extent(height, "height")?,
+                origin: match origin {
+                    None => None,
+                    Some((x, y)) => Some((
+                        scale(x, factor, u64::from(u32::MAX), "x")?,
+                        scale(y, factor, u64::from(u32::MAX), "y")?,
+                    )),
+                },
+                gravity,
+            },
+            Operation::Pad {
+                top,
+                right,
+                bottom,
+                left,
+                colour,
+            } => Operation::Pad {
+                top: scale(top, factor, dim, "top")?,
+                right: scale(right, factor, dim, "right")?,
+                bottom: scale(bottom, factor, dim, "bottom")?,
+                left: scale(left, factor, dim, "left")?,
+                colour,
+            },
+            Operation::Round(radius) => Operation::Round(scale(radius, factor, dim, "radius")?),
+            other => other,
+        })
     }
 }
 
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.name();
-        match self {
-            Operation::Resize {
-                width,
-                height,
-                mode,
-                gravity: Gravity::Centre,
-            } => write!(f, "{name}:{width}:{height}:{}", mode.name()),
+        match *self {
             Operation::Resize {
                 width,
                 height,
                 mode,
                 gravity,
-            } => write!(f, "{name}:{width}:{height}:{}:{gravity}", mode.name()),
+                enlarge,
+            } => {
+                write!(f, "{name}:{width}:{height}:{}", mode.name())?;
+                match mode {
+                    ResizeMode::Contain { background } if background != Colour::TRANSPARENT => {
+                        write!(f, ":{background}")?
+                    }
+                    _ if gravity != Gravity::Centre => write!(f, ":{gravity}")?,
+                    _ => {}
+                }
+                if enlarge {
+                    f.write_str(":enlarge")?;
+                }
+                Ok(())
+            }
             Operation::Thumbnail { size } => write!(f, "{name}:{size}"),
             Operation::Crop {
                 width,
@@ -417,14 +695,48 @@ impl fmt::Display for Operation {
                 ..
             } => write!(f, "{name}:{width}:{height}:{x}:{y}"),
             Operation::Rotate(r) => write!(f, "{name}:{}", r.degrees()),
+            Operation::RotateBy {
+                degrees,
+                background: Colour::TRANSPARENT,
+            } => write!(f, "{name}:{degrees}"),
+            Operation::RotateBy {
+                degrees,
+                background,
+            } => write!(f, "{name}:{degrees}:{background}"),
             Operation::Flip(FlipAxis::Horizontal) => write!(f, "{name}:h"),
             Operation::Flip(FlipAxis::Vertical) => write!(f, "{name}:v"),
+            Operation::Pad {
+                top,
+                right,
+                bottom,
+                left,
+                colour,
+            } => {
+                write!(f, "{name}:{top}:{right}:{bottom}:{left}")?;
+                if colour != Colour::TRANSPARENT {
+                    write!(f, ":{colour}")?;
+                }
+                Ok(())
+            }
+            Operation::Background(colour) | Operation::Tint(colour) => {
+                write!(f, "{name}:{colour}")
+            }
+            Operation::Trim { threshold } => write!(f, "{name}:{threshold}"),
             Operation::Blur { sigma } | Operation::Sharpen { sigma } => {
                 write!(f, "{name}:{sigma}")
             }
             Operation::Brightness(v) | Operation::Contrast(v) | Operation::Saturation(v) => {
                 write!(f, "{name}:{v}")
             }
+            Operation::Pixelate(v) | Operation::Median(v) | Operation::Round(v) => {
+                write!(f, "{name}:{v}")
+            }
+            Operation::Gamma(g) => write!(f, "{name}:{g}"),
+            Operation::Modulate {
+                brightness,
+                saturation,
+                hue,
+            } => write!(f, "{name}:{brightness}:{saturation}:{hue}"),
             Operation::Format(Encoding {
                 format,
                 quality: Some(q),
@@ -437,7 +749,7 @@ impl fmt::Display for Operation {
                 format,
                 quality: None,
             }) => write!(f, "{name}:{}", format.name()),
-            Operation::Grayscale | Operation::Analyze => f.write_str(name),
+            Operation::Grayscale | Operation::Normalize | Operation::Analyze => f.write_str(name),
         }
     }
 }

@@ -2,45 +2,63 @@
 //! ways gets one key, and different requests get different keys.
 
 use opossum_ops::{
-    Chain, Encoding, FlipAxis, Gravity, Milli, Operation, Options, OutputFormat, ResizeMode,
-    Rotation, derive_key,
+    Chain, Colour, Encoding, Extent, FlipAxis, Gravity, Milli, Operation, Options, OutputFormat,
+    ResizeMode, Rotation, derive_key,
 };
 use proptest::prelude::*;
+
+fn colour() -> impl Strategy<Value = Colour> {
+    prop_oneof![
+        Just(Colour::TRANSPARENT),
+        any::<[u8; 3]>().prop_map(|[r, g, b]| Colour::new([r, g, b, 255])),
+        any::<[u8; 4]>().prop_map(Colour::new),
+    ]
+}
+
+fn extent() -> impl Strategy<Value = Extent> {
+    prop_oneof![
+        (1u32..500).prop_map(Extent::Pixels),
+        (1u32..1000).prop_map(|m| Extent::Fraction(Milli(m))),
+    ]
+}
 
 fn pixel_op() -> impl Strategy<Value = Operation> {
     let mode = prop_oneof![
         Just(ResizeMode::Fit),
         Just(ResizeMode::Fill),
-        Just(ResizeMode::Force)
+        Just(ResizeMode::Force),
+        colour().prop_map(|background| ResizeMode::Contain { background }),
     ];
     let gravity = prop_oneof![
         Just(Gravity::Centre),
         Just(Gravity::North),
         Just(Gravity::SouthWest),
         Just(Gravity::East),
+        Just(Gravity::Smart),
         (0u32..=1000, 0u32..=1000).prop_map(|(x, y)| Gravity::Focus {
             x: Milli(x),
             y: Milli(y)
         }),
     ];
-    prop_oneof![
-        (1u32..4000, 1u32..4000, mode, gravity.clone()).prop_map(
-            |(width, height, mode, gravity)| Operation::Resize {
+    let geometry = prop_oneof![
+        (1u32..4000, 1u32..4000, mode, gravity.clone(), any::<bool>()).prop_map(
+            |(width, height, mode, gravity, enlarge)| Operation::Resize {
                 width,
                 height,
                 mode,
-                // a gravity belongs to `fill` alone
+                // a gravity belongs to `fill` alone; `force` always scales to the box
                 gravity: if mode == ResizeMode::Fill {
                     gravity
                 } else {
                     Gravity::Centre
                 },
+                enlarge: enlarge && mode != ResizeMode::Force,
             }
         ),
         (1u32..4000).prop_map(|size| Operation::Thumbnail { size }),
         (
-            1u32..500,
-            1u32..500,
+            extent(),
+            extent(),
             proptest::option::of((0u32..100, 0u32..100))
         )
             .prop_map(|(width, height, origin)| Operation::Crop {
@@ -49,7 +67,7 @@ fn pixel_op() -> impl Strategy<Value = Operation> {
                 origin,
                 gravity: Gravity::Centre,
             }),
-        (1u32..500, 1u32..500, gravity).prop_map(|(width, height, gravity)| Operation::Crop {
+        (extent(), extent(), gravity).prop_map(|(width, height, gravity)| Operation::Crop {
             width,
             height,
             origin: None,
@@ -61,14 +79,45 @@ fn pixel_op() -> impl Strategy<Value = Operation> {
             Just(Rotation::Deg270)
         ]
         .prop_map(Operation::Rotate),
+        (1u32..360_000, colour())
+            .prop_filter("a right angle is `Rotate`", |(d, _)| d % 90_000 != 0)
+            .prop_map(|(d, background)| Operation::RotateBy {
+                degrees: Milli(d),
+                background
+            }),
         prop_oneof![Just(FlipAxis::Horizontal), Just(FlipAxis::Vertical)].prop_map(Operation::Flip),
+        (0u32..50, 0u32..50, 0u32..50, 0u32..50, colour()).prop_map(
+            |(top, right, bottom, left, colour)| Operation::Pad {
+                top,
+                right,
+                bottom,
+                left,
+                colour
+            }
+        ),
+        colour().prop_map(Operation::Background),
+        any::<u8>().prop_map(|threshold| Operation::Trim { threshold }),
+        (0u32..200).prop_map(Operation::Round),
+    ];
+    let filters = prop_oneof![
         Just(Operation::Grayscale),
         (1u32..100_000).prop_map(|m| Operation::Blur { sigma: Milli(m) }),
         (1u32..10_000).prop_map(|m| Operation::Sharpen { sigma: Milli(m) }),
         (-100i32..=100).prop_map(Operation::Brightness),
         (-100i32..=100).prop_map(Operation::Contrast),
         (-100i32..=100).prop_map(Operation::Saturation),
-    ]
+        (1u32..=1024).prop_map(Operation::Pixelate),
+        colour().prop_map(Operation::Tint),
+        (100u32..=10_000).prop_map(|g| Operation::Gamma(Milli(g))),
+        Just(Operation::Normalize),
+        (0u32..=20).prop_map(Operation::Median),
+        (0u32..=10_000, 0u32..=10_000, 0u32..360).prop_map(|(b, s, hue)| Operation::Modulate {
+            brightness: Milli(b),
+            saturation: Milli(s),
+            hue
+        }),
+    ];
+    prop_oneof![geometry, filters]
 }
 
 fn terminal_op() -> impl Strategy<Value = Option<Operation>> {
@@ -114,6 +163,7 @@ fn respell(op: &Operation, variant: u8) -> String {
             width,
             height,
             mode: ResizeMode::Fit,
+            enlarge: false,
             ..
         } if variant.is_multiple_of(3) => format!("{pad}Resize:{width}:{height}{pad}"),
         Operation::Resize {
@@ -121,16 +171,58 @@ fn respell(op: &Operation, variant: u8) -> String {
             height,
             mode: ResizeMode::Fill,
             gravity: Gravity::Centre,
+            enlarge: false,
         } if variant.is_multiple_of(2) => format!("resize:{width}:{height}:cover:center"),
         Operation::Resize {
             width,
             height,
             mode: ResizeMode::Fill,
             gravity,
+            enlarge,
         } => format!(
-            "resize:{width}:{height}:cover:{}",
-            gravity.to_string().to_uppercase()
+            "resize:{width}:{height}:cover:{}{}",
+            gravity.to_string().to_uppercase(),
+            if enlarge { ":ENLARGE" } else { ":false" }
         ),
+        Operation::Resize {
+            width,
+            height,
+            mode: ResizeMode::Contain { background },
+            enlarge,
+            ..
+        } if variant.is_multiple_of(2) => format!(
+            "resize:{width}:{height}:letterbox{}{}",
+            background_rgba(background),
+            if enlarge { ":true" } else { "" }
+        ),
+        Operation::Pad {
+            top,
+            right,
+            bottom,
+            left,
+            colour,
+        } if top == bottom && right == left => {
+            format!("padding:{top}:{right}{}{pad}", background_rgba(colour))
+        }
+        Operation::Background(colour) => format!("bg{}", background_rgba(colour)),
+        Operation::RotateBy {
+            degrees,
+            background,
+        } => format!(
+            "rotate:{}{}",
+            f64::from(degrees.0) / 1000.0 - 360.0,
+            background_rgba(background)
+        ),
+        Operation::Trim { threshold: 10 } if variant.is_multiple_of(2) => "trim".into(),
+        Operation::Modulate {
+            brightness,
+            saturation,
+            hue,
+        } => format!(
+            "modulate:{brightness}:{saturation}:{}",
+            i64::from(hue) - 720
+        ),
+        Operation::Normalize => "normalise".into(),
         Operation::Crop {
             width,
             height,
@@ -166,51 +258,104 @@ fn respell(op: &Operation, variant: u8) -> String {
     }
 }
 
-/// The JSON spelling, with named arguments.
+/// A colour spelled with all eight digits (the canonical form drops an opaque alpha).
+fn background_rgba(colour: Colour) -> String {
+    let [r, g, b, a] = colour.rgba();
+    format!(":{r:02X}{g:02X}{b:02x}{a:02X}")
+}
+
+/// The JSON spelling, with named arguments (numbers as JSON numbers).
 fn to_json(chain: &Chain) -> String {
-    let items: Vec<serde_json::Value> = chain
+    use serde_json::{Value, json};
+    let number = |text: String| -> Value { text.parse::<f64>().map_or(json!(text), |n| json!(n)) };
+    let items: Vec<Value> = chain
         .ops()
         .iter()
         .map(|op| {
-            let text = op.to_string();
-            let mut parts: Vec<&str> = text.split(':').collect();
-            let name = parts.remove(0);
-            // A gravity (`north`, `focus:X:Y`) is one named field in JSON, however many
-            // segments the string form spends on it.
-            let fixed = match name {
-                "resize" => 3,
-                "crop" => 2,
-                _ => parts.len(),
+            let mut object = match *op {
+                Operation::Resize {
+                    width,
+                    height,
+                    mode,
+                    gravity,
+                    enlarge,
+                } => {
+                    let mut object = json!({"width": width, "height": height, "enlarge": enlarge});
+                    let name = op.to_string().split(':').nth(3).unwrap_or_default().to_string();
+                    object["mode"] = json!(name);
+                    if let ResizeMode::Contain { background } = mode {
+                        object["background"] = json!(background.to_string());
+                    }
+                    object["gravity"] = json!(gravity.to_string());
+                    object
+                }
+                Operation::Crop {
+                    width,
+                    height,
+                    origin,
+                    gravity,
+                } => {
+                    let mut object = json!({
+                        "width": number(width.to_string()),
+                        "height": number(height.to_string()),
+                    });
+                    match origin {
+                        Some((x, y)) => (object["x"], object["y"]) = (json!(x), json!(y)),
+                        None => object["gravity"] = json!(gravity.to_string()),
+                    }
+                    object
+                }
+                Operation::RotateBy {
+                    degrees,
+                    background,
+                } => json!({"degrees": number(degrees.to_string()), "background": background.to_string()}),
+                Operation::Pad {
+                    top,
+                    right,
+                    bottom,
+                    left,
+                    colour,
+                } => json!({"top": top, "right": right, "bottom": bottom, "left": left, "color": colour.to_string()}),
+                Operation::Background(colour) | Operation::Tint(colour) => {
+                    json!({"color": colour.to_string()})
+                }
+                Operation::Modulate {
+                    brightness,
+                    saturation,
+                    hue,
+                } => json!({
+                    "brightness": number(brightness.to_string()),
+                    "saturation": number(saturation.to_string()),
+                    "hue": hue,
+                }),
+                _ => {
+                    // One positional argument or none: the table's name for it.
+                    let text = op.to_string();
+                    let mut parts: Vec<String> = text.split(':').skip(1).map(String::from).collect();
+                    let names: &[&str] = match op.name() {
+                        "thumbnail" | "pixelate" => &["size"],
+                        "rotate" => &["degrees"],
+                        "flip" => &["axis"],
+                        "blur" | "sharpen" => &["sigma"],
+                        "brightness" | "contrast" | "saturation" => &["value"],
+                        "trim" => &["threshold"],
+                        "gamma" => &["gamma"],
+                        "median" | "round" => &["radius"],
+                        "format" => &["format", "quality"],
+                        _ => &[],
+                    };
+                    let mut object = json!({});
+                    for (name, value) in names.iter().zip(parts.drain(..)) {
+                        object[*name] = number(value);
+                    }
+                    object
+                }
             };
-            let gravity = (parts.len() > fixed && parts[fixed].parse::<f64>().is_err())
-                .then(|| parts.split_off(fixed).join(":"));
-            let names: &[&str] = match name {
-                "resize" => &["width", "height", "mode"],
-                "thumbnail" => &["size"],
-                "crop" => &["width", "height", "x", "y"],
-                "rotate" => &["degrees"],
-                "flip" => &["axis"],
-                "blur" | "sharpen" => &["sigma"],
-                "brightness" | "contrast" | "saturation" => &["value"],
-                "format" => &["format", "quality"],
-                _ => &[],
-            };
-            let mut object = serde_json::Map::new();
-            object.insert("op".into(), name.into());
-            for (arg, value) in names.iter().zip(parts) {
-                let json = match value.parse::<f64>() {
-                    Ok(n) => serde_json::json!(n),
-                    Err(_) => serde_json::json!(value),
-                };
-                object.insert((*arg).into(), json);
-            }
-            if let Some(gravity) = gravity {
-                object.insert("gravity".into(), gravity.into());
-            }
-            serde_json::Value::Object(object)
+            object["op"] = json!(op.name());
+            object
         })
         .collect();
-    serde_json::Value::Array(items).to_string()
+    Value::Array(items).to_string()
 }
 
 fn key_of(chain: &Chain) -> String {
