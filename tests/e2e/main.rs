@@ -8,6 +8,7 @@
 //! The binaries come from the workspace's target directory (`opossum_testkit::binary`):
 //! `cargo test --workspace` builds them before it runs this.
 
+mod canvas;
 mod fleet;
 mod gravity;
 mod operations;

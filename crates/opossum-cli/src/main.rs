@@ -171,8 +171,28 @@ pub(crate) fn parse_chain(text: &str, presets: &Presets) -> anyhow::Result<Chain
     Chain::parse_any_with(text, presets).with_context(|| format!("invalid --ops `{text}`"))
 }
 
+/// A chain with its watermarks' versions pinned from the originals store, as the pipeline keys
+/// it, and the watermarks decoded; a chain without one comes back as it is, with no I/O.
+pub(crate) fn pinned_watermarks(
+    chain: Chain,
+    wiring: &Wiring,
+    limits: &opossum_image::Limits,
+) -> anyhow::Result<(Chain, opossum_image::Overlays)> {
+    if chain.watermarks().next().is_none() {
+        return Ok((chain, opossum_image::Overlays::none()));
+    }
+    let store = wiring
+        .originals()
+        .context("a watermark is loaded from the originals store")?;
+    let source = store.as_resources(limits.max_bytes);
+    runtime()?
+        .block_on(opossum_pipeline::load_watermarks(source, &chain, limits))
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))
+}
+
 fn key(args: KeyArgs, wiring: &Wiring) -> anyhow::Result<()> {
     let chain = parse_chain(&args.ops, &wiring.config.presets)?;
+    let (chain, _) = pinned_watermarks(chain, wiring, &pipeline_config(wiring).limits)?;
     let key = derive_key(
         &wiring.prefix,
         &pipeline_config(wiring).version,

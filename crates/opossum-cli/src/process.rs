@@ -62,6 +62,7 @@ pub(crate) fn run(args: ProcessArgs, wiring: &Wiring) -> anyhow::Result<()> {
     let produced = if args.no_cache {
         let chain = parse_chain(&args.ops, &wiring.config.presets)?;
         let settings = crate::pipeline_config(wiring);
+        let (chain, overlays) = crate::pinned_watermarks(chain, wiring, &settings.limits)?;
         let key = derive_key(
             &wiring.prefix,
             &settings.version,
@@ -74,7 +75,7 @@ pub(crate) fn run(args: ProcessArgs, wiring: &Wiring) -> anyhow::Result<()> {
         let input = runtime()?
             .block_on(source.load(&image_id, limits.max_bytes))
             .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-        let output = opossum_image::process(&input, &chain, &limits)
+        let output = opossum_image::process_with(&input, &chain, &limits, &overlays)
             .with_context(|| format!("processing {image_id}"))?;
         Produced {
             key: key.to_string(),
@@ -182,8 +183,19 @@ fn through_cache(
             .resolve(ops)
             .await
             .with_context(|| format!("invalid --ops `{ops}`"))?;
-        let pipeline = Pipeline::new(opened.hierarchy.clone(), settings, opened.leases);
         let max_bytes = wiring.config.limits.max_source_size;
+        let mut pipeline = Pipeline::new(opened.hierarchy.clone(), settings, opened.leases);
+        // Watermarks come from the originals store, even when the image is a file.
+        let store = match &source {
+            OriginalSource::Store(store) => Ok(store.clone()),
+            OriginalSource::File(_) => wiring.originals(),
+        };
+        match store {
+            Ok(store) => pipeline = pipeline.with_resources(store.as_resources(max_bytes)),
+            Err(e) => {
+                tracing::debug!(error = %e, "no originals store: chains with a watermark will fail")
+            }
+        }
         // A failed load names the file already; an engine failure gets the image's name.
         let load_failed = std::sync::atomic::AtomicBool::new(false);
         let load = || async {

@@ -121,11 +121,10 @@ impl WorkerState {
             &config.version,
         ));
         let limits = config.limits.clone();
-        let pipeline = Arc::new(Pipeline::new(
-            tiers.hierarchy.clone(),
-            config,
-            tiers.leases.clone(),
-        ));
+        let pipeline = Arc::new(
+            Pipeline::new(tiers.hierarchy.clone(), config, tiers.leases.clone())
+                .with_resources(originals.as_resources(limits.max_bytes)),
+        );
         WorkerState {
             pipeline,
             presets,
@@ -169,13 +168,18 @@ impl WorkerState {
         let started = Instant::now();
         let (chain, key, result) = match self.resolve(job).await {
             Ok((chain, options)) => {
-                let key = self
-                    .pipeline
-                    .key(&job.image_id, &chain, &options)
-                    .to_string();
                 let result = self
                     .respond(&job.image_id, &chain, &options, job.mode())
                     .await;
+                // The answer's key has the watermarks' versions pinned in; a failure's is
+                // the chain's as asked.
+                let key = match &result {
+                    Ok(response) => response.key.to_string(),
+                    Err(_) => self
+                        .pipeline
+                        .key(&job.image_id, &chain, &options)
+                        .to_string(),
+                };
                 (Some(chain), key, result)
             }
             Err(error) => (None, String::new(), Err(error)),

@@ -196,6 +196,34 @@ impl Originals {
     }
 }
 
+/// The store as the pipeline's source of watermarks: the same id validation and size limit
+/// as any original.
+struct StoreResources {
+    originals: Originals,
+    limit: u64,
+}
+
+impl opossum_pipeline::Resources for StoreResources {
+    fn load<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Vec<u8>, PipelineError>> + Send + 'a>,
+    > {
+        Box::pin(async move { Ok(self.originals.load(id, self.limit).await?) })
+    }
+}
+
+impl Originals {
+    /// This store as the source of the watermarks chains name, each at most `limit` bytes.
+    pub fn as_resources(&self, limit: u64) -> Arc<dyn opossum_pipeline::Resources> {
+        Arc::new(StoreResources {
+            originals: self.clone(),
+            limit,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

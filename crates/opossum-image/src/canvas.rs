@@ -123,9 +123,9 @@ pub(crate) fn flatten(image: DynamicImage, colour: Colour) -> DynamicImage {
         return image;
     }
     let mut rgba = image.into_rgba8();
-    let [br, bg, bb, ba] = colour.rgba().map(|c| u32::from(c));
+    let [br, bg, bb, ba] = colour.rgba().map(u32::from);
     for pixel in rgba.pixels_mut() {
-        let [r, g, b, a] = pixel.0.map(|c| u32::from(c));
+        let [r, g, b, a] = pixel.0.map(u32::from);
         // In 0-255 fixed point: out_a = a + ba (1 - a); out_c = (c a + bc ba (1 - a)) / out_a.
         let under = ba * (255 - a);
         let out_a = a * 255 + under;

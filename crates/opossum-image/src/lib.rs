@@ -8,7 +8,8 @@
 //! - [`decode`]: bytes to an 8-bit sRGB [`image::DynamicImage`], upright (EXIF orientation applied),
 //!   with JPEG shrink-on-load (DCT-domain scaling) when a [`DecodeHint`] says how small the result
 //!   will be.
-//! - [`apply`]: one [`opossum_ops::Operation`] on an image.
+//! - [`apply`]: one [`opossum_ops::Operation`] on an image; [`apply_with`] given the decoded
+//!   watermarks ([`Overlays`]) a chain names, which the caller loads (the engine does no I/O).
 //! - [`encode`]: an image to JPEG, PNG, WebP, AVIF or traced SVG.
 //! - [`analyze()`]: the analysis JSON (dimensions, histogram, colours, BlurHash, perceptual hash).
 //! - [`process`]: all of the above for one request.
@@ -36,6 +37,7 @@ mod error;
 mod filters;
 mod fonts;
 mod ops;
+mod overlay;
 mod smart;
 mod svg;
 
@@ -47,7 +49,19 @@ pub use encode::{default_encoding, encode};
 pub use error::ImageError;
 pub use fonts::{DEFAULT_FONTS_DIR, FontSet};
 pub use image::DynamicImage;
-pub use ops::apply;
+pub use ops::{apply, apply_with};
+pub use overlay::Overlays;
+
+/// The top-left corner of the `width` x `height` window that `smart` gravity keeps (libvips's
+/// attention strategy), for tools that compare it with other implementations.
+pub fn smart_window(
+    image: &DynamicImage,
+    width: u32,
+    height: u32,
+) -> Result<(u32, u32), ImageError> {
+    let (left, top) = smart::attention(image, f64::from(width), f64::from(height))?;
+    Ok((left as u32, top as u32))
+}
 
 use opossum_ops::Chain;
 
@@ -126,13 +140,23 @@ impl From<&Decoded> for SourceInfo {
 }
 
 /// Runs a whole request: decode (shrinking on load where the chain allows), every pixel
-/// operation, then [`finish`].
+/// operation, then [`finish`]. A chain with a watermark needs [`process_with`].
 pub fn process(input: &[u8], chain: &Chain, limits: &Limits) -> Result<Output, ImageError> {
+    process_with(input, chain, limits, &Overlays::none())
+}
+
+/// [`process`] with the watermark images the chain names.
+pub fn process_with(
+    input: &[u8],
+    chain: &Chain,
+    limits: &Limits,
+    overlays: &Overlays,
+) -> Result<Output, ImageError> {
     let decoded = decode(input, limits, decode_hint(chain))?;
     let source = SourceInfo::from(&decoded);
     let mut image = decoded.image;
     for op in chain.pixel_ops() {
-        image = apply(image, op, limits)?;
+        image = apply_with(image, op, limits, overlays)?;
     }
     finish(&image, chain, source, limits)
 }

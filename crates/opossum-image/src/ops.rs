@@ -9,17 +9,29 @@ use image::DynamicImage;
 use opossum_ops::{FlipAxis, Gravity, Operation, ResizeMode, Rotation};
 
 use crate::decode::{DecodeHint, target_size};
+use crate::overlay::{self, Overlays};
 use crate::{ImageError, Limits, canvas, filters, smart};
 
 /// Applies one pixel operation. `format` and `analyze` are not pixel operations and are
-/// returned unchanged.
+/// returned unchanged. A `watermark` needs [`apply_with`].
 pub fn apply(
     image: DynamicImage,
     op: &Operation,
     limits: &Limits,
 ) -> Result<DynamicImage, ImageError> {
+    apply_with(image, op, limits, &Overlays::none())
+}
+
+/// [`apply`] with the watermark images the chain names.
+pub fn apply_with(
+    image: DynamicImage,
+    op: &Operation,
+    limits: &Limits,
+    overlays: &Overlays,
+) -> Result<DynamicImage, ImageError> {
     let (width, height) = (image.width(), image.height());
     Ok(match *op {
+        Operation::Watermark(ref mark) => overlay::watermark(image, mark, overlays, op, limits)?,
         Operation::Resize {
             width: bw,
             height: bh,

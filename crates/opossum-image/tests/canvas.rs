@@ -352,3 +352,73 @@ fn the_new_steps_run_end_to_end_from_bytes() {
     let corner = decoded.to_rgb8().get_pixel(2, 2).0;
     assert!(corner.iter().all(|&c| c > 245), "{corner:?}");
 }
+
+#[test]
+fn a_watermark_changes_only_its_region() {
+    use opossum_image::{Overlays, apply_with};
+    let mut mark = Vec::new();
+    flat(50, 25, [250, 0, 0])
+        .write_to(
+            &mut std::io::Cursor::new(&mut mark),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    let mut overlays = Overlays::none();
+    overlays
+        .decode("logo.png".into(), &mark, &Limits::default())
+        .unwrap();
+    let base = || flat(200, 100, [20, 40, 60]);
+    let run_mark = |chain: &str| {
+        let chain = Chain::parse(chain).unwrap();
+        chain
+            .pixel_ops()
+            .iter()
+            .try_fold(base(), |img, op| {
+                apply_with(img, op, &Limits::default(), &overlays)
+            })
+            .unwrap()
+            .to_rgb8()
+    };
+    // At scale 0.2 the mark is 40 x 20 on the 200 x 100 base.
+    for (position, (left, top)) in [
+        ("north-west", (0, 0)),
+        ("north", (80, 0)),
+        ("north-east", (160, 0)),
+        ("west", (0, 40)),
+        ("centre", (80, 40)),
+        ("east", (160, 40)),
+        ("south-west", (0, 80)),
+        ("south", (80, 80)),
+        ("south-east", (160, 80)),
+        ("focus:0.25:0.5", (30, 40)),
+    ] {
+        let out = run_mark(&format!("watermark:logo.png:{position}:1:0.2"));
+        for (x, y, pixel) in out.enumerate_pixels() {
+            let inside = (left..left + 40).contains(&x) && (top..top + 20).contains(&y);
+            let expect = if inside { [250, 0, 0] } else { [20, 40, 60] };
+            assert_eq!(pixel.0, expect, "{position}: ({x}, {y})");
+        }
+    }
+    // Half opacity blends; the default place is the bottom-right corner.
+    let half = run_mark("watermark:logo.png");
+    assert_eq!(half.get_pixel(199, 99).0, [135, 20, 30]);
+    assert_eq!(half.get_pixel(0, 0).0, [20, 40, 60]);
+    // Tiled, the copies cover the whole image.
+    assert!(
+        run_mark("watermark:logo.png:tile:1:0.2")
+            .pixels()
+            .all(|p| p.0 == [250, 0, 0])
+    );
+    // Without its overlay the engine says which watermark is missing.
+    let err = opossum_image::apply(
+        base(),
+        &Chain::parse("watermark:logo.png").unwrap().ops()[0],
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("watermark `logo.png` was not loaded"),
+        "{err}"
+    );
+}

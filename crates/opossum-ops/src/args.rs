@@ -10,7 +10,7 @@
 use crate::OpsError;
 use crate::operation::{
     Colour, Encoding, Extent, FlipAxis, Gravity, MAX_DIMENSION, Milli, Operation, OutputFormat,
-    ResizeMode, Rotation,
+    Placement, ResizeMode, Rotation, Watermark,
 };
 
 /// Argument names of each operation, in positional order. The JSON form uses the same names.
@@ -48,6 +48,10 @@ pub(crate) fn spec(name: &str) -> Option<(&'static str, &'static [&'static str])
         "median" => ("median", &["radius"]),
         "round" | "rounded" => ("round", &["radius"]),
         "modulate" => ("modulate", &["brightness", "saturation", "hue"]),
+        "watermark" | "wm" => (
+            "watermark",
+            &["image", "position", "opacity", "scale", "version"],
+        ),
         "format" => ("format", &["format", "quality", "lossless"]),
         "analyze" | "analyse" => ("analyze", &[]),
         "preset" => ("preset", &["name", "version"]),
@@ -284,6 +288,7 @@ impl RawOp {
                 saturation: self.milli(1, 10)?.unwrap_or(Milli(1000)),
                 hue: self.integer(2, -3600, 3600)?.unwrap_or(0).rem_euclid(360) as u32,
             },
+            "watermark" => Operation::Watermark(self.build_watermark()?),
             "format" => Operation::Format(self.build_format()?),
             "analyze" => Operation::Analyze,
             // `preset` steps are expanded, never built (chain.rs), and spec() names no other.
@@ -485,6 +490,47 @@ impl RawOp {
             return Err(self.bad(index, text, "must be above 0"));
         }
         Ok(Extent::Pixels(self.required_dimension(index)?))
+    }
+
+    fn build_watermark(&self) -> Result<Watermark, OpsError> {
+        let image = self.arg(0).ok_or_else(|| self.missing(0))?;
+        // The store checks the id fully before any I/O; here only what no id can be.
+        if image.len() > 1024 || image.chars().any(char::is_control) {
+            return Err(self.bad(0, image, "not an image id"));
+        }
+        let placement = match self.arg(1) {
+            None => Placement::At(Gravity::SouthEast),
+            Some(text) if text.eq_ignore_ascii_case("tile") => Placement::Tile,
+            Some(text) => match self.parse_gravity(1, text)? {
+                Gravity::Smart => {
+                    return Err(self.bad(
+                        1,
+                        text,
+                        "a watermark is placed by a gravity or `tile`, not `smart`",
+                    ));
+                }
+                gravity => Placement::At(gravity),
+            },
+        };
+        let opacity = self.milli(2, 1)?.unwrap_or(Milli(500));
+        let scale = self.milli(3, 1)?.unwrap_or(Milli(200));
+        if scale.0 == 0 {
+            return Err(self.bad(3, self.arg(3).unwrap_or_default(), "must be above 0"));
+        }
+        let version = match self.arg(4) {
+            None => None,
+            Some(text) if text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(text.to_ascii_lowercase().into())
+            }
+            Some(text) => return Err(self.bad(4, text, "expected 16 hex digits")),
+        };
+        Ok(Watermark {
+            image: image.into(),
+            placement,
+            opacity,
+            scale,
+            version,
+        })
     }
 
     /// The `dpr:N` step's factor, 1 to 8.

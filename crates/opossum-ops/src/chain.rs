@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::OpsError;
 use crate::args::RawOp;
-use crate::operation::{Encoding, Milli, Operation, Rotation};
+use crate::operation::{Encoding, Milli, Operation, Rotation, Watermark};
 use crate::preset::{NoPresets, PresetLookup, PresetRef};
 
 /// At most this many operations in one chain; longer chains are almost certainly abuse.
@@ -108,7 +108,7 @@ impl Chain {
                                 position,
                                 reference: reference.to_string(),
                             })?;
-                    ops.extend(chain.ops.iter().map(|op| (position, *op)));
+                    ops.extend(chain.ops.iter().map(|op| (position, op.clone())));
                 }
             }
         }
@@ -117,6 +117,35 @@ impl Chain {
             ops = scale_by_dpr(ops, factor)?;
         }
         normalise(ops)
+    }
+
+    /// The watermarks the chain composites, in order.
+    pub fn watermarks(&self) -> impl Iterator<Item = &Watermark> {
+        self.ops.iter().filter_map(|op| match op {
+            Operation::Watermark(watermark) => Some(watermark),
+            _ => None,
+        })
+    }
+
+    /// The chain with each watermark's content version set from `version` (by image id): the
+    /// pipeline's step before it derives a key, so that replacing a watermark image changes
+    /// the key of every variant that shows it.
+    pub fn with_watermark_versions(
+        &self,
+        version: impl Fn(&str) -> Option<std::sync::Arc<str>>,
+    ) -> Chain {
+        let ops = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                Operation::Watermark(watermark) => Operation::Watermark(Watermark {
+                    version: version(&watermark.image),
+                    ..watermark.clone()
+                }),
+                other => other.clone(),
+            })
+            .collect();
+        Chain { ops }
     }
 
     /// The operations, in order.
@@ -284,11 +313,12 @@ fn scale_by_dpr(
 ) -> Result<Vec<(usize, Operation)>, OpsError> {
     ops.into_iter()
         .map(|(position, op)| {
+            let name = op.name();
             op.scaled(factor)
                 .map(|scaled| (position, scaled))
                 .map_err(|(arg, value)| OpsError::BadArgument {
                     position,
-                    op: op.name(),
+                    op: name,
                     arg,
                     value: value.to_string(),
                     reason: format!(
@@ -329,15 +359,15 @@ fn normalise(ops: Vec<(usize, Operation)>) -> Result<Chain, OpsError> {
         if op.is_identity() {
             continue;
         }
-        match (out.last().copied(), op) {
-            (Some(Operation::Rotate(a)), Operation::Rotate(b)) => {
+        match (out.last(), &op) {
+            (Some(&Operation::Rotate(a)), &Operation::Rotate(b)) => {
                 out.pop();
                 let sum = i64::from(a.degrees()) + i64::from(b.degrees());
                 if let Some(r) = Rotation::from_degrees(sum) {
                     out.push(Operation::Rotate(r));
                 }
             }
-            (Some(Operation::Flip(a)), Operation::Flip(b)) if a == b => {
+            (Some(&Operation::Flip(a)), &Operation::Flip(b)) if a == b => {
                 out.pop();
             }
             _ => out.push(op),
@@ -532,6 +562,58 @@ mod tests {
         check("modulate:1.2:0.5:-30", "modulate:1.2:0.5:330");
         check("modulate:1:1:360,grayscale", "grayscale");
         check("modulate:0.8", "modulate:0.8:1:0");
+    }
+
+    #[test]
+    fn watermarks_have_one_spelling() {
+        check(
+            "watermark:logo.png",
+            "watermark:logo.png:south-east:0.5:0.2",
+        );
+        check(
+            "wm:brand/logo.png:tile:0.30:0.1",
+            "watermark:brand/logo.png:tile:0.3:0.1",
+        );
+        check(
+            "watermark:logo.png:focus:0.1:0.9:1",
+            "watermark:logo.png:focus:0.1:0.9:1:0.2",
+        );
+        check(
+            r#"[{"op":"watermark","image":"logo.png","position":"nw","opacity":0.25}]"#,
+            "watermark:logo.png:north-west:0.25:0.2",
+        );
+        check(
+            "watermark:logo.png:centre:0.5:0.2:00112233AABBCCDD",
+            "watermark:logo.png:centre:0.5:0.2:00112233aabbccdd",
+        );
+        check("watermark:logo.png:north:0,grayscale", "grayscale");
+        check("watermark", "error: missing argument `image`");
+        check(
+            "watermark:logo.png:smart",
+            "error: bad position `smart`: a watermark is placed",
+        );
+        check("watermark:logo.png:up", "error: bad position `up`");
+        check(
+            "watermark:logo.png:north:1.5",
+            "error: bad opacity `1.5`: must be between 0 and 1",
+        );
+        check(
+            "watermark:logo.png:north:1:0",
+            "error: bad scale `0`: must be above 0",
+        );
+        check(
+            "watermark:logo.png:north:1:1:v1",
+            "error: bad version `v1`: expected 16 hex digits",
+        );
+        let chain = Chain::parse("watermark:a.png,resize:10:10,watermark:b.png:tile").unwrap();
+        let pinned = chain.with_watermark_versions(|id| Some(format!("{:016x}", id.len()).into()));
+        assert_eq!(
+            pinned.to_string(),
+            "watermark:a.png:south-east:0.5:0.2:0000000000000005,resize:10:10:fit,\
+             watermark:b.png:tile:0.5:0.2:0000000000000005"
+        );
+        assert_eq!(Chain::parse(&pinned.to_string()).unwrap(), pinned);
+        assert_eq!(pinned.watermarks().count(), 2);
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub use error::OpsError;
 pub use key::{CacheKey, Options, derive_key, derive_key_with_chain, image_hash, image_prefix};
 pub use operation::{
     Colour, Encoding, Extent, FlipAxis, Gravity, MAX_DIMENSION, Milli, Operation, OutputFormat,
-    ResizeMode, Rotation,
+    Placement, ResizeMode, Rotation, Watermark,
 };
 pub use preset::{NoPresets, Preset, PresetLookup, PresetRef, Presets};
 pub use ttl::{TtlInputs, adaptive_ttl};

@@ -405,8 +405,42 @@ impl Encoding {
     }
 }
 
-/// One step of a chain, normalised: defaults filled in, aliases folded.
+/// Where a watermark goes: one copy placed by a gravity, or copies tiled over the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// one copy, placed as a window of its size would be (`smart` is not a placement)
+    At(Gravity),
+    /// copies side by side from the top-left corner, covering the image
+    Tile,
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Placement::At(gravity) => write!(f, "{gravity}"),
+            Placement::Tile => f.write_str("tile"),
+        }
+    }
+}
+
+/// `watermark`: another image of the originals store composited over this one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Watermark {
+    /// the watermark's image id (validated by the store before any I/O)
+    pub image: std::sync::Arc<str>,
+    /// where it goes
+    pub placement: Placement,
+    /// 0 (invisible) to 1 (as it is)
+    pub opacity: Milli,
+    /// its width as a fraction of the base image's width, above 0 and at most 1
+    pub scale: Milli,
+    /// the watermark's content version (16 hex digits of its SHA-256), filled in by the
+    /// pipeline before the key is derived, so a replaced watermark image changes the key
+    pub version: Option<std::sync::Arc<str>>,
+}
+
+/// One step of a chain, normalised: defaults filled in, aliases folded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Operation {
     /// Scale into a `width` x `height` box; 0 in one side means "from the aspect ratio" (fit only).
     Resize {
@@ -510,6 +544,8 @@ pub enum Operation {
         /// hue rotation, degrees, 0 to 359
         hue: u32,
     },
+    /// Composite another image over this one.
+    Watermark(Watermark),
     /// Encode the result in this format.
     Format(Encoding),
     /// Produce the analysis JSON instead of an image.
@@ -541,6 +577,7 @@ impl Operation {
             Operation::Median(_) => "median",
             Operation::Round(_) => "round",
             Operation::Modulate { .. } => "modulate",
+            Operation::Watermark(_) => "watermark",
             Operation::Format(_) => "format",
             Operation::Analyze => "analyze",
         }
@@ -567,6 +604,7 @@ impl Operation {
                 saturation,
                 hue,
             } => brightness.0 == 1000 && saturation.0 == 1000 && hue == 0,
+            Operation::Watermark(ref watermark) => watermark.opacity.0 == 0,
             _ => false,
         }
     }
@@ -593,6 +631,7 @@ impl Operation {
     /// angles and colours are left alone. An error names the argument that would pass the
     /// largest dimension, and the value it would have.
     pub(crate) fn scaled(self, factor: Milli) -> Result<Operation, (&'static str, u64)> {
+        // (A watermark's size is a fraction of the image: a ratio leaves it alone.)
         let dim = u64::from(MAX_DIMENSION);
         let extent = |e: Extent, arg| match e {
             Extent::Pixels(p) => scale(p, factor, dim, arg).map(Extent::Pixels),
@@ -655,6 +694,17 @@ impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.name();
         match *self {
+            Operation::Watermark(ref w) => {
+                write!(
+                    f,
+                    "{name}:{}:{}:{}:{}",
+                    w.image, w.placement, w.opacity, w.scale
+                )?;
+                if let Some(version) = &w.version {
+                    write!(f, ":{version}")?;
+                }
+                Ok(())
+            }
             Operation::Resize {
                 width,
                 height,

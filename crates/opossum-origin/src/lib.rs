@@ -190,6 +190,13 @@ impl Origin {
             )
         })?;
         let (chain, negotiated) = negotiate(chain, accept, &self.config.negotiate);
+        // A watermark's content is part of the key: pinned before the lookup.
+        let chain = self
+            .state
+            .pipeline
+            .pin(&chain)
+            .await
+            .map_err(|e| Failure::of_kind(e.kind(), e.message().to_string()))?;
         let options = Options::new();
         let (key, chain_text) = self
             .state

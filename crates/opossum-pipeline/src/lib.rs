@@ -25,13 +25,14 @@ mod flight;
 mod lease;
 mod presets;
 mod raw;
+mod resources;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opossum_cache::{Entry, Hierarchy, TierKind};
-use opossum_image::{ImageError, Limits, SourceInfo};
+use opossum_image::{ImageError, Limits, Overlays, SourceInfo};
 use opossum_ops::{
     CacheKey, Category, Chain, Options, TtlInputs, adaptive_ttl, derive_key_with_chain,
 };
@@ -40,6 +41,7 @@ pub use error::{Cause, ErrorKind, PipelineError};
 pub use flight::SingleFlight;
 pub use lease::Leases;
 pub use presets::{PRESET_MEDIA_TYPE, PresetStore};
+pub use resources::{Resources, load_watermarks};
 
 /// Media type of cached error results.
 pub const ERROR_MEDIA_TYPE: &str = "text/plain; charset=utf-8";
@@ -166,6 +168,8 @@ pub struct PipelineConfig {
     pub limits: Limits,
     /// intermediates larger than this (raw pixels) are not cached
     pub max_intermediate_bytes: usize,
+    /// how long a loaded watermark (its bytes and version) is reused before it is loaded again
+    pub resource_ttl: Duration,
 }
 
 impl PipelineConfig {
@@ -177,6 +181,7 @@ impl PipelineConfig {
             version: processing_version(&limits),
             limits,
             max_intermediate_bytes: 16 << 20,
+            resource_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -207,6 +212,7 @@ struct Miss<'a> {
     key: &'a str,
     image_id: &'a str,
     chain: &'a Chain,
+    watermarks: &'a [resources::Loaded],
     options: &'a Options,
     category: Category,
     fresh_until_ms: u64,
@@ -218,6 +224,7 @@ pub struct Pipeline {
     hierarchy: Arc<Hierarchy>,
     config: PipelineConfig,
     leases: Option<Leases>,
+    resources: Option<resources::ResourceCache>,
     in_flight: SingleFlight<Shared>,
 }
 
@@ -232,8 +239,19 @@ impl Pipeline {
             hierarchy,
             config,
             leases,
+            resources: None,
             in_flight: SingleFlight::default(),
         }
+    }
+
+    /// The pipeline loading watermarks from `resources` (without, a chain with a watermark is
+    /// a bad request).
+    pub fn with_resources(mut self, resources: Arc<dyn Resources>) -> Pipeline {
+        self.resources = Some(resources::ResourceCache::new(
+            resources,
+            self.config.resource_ttl,
+        ));
+        self
     }
 
     /// The processing version in this pipeline's keys.
@@ -246,7 +264,16 @@ impl Pipeline {
         &self.hierarchy
     }
 
-    /// The key of a request.
+    /// The chain with its watermarks' content versions pinned in (loading them if this process
+    /// has not within `resource_ttl`): what a caller that derives the key itself (the origin's
+    /// lookup) keys. A chain without a watermark comes back unchanged, with no I/O.
+    pub async fn pin(&self, chain: &Chain) -> Result<Chain, PipelineError> {
+        let (pinned, _) = resources::pin(self.resources.as_ref(), chain).await?;
+        Ok(pinned.unwrap_or_else(|| chain.clone()))
+    }
+
+    /// The key of a request whose chain names no watermark (with one, the key depends on the
+    /// watermark's content: [`Pipeline::respond`] pins it, and its [`Response`] carries the key).
     pub fn key(&self, image_id: &str, chain: &Chain, options: &Options) -> CacheKey {
         self.key_with_chain(image_id, chain, options).0
     }
@@ -307,6 +334,9 @@ impl Pipeline {
         L: FnOnce() -> F,
         F: Future<Output = Result<Vec<u8>, PipelineError>>,
     {
+        // Watermarks are part of the variant: their versions go into the key.
+        let (pinned, watermarks) = resources::pin(self.resources.as_ref(), chain).await?;
+        let chain = pinned.as_ref().unwrap_or(chain);
         let key = self.key(image_id, chain, options);
         let key_text = key.to_string();
         let Mode {
@@ -328,6 +358,7 @@ impl Pipeline {
             key: &key_text,
             image_id,
             chain,
+            watermarks: &watermarks,
             options,
             category,
             fresh_until_ms,
@@ -408,6 +439,7 @@ impl Pipeline {
             key,
             image_id,
             chain,
+            watermarks,
             options,
             category,
             background,
@@ -415,7 +447,7 @@ impl Pipeline {
         } = *miss;
         let started = Instant::now();
         match self
-            .compute_inner(image_id, chain, options, background, load)
+            .compute_inner(image_id, chain, watermarks, options, background, load)
             .await
         {
             Ok(output) => {
@@ -461,6 +493,7 @@ impl Pipeline {
         &self,
         image_id: &str,
         chain: &Chain,
+        watermarks: &[resources::Loaded],
         options: &Options,
         background: bool,
         load: L,
@@ -512,10 +545,26 @@ impl Pipeline {
                 (0, decoded.image, original)
             }
         };
+        let overlays = if watermarks.is_empty() {
+            Arc::new(Overlays::none())
+        } else {
+            let (loaded, limits) = (watermarks.to_vec(), limits.clone());
+            Arc::new(
+                blocking(background, move || {
+                    let mut overlays = Overlays::none();
+                    for watermark in loaded {
+                        overlays.decode(watermark.id, &watermark.bytes, &limits)?;
+                    }
+                    Ok(overlays)
+                })
+                .await
+                .map_err(Failed::Engine)?,
+            )
+        };
         for (index, op) in pixel_ops.iter().enumerate().skip(start) {
-            let (op, limits) = (*op, limits.clone());
+            let (op, limits, overlays) = (op.clone(), limits.clone(), overlays.clone());
             image = blocking(background, move || {
-                opossum_image::apply(image, &op, &limits)
+                opossum_image::apply_with(image, &op, &limits, &overlays)
             })
             .await
             .map_err(Failed::Engine)?;

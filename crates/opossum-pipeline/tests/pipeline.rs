@@ -397,3 +397,121 @@ async fn a_render_past_its_deadline_is_transient_and_not_remembered() {
     assert_eq!(answer.provenance, Provenance::Computed);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// Watermarks held in memory, replaceable, counting their loads.
+struct Marks {
+    bytes: std::sync::Mutex<Vec<u8>>,
+    loads: AtomicUsize,
+}
+
+impl opossum_pipeline::Resources for Marks {
+    fn load<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Vec<u8>, PipelineError>> + Send + 'a>,
+    > {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        let result = match id {
+            "logo.png" => Ok(self.bytes.lock().unwrap().clone()),
+            other => Err(PipelineError::new(
+                ErrorKind::NotFound,
+                format!("no image `{other}`"),
+            )),
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+fn png(rgb: [u8; 3]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(40, 20, image::Rgb(rgb)))
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn a_watermark_is_pinned_into_the_key_and_a_replaced_one_changes_it() {
+    let dir = TempDir::new("watermark");
+    let marks = Arc::new(Marks {
+        bytes: std::sync::Mutex::new(png([255, 0, 0])),
+        loads: AtomicUsize::new(0),
+    });
+    let mut settings = config("watermark");
+    settings.resource_ttl = Duration::ZERO;
+    let disk = Arc::new(
+        DiskTier::open(DiskConfig {
+            path: dir.join("rocksdb"),
+            max_bytes: 64 << 20,
+            cleanup_interval: Duration::from_secs(3600),
+        })
+        .unwrap(),
+    );
+    let tiers: Vec<Arc<dyn Tier>> = vec![disk.clone()];
+    let pipeline = Pipeline::new(Arc::new(Hierarchy::new(tiers, Some(disk))), settings, None)
+        .with_resources(marks.clone());
+    let chain = Chain::parse("resize:400:300,watermark:logo.png:north-west:1,format:png").unwrap();
+    let run = || async {
+        let calls = Arc::new(AtomicUsize::new(0));
+        pipeline
+            .run(
+                "harvesters.jpeg",
+                &chain,
+                &Options::new(),
+                counting(&calls, photo()),
+            )
+            .await
+            .unwrap()
+    };
+    let first = run().await;
+    assert_eq!(first.provenance, Provenance::Computed);
+    let corner = image::load_from_memory(&first.entry.body)
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(corner.get_pixel(3, 3).0, [255, 0, 0]);
+    // The key is the chain's with the watermark's version in it, not the chain as asked.
+    assert_ne!(
+        first.key,
+        pipeline.key("harvesters.jpeg", &chain, &Options::new())
+    );
+    assert!(matches!(run().await.provenance, Provenance::Tier(_)));
+    // A new watermark image: a new key, computed with the new pixels.
+    *marks.bytes.lock().unwrap() = png([0, 0, 255]);
+    let replaced = run().await;
+    assert_ne!(replaced.key, first.key);
+    assert_eq!(replaced.provenance, Provenance::Computed);
+    let corner = image::load_from_memory(&replaced.entry.body)
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(corner.get_pixel(3, 3).0, [0, 0, 255]);
+    // A missing watermark is the store's answer, named.
+    let missing = Chain::parse("watermark:gone.png").unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let err = pipeline
+        .run(
+            "harvesters.jpeg",
+            &missing,
+            &Options::new(),
+            counting(&calls, photo()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("watermark `gone.png`"), "{err}");
+    // A pipeline with no store refuses a watermark as a bad request.
+    let bare = local_pipeline(&TempDir::new("watermark-bare"), "bare");
+    let err = bare
+        .run(
+            "harvesters.jpeg",
+            &chain,
+            &Options::new(),
+            counting(&calls, photo()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadRequest);
+}
