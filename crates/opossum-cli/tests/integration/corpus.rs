@@ -89,7 +89,11 @@ fn every_corpus_file_decodes_or_fails_cleanly() {
             "process",
             &file_arg,
             "--ops",
-            "thumbnail:64,format:png",
+            // Every canvas step and filter of the engine after the shrink, then back into
+            // the 64 px box: none may panic or blow up on what the corpus holds.
+            "thumbnail:64,trim,crop:0.9:0.9:smart,rotate:30:ffffff,pad:2:3,round:4,pixelate:2,\
+             median:1,normalize,gamma:1.5,tint:ff8800,modulate:1:1.2:30,background:ffffff,\
+             resize:64:64:contain,format:png",
             "--json",
             "--out",
             &out_arg,
