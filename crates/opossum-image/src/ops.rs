@@ -103,7 +103,7 @@ pub fn apply_with(
                         });
                     }
                     // A window reaching past the edge is clipped, as imgproxy does.
-                    image.crop_imm(x, y, cw.min(width - x), ch.min(height - y))
+                    canvas::crop(&image, x, y, cw.min(width - x), ch.min(height - y))
                 }
             }
         }
@@ -159,7 +159,15 @@ fn crop_at(
         return Ok(image.clone());
     }
     let (x, y) = window(image, f64::from(w), f64::from(h), gravity)?;
-    Ok(image.crop_imm(x.round() as u32, y.round() as u32, w, h))
+    // The window is inside: `window` clamps its corner to [0, extent - size].
+    let (x, y) = (x.round() as u32, y.round() as u32);
+    Ok(canvas::crop(
+        image,
+        x.min(image.width() - w),
+        y.min(image.height() - h),
+        w,
+        h,
+    ))
 }
 
 /// The top-left corner of a `w` x `h` window in the image, placed by `gravity`.

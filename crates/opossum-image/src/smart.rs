@@ -10,7 +10,6 @@
 //! truncation back to image coordinates) is what makes our windows agree with its (the
 //! benchmark reports the overlap).
 
-use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::DynamicImage;
 
 use crate::ImageError;
@@ -52,16 +51,66 @@ pub(crate) fn attention(
     ))
 }
 
-/// The image as 32 x 32 RGB (averaged: a box filter over each cell).
+/// The image as 32 x 32 RGB, each cell the exact mean of its pixels (libvips's shrink). Rows
+/// are summed first, a band of them at a time, into one row of wide accumulators: a loop the
+/// compiler vectorises, so a 12 MP photo reduces in a few milliseconds.
 fn reduce(image: &DynamicImage) -> Result<image::RgbImage, ImageError> {
-    let mut small = DynamicImage::new(GRID as u32, GRID as u32, image.color());
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box));
-    Resizer::new()
-        .resize(image, &mut small, &options)
-        .map_err(|e| ImageError::Internal {
-            message: format!("smart crop reduction: {e}"),
-        })?;
-    Ok(small.to_rgb8())
+    let eight_bit;
+    let image = match image {
+        DynamicImage::ImageLuma8(_)
+        | DynamicImage::ImageLumaA8(_)
+        | DynamicImage::ImageRgb8(_)
+        | DynamicImage::ImageRgba8(_) => image,
+        other => {
+            eight_bit = DynamicImage::ImageRgba8(other.to_rgba8());
+            &eight_bit
+        }
+    };
+    let channels = usize::from(image.color().channel_count());
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let bytes = image.as_bytes();
+    if width == 0 || height == 0 || bytes.len() != width * height * channels {
+        return Err(ImageError::Internal {
+            message: "smart crop of an empty image".into(),
+        });
+    }
+    // Cell `i` of `n` over `extent` pixels: at least one pixel, even in a tiny image.
+    let span = |i: usize, extent: usize| {
+        let start = (i * extent / GRID).min(extent - 1);
+        (start, ((i + 1) * extent / GRID).max(start + 1))
+    };
+    let mut grid = image::RgbImage::new(GRID as u32, GRID as u32);
+    let mut sums = vec![0u32; width * channels];
+    for cy in 0..GRID {
+        let (y0, y1) = span(cy, height);
+        sums.iter_mut().for_each(|s| *s = 0);
+        for row in
+            bytes[y0 * width * channels..y1 * width * channels].chunks_exact(width * channels)
+        {
+            for (sum, &byte) in sums.iter_mut().zip(row) {
+                *sum += u32::from(byte);
+            }
+        }
+        for cx in 0..GRID {
+            let (x0, x1) = span(cx, width);
+            let count = ((y1 - y0) * (x1 - x0)) as u32;
+            let mut cell = [0u32; 4];
+            for pixel in sums[x0 * channels..x1 * channels].chunks_exact(channels) {
+                for (c, &v) in cell.iter_mut().zip(pixel) {
+                    *c += v;
+                }
+            }
+            let mean = cell.map(|c| ((c + count / 2) / count) as u8);
+            // Grey (and grey with alpha) is the same value on every channel; alpha is dropped.
+            let rgb = if channels < 3 {
+                [mean[0]; 3]
+            } else {
+                [mean[0], mean[1], mean[2]]
+            };
+            grid.put_pixel(cx as u32, cy as u32, image::Rgb(rgb));
+        }
+    }
+    Ok(grid)
 }
 
 /// Each cell's score: edges + skin + saturation.
