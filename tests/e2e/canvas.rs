@@ -139,6 +139,14 @@ fn submit_takes_the_new_steps_and_dpr_shares_the_key() {
         key("trim,resize:100:80:letterbox:FFFFFFFF,format:webp")
     );
     assert_ne!(event["key"], key("trim,resize:100:80:contain,format:webp"));
+    // Every other new step through the queue too: one job, all of them.
+    let event = submit(
+        "resize:600:400:fit:enlarge,pad:4:ff0000,background:ffffff,pixelate:3,tint:ff8800,\
+         gamma:1.4,normalize,median:1,modulate:1.1:0.8:20,resize:100:100:fill:north-east,\
+         format:png",
+    );
+    assert_eq!(event["status"], "ok", "{event}");
+    assert!(event["bytes"].as_u64().unwrap() > 0, "{event}");
     let event = submit("rotate:-45:000000,crop:0.5:0.5:smart,round:8,format:png");
     assert_eq!(event["status"], "ok", "{event}");
     assert_eq!(
@@ -175,6 +183,21 @@ async fn origin_urls_take_the_new_steps() {
     assert_eq!(dpr.status(), 200);
     let image = image::load_from_memory(&dpr.bytes().await.unwrap()).unwrap();
     assert_eq!((image.width(), image.height()), (75, 100));
+    // The rest of the new steps in one URL.
+    let all = get(
+        &format!(
+            "{}/v1/img/dpr:1.5,resize:400:400:fit:enlarge,background:ffffff,round:10,\
+             pixelate:2,tint:88ccff,gamma:0.8,normalize,median:1,modulate:1:1.3:45,\
+             rotate:10:ffffff,crop:0.8:0.8:smart,format:png/framed.png",
+            server.base
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(all.status(), 200);
+    let image = image::load_from_memory(&all.bytes().await.unwrap()).unwrap();
+    // 600 x 400 after the enlarged fit; a 10 degree turn grows it to 661 x 499; 0.8 of that.
+    assert_eq!((image.width(), image.height()), (529, 399));
     let bad = get(
         &format!("{}/v1/img/rotate:45:blue/framed.png", server.base),
         &[],
@@ -192,6 +215,7 @@ fn write_logo(dir: &Path, rgb: [u8; 3]) {
 
 #[test]
 fn a_watermark_from_process_and_submit_and_a_replaced_one_changes_the_key() {
+    // (`--no-cache` and `key` read the store itself: they see a replacement at once.)
     let originals = TempDir::new("watermark-originals");
     write_framed(originals.path());
     write_logo(originals.path(), [0, 0, 255]);
@@ -228,8 +252,12 @@ fn a_watermark_from_process_and_submit_and_a_replaced_one_changes_the_key() {
     // The same request again is the same key, answered from the cache; without the cache too.
     assert_eq!(process(&[]).0, first);
     assert_eq!(process(&["--no-cache"]).0, first);
-    // Replace the watermark image: a new key, and the new logo drawn.
+    // Replace the watermark image. The fleet shares the loaded watermark as a resource for a
+    // minute, so at first the old one answers; invalidating its id makes the change at once:
+    // a new key, and the new logo drawn.
     write_logo(originals.path(), [0, 255, 0]);
+    assert_eq!(process(&[]).0, first);
+    opossum(&data, &["cache", "invalidate", "logo.png"]);
     let (second, remarked) = process(&[]);
     assert_ne!(second, first);
     assert_eq!(pixel(&remarked, 5, 5), [0, 255, 0, 255]);

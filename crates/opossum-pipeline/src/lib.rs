@@ -244,12 +244,18 @@ impl Pipeline {
         }
     }
 
-    /// The pipeline loading watermarks from `resources` (without, a chain with a watermark is
-    /// a bad request).
+    /// The pipeline loading watermarks from `resources`, cached in its hierarchy as resource
+    /// entries (without, a chain with a watermark is a bad request).
     pub fn with_resources(mut self, resources: Arc<dyn Resources>) -> Pipeline {
+        let shared = resources::SharedTier {
+            hierarchy: self.hierarchy.clone(),
+            namespace: self.config.namespace.clone(),
+            version: self.config.version.clone(),
+        };
         self.resources = Some(resources::ResourceCache::new(
             resources,
             self.config.resource_ttl,
+            Some(shared),
         ));
         self
     }

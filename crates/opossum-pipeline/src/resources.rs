@@ -14,7 +14,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opossum_ops::Chain;
+use opossum_cache::{Entry, Hierarchy};
+use opossum_ops::{Category, Chain, Options, derive_key};
 use sha2::{Digest, Sha256};
 
 use crate::{ErrorKind, PipelineError};
@@ -36,18 +37,49 @@ pub(crate) struct Loaded {
     version: Arc<str>,
 }
 
-/// The store and the in-process copies of what it returned.
+/// Media type of a cached watermark's bytes (whatever image format they are).
+const RESOURCE_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// The hierarchy a pipeline shares with the fleet, and its key space.
+pub(crate) struct SharedTier {
+    pub(crate) hierarchy: Arc<Hierarchy>,
+    pub(crate) namespace: String,
+    pub(crate) version: String,
+}
+
+impl SharedTier {
+    fn key(&self, id: &str) -> String {
+        let mut options = Options::new();
+        let _ = options.insert("resource", "watermark");
+        derive_key(
+            &self.namespace,
+            &self.version,
+            id,
+            &Chain::default(),
+            &options,
+        )
+        .to_string()
+    }
+}
+
+/// The store, the shared copies in the hierarchy, and the in-process copies.
 pub(crate) struct ResourceCache {
     source: Arc<dyn Resources>,
     ttl: Duration,
+    shared: Option<SharedTier>,
     entries: Mutex<HashMap<Arc<str>, (Instant, Loaded)>>,
 }
 
 impl ResourceCache {
-    pub(crate) fn new(source: Arc<dyn Resources>, ttl: Duration) -> ResourceCache {
+    pub(crate) fn new(
+        source: Arc<dyn Resources>,
+        ttl: Duration,
+        shared: Option<SharedTier>,
+    ) -> ResourceCache {
         ResourceCache {
             source,
             ttl,
+            shared,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -58,11 +90,35 @@ impl ResourceCache {
         {
             return Ok(loaded.clone());
         }
-        let bytes = self
-            .source
-            .load(id)
-            .await
-            .map_err(|e| e.context(format_args!("watermark `{id}`")))?;
+        let cached = match &self.shared {
+            // Not a user's lookup: uncounted, like the pipeline's own re-checks.
+            Some(shared) => shared.hierarchy.get_uncounted(&shared.key(id)).await,
+            None => None,
+        };
+        let bytes = match cached {
+            Some(hit) => hit.entry.body.to_vec(),
+            None => {
+                let bytes = self
+                    .source
+                    .load(id)
+                    .await
+                    .map_err(|e| e.context(format_args!("watermark `{id}`")))?;
+                if let Some(shared) = &self.shared
+                    && !self.ttl.is_zero()
+                {
+                    let entry = Entry::new(
+                        bytes.clone(),
+                        RESOURCE_MEDIA_TYPE,
+                        Category::Resource,
+                        self.ttl,
+                        0,
+                        (0, 0),
+                    );
+                    shared.hierarchy.put(&shared.key(id), Arc::new(entry)).await;
+                }
+                bytes
+            }
+        };
         let digest = Sha256::digest(&bytes);
         let version: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         let loaded = Loaded {
@@ -122,7 +178,7 @@ pub async fn load_watermarks(
     chain: &Chain,
     limits: &opossum_image::Limits,
 ) -> Result<(Chain, opossum_image::Overlays), PipelineError> {
-    let cache = ResourceCache::new(source, Duration::ZERO);
+    let cache = ResourceCache::new(source, Duration::ZERO, None);
     let (pinned, loaded) = pin(Some(&cache), chain).await?;
     let mut overlays = opossum_image::Overlays::none();
     for watermark in loaded {

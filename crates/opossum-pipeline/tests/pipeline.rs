@@ -515,3 +515,58 @@ async fn a_watermark_is_pinned_into_the_key_and_a_replaced_one_changes_it() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadRequest);
 }
+
+#[tokio::test]
+async fn a_watermark_is_cached_for_the_fleet_as_a_resource() {
+    let dir = TempDir::new("watermark-shared");
+    let marks = Arc::new(Marks {
+        bytes: std::sync::Mutex::new(png([0, 200, 0])),
+        loads: AtomicUsize::new(0),
+    });
+    let disk = Arc::new(
+        DiskTier::open(DiskConfig {
+            path: dir.join("rocksdb"),
+            max_bytes: 64 << 20,
+            cleanup_interval: Duration::from_secs(3600),
+        })
+        .unwrap(),
+    );
+    let tiers: Vec<Arc<dyn Tier>> = vec![disk.clone()];
+    let hierarchy = Arc::new(Hierarchy::new(tiers, Some(disk)));
+    // Two processes' pipelines over one shared cache, each with its own in-process copies.
+    let process = || {
+        Pipeline::new(hierarchy.clone(), config("watermark-shared"), None)
+            .with_resources(marks.clone())
+    };
+    let (first, second) = (process(), process());
+    let chain = Chain::parse("watermark:logo.png,format:png").unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let a = first
+        .run(
+            "harvesters.jpeg",
+            &chain,
+            &Options::new(),
+            counting(&calls, photo()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(marks.loads.load(Ordering::SeqCst), 1);
+    // The other process pins the same version from the shared copy: no second load.
+    let pinned = second.pin(&chain).await.unwrap();
+    assert_eq!(marks.loads.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        second.key("harvesters.jpeg", &pinned, &Options::new()),
+        a.key
+    );
+    let b = second
+        .run(
+            "harvesters.jpeg",
+            &chain,
+            &Options::new(),
+            counting(&calls, photo()),
+        )
+        .await
+        .unwrap();
+    assert_eq!((b.key, b.provenance.name()), (a.key, "disk"));
+    assert_eq!(marks.loads.load(Ordering::SeqCst), 1);
+}
