@@ -3,13 +3,12 @@
 //! frame (20 px) around a grey picture with a small detailed subject in one corner.
 
 use std::path::Path;
-use std::process::Command;
 
 use image::{DynamicImage, Rgb, RgbImage};
 use opossum_testkit::{TempDir, json_lines};
 
 use crate::origin::{get, start};
-use crate::support::binary;
+use crate::support::{opossum_fails_in, opossum_in as opossum};
 
 fn write_framed(dir: &Path) {
     let image = RgbImage::from_fn(300, 200, |x, y| {
@@ -23,21 +22,6 @@ fn write_framed(dir: &Path) {
         }
     });
     image.save(dir.join("framed.png")).unwrap();
-}
-
-fn opossum(data: &TempDir, args: &[&str]) -> std::process::Output {
-    let out = Command::new(binary())
-        .args(args)
-        .env("OPOSSUM_DATA_DIR", data.path())
-        .env_remove("OPOSSUM_REDIS_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn pixel(image: &DynamicImage, x: u32, y: u32) -> [u8; 4] {
@@ -97,20 +81,17 @@ fn process_runs_every_new_step() {
     let flattened = check("round:30,background:00ff00", (300, 200));
     assert_eq!(pixel(&flattened, 0, 0), [0, 255, 0, 255]);
     // A bad argument is named, and nothing is written.
-    let out = Command::new(binary())
-        .args([
+    let stderr = opossum_fails_in(
+        &data,
+        &[
             "process",
             "framed.png",
             "--originals",
             store,
             "--ops",
             "pad:10:blue",
-        ])
-        .env("OPOSSUM_DATA_DIR", data.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        ],
+    );
     assert!(stderr.contains("`pad`: bad right `blue`"), "{stderr}");
 }
 
@@ -290,20 +271,17 @@ fn a_watermark_from_process_and_submit_and_a_replaced_one_changes_the_key() {
     assert_eq!(event["status"], "ok", "{event}");
     assert_eq!(event["key"], second.as_str());
     // A watermark id that could leave the store is refused before any I/O.
-    let escape = Command::new(binary())
-        .args([
+    let stderr = opossum_fails_in(
+        &data,
+        &[
             "process",
             "framed.png",
             "--originals",
             store,
             "--ops",
             "watermark:../secret.png",
-        ])
-        .env("OPOSSUM_DATA_DIR", data.path())
-        .output()
-        .unwrap();
-    assert!(!escape.status.success());
-    let stderr = String::from_utf8_lossy(&escape.stderr);
+        ],
+    );
     assert!(
         stderr.contains("invalid image id `../secret.png`"),
         "{stderr}"

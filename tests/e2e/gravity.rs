@@ -3,13 +3,12 @@
 //! each corner and one at (450, 100).
 
 use std::path::Path;
-use std::process::Command;
 
 use image::{DynamicImage, Rgb, RgbImage};
 use opossum_testkit::{TempDir, json_lines};
 
 use crate::origin::{get, start};
-use crate::support::binary;
+use crate::support::opossum_in as opossum;
 
 const RED: [u8; 3] = [255, 0, 0];
 const GREEN: [u8; 3] = [0, 255, 0];
@@ -39,21 +38,6 @@ fn has(image: &DynamicImage, colour: [u8; 3]) -> bool {
         .to_rgb8()
         .pixels()
         .any(|p| p.0.iter().zip(colour).all(|(a, b)| a.abs_diff(b) < 40))
-}
-
-fn opossum(data: &TempDir, args: &[&str]) -> std::process::Output {
-    let out = Command::new(binary())
-        .args(args)
-        .env("OPOSSUM_DATA_DIR", data.path())
-        .env_remove("OPOSSUM_REDIS_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 #[test]

@@ -13,8 +13,9 @@ use opossum_ops::{Colour, Operation};
 
 use crate::{ImageError, Limits};
 
-/// The canvas size `op` asks for, if within the output limit.
-fn check_canvas(
+/// Ok when an image of `width` x `height`, which `op` is about to allocate, is within the
+/// output limit (every operation that makes a new canvas or resizes asks first).
+pub(crate) fn check_output(
     op: &Operation,
     width: u64,
     height: u64,
@@ -56,7 +57,7 @@ pub(crate) fn embed(
     op: &Operation,
     limits: &Limits,
 ) -> Result<DynamicImage, ImageError> {
-    check_canvas(op, u64::from(width), u64::from(height), limits)?;
+    check_output(op, u64::from(width), u64::from(height), limits)?;
     let [r, g, b, a] = colour.rgba();
     Ok(match widen_for(image, colour) {
         DynamicImage::ImageRgba8(source) => {
@@ -137,7 +138,7 @@ pub(crate) fn pad(
 ) -> Result<DynamicImage, ImageError> {
     let width = u64::from(image.width()) + u64::from(left) + u64::from(right);
     let height = u64::from(image.height()) + u64::from(top) + u64::from(bottom);
-    check_canvas(op, width, height, limits)?;
+    check_output(op, width, height, limits)?;
     embed(
         image,
         width as u32,
@@ -249,7 +250,7 @@ pub(crate) fn rotate_by(
     let (w, h) = (f64::from(image.width()), f64::from(image.height()));
     let out_w = (w * cos.abs() + h * sin.abs() - 1e-6).ceil().max(1.0);
     let out_h = (w * sin.abs() + h * cos.abs() - 1e-6).ceil().max(1.0);
-    check_canvas(op, out_w as u64, out_h as u64, limits)?;
+    check_output(op, out_w as u64, out_h as u64, limits)?;
     let (out_w, out_h) = (out_w as u32, out_h as u32);
     Ok(match widen_for(image, colour) {
         DynamicImage::ImageRgba8(source) => {

@@ -199,14 +199,7 @@ fn resize(
     if (width, height) == (image.width(), image.height()) {
         return Ok(image.clone());
     }
-    if u64::from(width) * u64::from(height) > limits.max_output_pixels {
-        return Err(ImageError::OutputTooLarge {
-            op: op.to_string(),
-            width: u64::from(width),
-            height: u64::from(height),
-            limit: limits.max_output_pixels,
-        });
-    }
+    canvas::check_output(op, u64::from(width), u64::from(height), limits)?;
     let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     if let Some(gravity) = cover {
         // The largest window of the destination's aspect ratio, where the gravity puts it.

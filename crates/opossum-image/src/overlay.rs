@@ -62,14 +62,7 @@ pub(crate) fn watermark(
         ((f64::from(source.height()) * f64::from(width) / f64::from(source.width().max(1))).round()
             as u32)
             .max(1);
-    if u64::from(width) * u64::from(height) > limits.max_output_pixels {
-        return Err(ImageError::OutputTooLarge {
-            op: op.to_string(),
-            width: u64::from(width),
-            height: u64::from(height),
-            limit: limits.max_output_pixels,
-        });
-    }
+    crate::canvas::check_output(op, u64::from(width), u64::from(height), limits)?;
     let scaled = scale(source, width, height)?;
     let opacity = f32::from(mark.opacity.0 as u16) / 1000.0;
     let mut base = match image {

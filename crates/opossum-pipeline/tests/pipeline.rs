@@ -423,6 +423,20 @@ impl opossum_pipeline::Resources for Marks {
     }
 }
 
+/// A hierarchy of one disk tier in `dir`: what one process's cache and the fleet's share.
+fn disk_only(dir: &TempDir) -> Arc<Hierarchy> {
+    let disk = Arc::new(
+        DiskTier::open(DiskConfig {
+            path: dir.join("rocksdb"),
+            max_bytes: 64 << 20,
+            cleanup_interval: Duration::from_secs(3600),
+        })
+        .unwrap(),
+    );
+    let tiers: Vec<Arc<dyn Tier>> = vec![disk.clone()];
+    Arc::new(Hierarchy::new(tiers, Some(disk)))
+}
+
 fn png(rgb: [u8; 3]) -> Vec<u8> {
     let mut bytes = Vec::new();
     image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(40, 20, image::Rgb(rgb)))
@@ -443,17 +457,7 @@ async fn a_watermark_is_pinned_into_the_key_and_a_replaced_one_changes_it() {
     });
     let mut settings = config("watermark");
     settings.resource_ttl = Duration::ZERO;
-    let disk = Arc::new(
-        DiskTier::open(DiskConfig {
-            path: dir.join("rocksdb"),
-            max_bytes: 64 << 20,
-            cleanup_interval: Duration::from_secs(3600),
-        })
-        .unwrap(),
-    );
-    let tiers: Vec<Arc<dyn Tier>> = vec![disk.clone()];
-    let pipeline = Pipeline::new(Arc::new(Hierarchy::new(tiers, Some(disk))), settings, None)
-        .with_resources(marks.clone());
+    let pipeline = Pipeline::new(disk_only(&dir), settings, None).with_resources(marks.clone());
     let chain = Chain::parse("resize:400:300,watermark:logo.png:north-west:1,format:png").unwrap();
     let run = || async {
         let calls = Arc::new(AtomicUsize::new(0));
@@ -523,16 +527,7 @@ async fn a_watermark_is_cached_for_the_fleet_as_a_resource() {
         bytes: std::sync::Mutex::new(png([0, 200, 0])),
         loads: AtomicUsize::new(0),
     });
-    let disk = Arc::new(
-        DiskTier::open(DiskConfig {
-            path: dir.join("rocksdb"),
-            max_bytes: 64 << 20,
-            cleanup_interval: Duration::from_secs(3600),
-        })
-        .unwrap(),
-    );
-    let tiers: Vec<Arc<dyn Tier>> = vec![disk.clone()];
-    let hierarchy = Arc::new(Hierarchy::new(tiers, Some(disk)));
+    let hierarchy = disk_only(&dir);
     // Two processes' pipelines over one shared cache, each with its own in-process copies.
     let process = || {
         Pipeline::new(hierarchy.clone(), config("watermark-shared"), None)
