@@ -363,8 +363,15 @@ impl Tier for RedisTier {
         let body = entry.to_msgpack();
         let now = unix_millis() / 1000;
         let mut connection = self.connection.clone();
-        write_transaction(key, &body, entry.created_at_ms / 1000, ttl_ms, now)
-            .query_async::<()>(&mut connection)
+        // Through a migration of the image's slot too (resharding while the fleet runs).
+        connection
+            .transaction(&write_transaction(
+                key,
+                &body,
+                entry.created_at_ms / 1000,
+                ttl_ms,
+                now,
+            ))
             .await
             .map_err(Self::fail)?;
         Ok(true)
@@ -372,8 +379,8 @@ impl Tier for RedisTier {
 
     async fn remove(&self, key: &str) -> Result<(), TierError> {
         let mut connection = self.connection.clone();
-        remove_transaction(key)
-            .query_async::<()>(&mut connection)
+        connection
+            .transaction(&remove_transaction(key))
             .await
             .map_err(Self::fail)
     }

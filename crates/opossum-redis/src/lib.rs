@@ -436,6 +436,93 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Runs an atomic pipeline (`MULTI` ... `EXEC`) whose keys share one slot, through a
+    /// migration of that slot. The redis crate follows `ASK` for single commands, not inside a
+    /// transaction, which then aborts; the spec's answer is applied here:
+    /// - every command was redirected to the same node (none of the keys is left on the
+    ///   source): the transaction goes there, after `ASKING`;
+    /// - only some were (its keys are split between the nodes for now): it waits and runs again,
+    ///   until the keys have moved or the slot has (`MOVED` refreshes the client's map).
+    ///
+    /// At most `MIGRATION_RETRIES` runs over about two seconds; then the last error.
+    pub async fn transaction(&mut self, pipe: &Pipeline) -> RedisResult<()> {
+        const MIGRATION_RETRIES: u32 = 12;
+        let commands = pipe.cmd_iter().count();
+        let mut delay = Duration::from_millis(5);
+        let mut attempt = 0;
+        loop {
+            let error = match pipe.query_async::<()>(self).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            attempt += 1;
+            let Connection::Cluster(cluster) = self else {
+                return Err(error);
+            };
+            let Some(redirect) = migration_of(&error, commands) else {
+                return Err(error);
+            };
+            if attempt > MIGRATION_RETRIES {
+                return Err(error);
+            }
+            if let Redirect::AllTo(node) = redirect {
+                let (host, port) = node.rsplit_once(':').unwrap_or((&node, "6379"));
+                let route = SingleNodeRoutingInfo::ByAddress {
+                    host: host.to_string(),
+                    port: port
+                        .parse()
+                        .map_err(|_| invalid("invalid node address", node.clone()))?,
+                };
+                let mut asking = redis::pipe();
+                asking.cmd("ASKING").cmd("MULTI");
+                for command in pipe.cmd_iter() {
+                    asking.add_command(command.clone());
+                }
+                asking.cmd("EXEC");
+                // The replies to skip: ASKING, MULTI and one QUEUED a command; then EXEC's.
+                match cluster.route_pipeline(asking, commands + 2, 1, route).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if migration_of(&e, commands).is_some() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(400));
+        }
+    }
+}
+
+/// What a failed transaction says about a slot migration.
+enum Redirect {
+    /// every command was sent on to this node: the keys are all there (or new)
+    AllTo(String),
+    /// some were: the keys are split between the nodes for now, or the slot is moving
+    Wait,
+}
+
+/// The migration a transaction's error reports, if it reports one: its commands' `ASK`,
+/// `MOVED` or `TRYAGAIN` answers (read from the error's kinds and redirect details, not its
+/// text).
+fn migration_of(error: &RedisError, commands: usize) -> Option<Redirect> {
+    use redis::ServerErrorKind;
+    let errors = error.clone().into_server_errors()?;
+    let mut asked: Vec<&str> = Vec::new();
+    for (_, server) in errors.iter() {
+        match server.kind()? {
+            ServerErrorKind::Ask => asked.push(server.details()?.split_whitespace().nth(1)?),
+            ServerErrorKind::Moved | ServerErrorKind::TryAgain | ServerErrorKind::ExecAbort => {}
+            _ => return None,
+        }
+    }
+    match asked.first() {
+        Some(node) if asked.len() == commands && asked.iter().all(|n| n == node) => {
+            Some(Redirect::AllTo((*node).to_string()))
+        }
+        _ => Some(Redirect::Wait),
+    }
+}
+
 /// The `host:port` of every primary that serves slots, from a `CLUSTER SLOTS` reply: ranges of
 /// `[start, end, [host, port, id, ...], replicas...]`.
 fn primaries_of(slots: &Value) -> Vec<String> {

@@ -177,3 +177,58 @@ async fn redis_tier_conforms_on_a_cluster() {
     // Per-node checks name the node; the policy is read from each.
     assert!(!tier.check_server(None, None).await.unwrap().is_empty());
 }
+
+/// Resharding: while an image's slot moves to another primary a key at a time, the tier's
+/// writes of that image (a `MULTI` over the value, `:meta` and `:index`) still land, and every
+/// entry is readable after the move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_land_while_an_images_slot_moves() {
+    let cluster = std::sync::Arc::new(RedisCluster::start(3, 0));
+    let tier = redis(&cluster.url());
+    let namespace = unique_namespace("moving");
+    let key = |variant: usize| {
+        let chain = opossum_ops::Chain::parse(&format!("resize:{}:0", variant + 1)).unwrap();
+        opossum_ops::derive_key(&namespace, "1", "a.png", &chain, &Default::default()).to_string()
+    };
+    for variant in 0..8 {
+        assert!(
+            tier.put(&key(variant), entry(b"before", Duration::from_secs(600)))
+                .await
+                .unwrap()
+        );
+    }
+    let slot = opossum_redis::slot(opossum_ops::image_hash("a.png").as_bytes());
+    let from = cluster.owner_of_slot(slot);
+    let to = *cluster.primaries().iter().find(|&&p| p != from).unwrap();
+    let mover = {
+        let cluster = cluster.clone();
+        std::thread::spawn(move || cluster.move_slot(slot, to, 1, Duration::from_millis(80)))
+    };
+    let mut written = 8;
+    let mut failures = Vec::new();
+    while !mover.is_finished() {
+        match tier
+            .put(&key(written), entry(b"during", Duration::from_secs(600)))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => failures.push(e.to_string()),
+        }
+        written += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    mover.join().unwrap();
+    assert_eq!(cluster.owner_of_slot(slot), to);
+    assert!(
+        failures.is_empty(),
+        "{} of {written} writes failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    for variant in 0..written {
+        assert!(
+            tier.get(&key(variant)).await.unwrap().is_some(),
+            "variant {variant} lost"
+        );
+    }
+}
