@@ -442,8 +442,9 @@ impl Connection {
     /// transaction, which then aborts; the spec's answer is applied here:
     /// - every command was redirected to the same node (none of the keys is left on the
     ///   source): the transaction goes there, after `ASKING`;
-    /// - only some were (its keys are split between the nodes for now): it waits and runs again,
-    ///   until the keys have moved or the slot has (`MOVED` refreshes the client's map).
+    /// - only some were (its keys are split between the nodes for now), or the slot has moved:
+    ///   it waits and runs again, after one of its keys is asked about alone (a single command's
+    ///   `MOVED` refreshes the client's slot map; a transaction's does not).
     ///
     /// At most `MIGRATION_RETRIES` runs over about two seconds; then the last error.
     pub async fn transaction(&mut self, pipe: &Pipeline) -> RedisResult<()> {
@@ -486,6 +487,14 @@ impl Connection {
                     Err(e) if migration_of(&e, commands).is_some() => {}
                     Err(e) => return Err(e),
                 }
+            }
+            // A `MOVED` inside a transaction does not refresh the client's slot map; one on a
+            // single command does. So one key of the transaction is asked about alone.
+            if let Some(key) = pipe
+                .cmd_iter()
+                .find_map(|command| command_keys(command).ok()?.into_iter().next())
+            {
+                let _: RedisResult<i64> = redis::cmd("EXISTS").arg(key).query_async(self).await;
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(400));

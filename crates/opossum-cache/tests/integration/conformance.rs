@@ -179,8 +179,9 @@ async fn redis_tier_conforms_on_a_cluster() {
 }
 
 /// Resharding: while an image's slot moves to another primary a key at a time, the tier's
-/// writes of that image (a `MULTI` over the value, `:meta` and `:index`) still land, and every
-/// entry is readable after the move.
+/// writes of that image (a `MULTI` over the value, `:meta` and `:index`) still land, its reads
+/// (a pipeline of `GET` and the metadata script) still answer, and every entry is readable
+/// after the move.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_land_while_an_images_slot_moves() {
     let cluster = std::sync::Arc::new(RedisCluster::start(3, 0));
@@ -214,6 +215,20 @@ async fn writes_land_while_an_images_slot_moves() {
             Ok(_) => {}
             Err(e) => failures.push(e.to_string()),
         }
+        // A miss answers as a miss.
+        match tier.get(&key(10_000 + written)).await {
+            Ok(None) => {}
+            Ok(Some(_)) => failures.push("a variant never written was found".to_string()),
+            Err(e) => failures.push(e.to_string()),
+        }
+        // Reads of what was written before and during the move answer too.
+        for variant in [written % 8, written / 2] {
+            match tier.get(&key(variant)).await {
+                Ok(Some(_)) => {}
+                Ok(None) => failures.push(format!("variant {variant} not found during the move")),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
         written += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -221,7 +236,7 @@ async fn writes_land_while_an_images_slot_moves() {
     assert_eq!(cluster.owner_of_slot(slot), to);
     assert!(
         failures.is_empty(),
-        "{} of {written} writes failed: {:?}",
+        "{} of {written} writes and reads failed: {:?}",
         failures.len(),
         &failures[..failures.len().min(3)]
     );
