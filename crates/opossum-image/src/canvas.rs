@@ -37,7 +37,7 @@ pub(crate) fn check_output(
 
 /// The image as RGB, or RGBA where it has alpha or `colour` is not opaque: the layout that
 /// holds both the image and the colour.
-fn widen_for(image: DynamicImage, colour: Colour) -> DynamicImage {
+pub(crate) fn widen_for(image: DynamicImage, colour: Colour) -> DynamicImage {
     let alpha = image.color().has_alpha() || !colour.is_opaque();
     match (image, alpha) {
         (rgba @ DynamicImage::ImageRgba8(_), true) => rgba,
@@ -47,17 +47,18 @@ fn widen_for(image: DynamicImage, colour: Colour) -> DynamicImage {
     }
 }
 
-/// A `width` x `height` canvas of `colour` with the image copied at (`left`, `top`).
+/// A `width` x `height` canvas of `colour` with the image copied at (`left`, `top`), once the
+/// size has passed the output limit (the sizes are u64 so a sum cannot wrap before the check).
 pub(crate) fn embed(
     image: DynamicImage,
-    width: u32,
-    height: u32,
+    (width, height): (u64, u64),
     (left, top): (u32, u32),
     colour: Colour,
     op: &Operation,
     limits: &Limits,
 ) -> Result<DynamicImage, ImageError> {
-    check_output(op, u64::from(width), u64::from(height), limits)?;
+    check_output(op, width, height, limits)?;
+    let (width, height) = (width as u32, height as u32);
     let [r, g, b, a] = colour.rgba();
     Ok(match widen_for(image, colour) {
         DynamicImage::ImageRgba8(source) => {
@@ -138,16 +139,7 @@ pub(crate) fn pad(
 ) -> Result<DynamicImage, ImageError> {
     let width = u64::from(image.width()) + u64::from(left) + u64::from(right);
     let height = u64::from(image.height()) + u64::from(top) + u64::from(bottom);
-    check_output(op, width, height, limits)?;
-    embed(
-        image,
-        width as u32,
-        height as u32,
-        (left, top),
-        colour,
-        op,
-        limits,
-    )
+    embed(image, (width, height), (left, top), colour, op, limits)
 }
 
 /// `background:COLOR`: every pixel composited over the colour (Porter-Duff "over"); an image
@@ -196,7 +188,7 @@ pub(crate) fn trim(image: DynamicImage, threshold: u8) -> DynamicImage {
 }
 
 /// The content's bounding box (left, top, width, height), `None` when there is none.
-pub(crate) fn content_box(image: &DynamicImage, threshold: u8) -> Option<(u32, u32, u32, u32)> {
+fn content_box(image: &DynamicImage, threshold: u8) -> Option<(u32, u32, u32, u32)> {
     let channels = usize::from(image.color().channel_count());
     let (width, height) = (image.width() as usize, image.height() as usize);
     let bytes = image.as_bytes();

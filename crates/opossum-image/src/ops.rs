@@ -58,7 +58,8 @@ pub fn apply_with(
                         fitted
                     } else {
                         let at = ((bw.saturating_sub(w)) / 2, (bh.saturating_sub(h)) / 2);
-                        canvas::embed(fitted, bw, bh, at, background, op, limits)?
+                        let size = (u64::from(bw), u64::from(bh));
+                        canvas::embed(fitted, size, at, background, op, limits)?
                     }
                 }
                 ResizeMode::Fill if enlarge => resize(&image, bw, bh, Some(gravity), op, limits)?,

@@ -17,7 +17,8 @@ use crate::{ImageError, Limits};
 /// The decoded watermark images a chain needs, by image id.
 #[derive(Debug, Clone, Default)]
 pub struct Overlays {
-    images: HashMap<Arc<str>, Arc<RgbaImage>>,
+    /// RGBA, so scaling needs no conversion and keeps the watermark's alpha
+    images: HashMap<Arc<str>, Arc<DynamicImage>>,
 }
 
 impl Overlays {
@@ -34,11 +35,12 @@ impl Overlays {
         limits: &Limits,
     ) -> Result<(), ImageError> {
         let decoded = crate::decode(bytes, limits, None)?;
-        self.images.insert(id, Arc::new(decoded.image.into_rgba8()));
+        let rgba = DynamicImage::ImageRgba8(decoded.image.into_rgba8());
+        self.images.insert(id, Arc::new(rgba));
         Ok(())
     }
 
-    fn get(&self, id: &str) -> Option<&RgbaImage> {
+    fn get(&self, id: &str) -> Option<&DynamicImage> {
         self.images.get(id).map(|image| &**image)
     }
 }
@@ -65,11 +67,8 @@ pub(crate) fn watermark(
     crate::canvas::check_output(op, u64::from(width), u64::from(height), limits)?;
     let scaled = scale(source, width, height)?;
     let opacity = f32::from(mark.opacity.0 as u16) / 1000.0;
-    let mut base = match image {
-        DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => image,
-        DynamicImage::ImageLuma8(_) => DynamicImage::ImageRgb8(image.to_rgb8()),
-        other => DynamicImage::ImageRgba8(other.to_rgba8()),
-    };
+    // RGB, or RGBA where the image has alpha: the layouts `blend` writes.
+    let mut base = crate::canvas::widen_for(image, opossum_ops::Colour::new([0, 0, 0, 255]));
     let (base_w, base_h) = (base.width(), base.height());
     let places: Vec<(i64, i64)> = match mark.placement {
         Placement::Tile => (0..base_h)
@@ -104,17 +103,17 @@ pub(crate) fn watermark(
     Ok(base)
 }
 
-/// The watermark at its placed size (Lanczos3, premultiplied so edges do not darken).
-fn scale(source: &RgbaImage, width: u32, height: u32) -> Result<RgbaImage, ImageError> {
+/// The watermark at its placed size (Lanczos3; fast_image_resize premultiplies the alpha, so
+/// the edges do not darken).
+fn scale(source: &DynamicImage, width: u32, height: u32) -> Result<RgbaImage, ImageError> {
     use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
-    if (width, height) == source.dimensions() {
-        return Ok(source.clone());
+    if (width, height) == (source.width(), source.height()) {
+        return Ok(source.to_rgba8());
     }
-    let input = DynamicImage::ImageRgba8(source.clone());
     let mut output = DynamicImage::new_rgba8(width, height);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     Resizer::new()
-        .resize(&input, &mut output, &options)
+        .resize(source, &mut output, &options)
         .map_err(|e| ImageError::Internal {
             message: format!("scaling the watermark to {width}x{height}: {e}"),
         })?;

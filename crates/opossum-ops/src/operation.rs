@@ -43,10 +43,6 @@ impl Colour {
     /// No colour at all: what `contain`, `pad` and `rotate` fill with by default (an encoder
     /// without alpha flattens it onto white).
     pub const TRANSPARENT: Colour = Colour { rgba: [0, 0, 0, 0] };
-    /// Opaque white.
-    pub const WHITE: Colour = Colour {
-        rgba: [255, 255, 255, 255],
-    };
 
     /// The colour of these channels (any with alpha 0 is [`Colour::TRANSPARENT`]).
     pub fn new(rgba: [u8; 4]) -> Colour {
