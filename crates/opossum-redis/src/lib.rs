@@ -422,13 +422,7 @@ impl Connection {
     pub async fn on_node(&mut self, node: &str, cmd: &Cmd) -> RedisResult<Value> {
         match self {
             Connection::Cluster(connection) => {
-                let (host, port) = node.rsplit_once(':').unwrap_or((node, "6379"));
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                    host: host.to_string(),
-                    port: port
-                        .parse()
-                        .map_err(|_| invalid("invalid node address", node.to_string()))?,
-                });
+                let routing = RoutingInfo::SingleNode(by_address(node)?);
                 connection.route_command(cmd.clone(), routing).await
             }
             _ => self.req_packed_command(cmd).await,
@@ -468,13 +462,7 @@ impl Connection {
                 return Err(error);
             }
             if let Redirect::AllTo(node) = redirect {
-                let (host, port) = node.rsplit_once(':').unwrap_or((&node, "6379"));
-                let route = SingleNodeRoutingInfo::ByAddress {
-                    host: host.to_string(),
-                    port: port
-                        .parse()
-                        .map_err(|_| invalid("invalid node address", node.clone()))?,
-                };
+                let route = by_address(&node)?;
                 let mut asking = redis::pipe();
                 asking.cmd("ASKING").cmd("MULTI");
                 for command in pipe.cmd_iter() {
@@ -500,6 +488,49 @@ impl Connection {
             delay = (delay * 2).min(Duration::from_millis(400));
         }
     }
+}
+
+fn is_ask(error: &RedisError) -> bool {
+    error.kind() == ErrorKind::Server(redis::ServerErrorKind::Ask)
+}
+
+fn by_address(node: &str) -> RedisResult<SingleNodeRoutingInfo> {
+    let (host, port) = node.rsplit_once(':').unwrap_or((node, "6379"));
+    Ok(SingleNodeRoutingInfo::ByAddress {
+        host: host.to_string(),
+        port: port
+            .parse()
+            .map_err(|_| invalid("invalid node address", node.to_string()))?,
+    })
+}
+
+/// A single command's answer, with an `ASK` that outlived the redis crate's retries followed
+/// as the spec says. The crate sends `ASKING` as a request of its own and the command after it;
+/// on a connection that many tasks share, another task's command can come between the two and
+/// use up the one-time `ASKING`, and the command is asked again, up to its retries. Here
+/// `ASKING` and the command go as one pipeline, which nothing can come between.
+async fn follow_ask(
+    cluster: &mut ClusterConnection,
+    cmd: &Cmd,
+    mut result: RedisResult<Value>,
+) -> RedisResult<Value> {
+    const ASK_RETRIES: u32 = 8;
+    for _ in 0..ASK_RETRIES {
+        let error = match result {
+            Err(error) if is_ask(&error) => error,
+            other => return other,
+        };
+        let Some((node, _slot)) = error.redirect_node() else {
+            return Err(error);
+        };
+        let mut asking = redis::pipe();
+        asking.cmd("ASKING").add_command(cmd.clone());
+        result = cluster
+            .route_pipeline(asking, 1, 1, by_address(node)?)
+            .await
+            .and_then(|mut values| values.pop().unwrap_or(Value::Nil).extract_error());
+    }
+    result
 }
 
 /// What a failed transaction says about a slot migration.
@@ -578,7 +609,14 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Managed(c) => c.req_packed_command(cmd),
             Connection::Direct(c) => c.req_packed_command(cmd),
-            Connection::Cluster(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => {
+                let mut cluster = c.clone();
+                async move {
+                    let first = cluster.req_packed_command(cmd).await;
+                    follow_ask(&mut cluster, cmd, first).await
+                }
+                .boxed()
+            }
         }
     }
 
@@ -596,7 +634,31 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Managed(c) => c.req_packed_commands(pipeline, offset, count),
             Connection::Direct(c) => c.req_packed_commands(pipeline, offset, count),
-            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => {
+                let mut cluster = c.clone();
+                async move {
+                    match cluster.req_packed_commands(pipeline, offset, count).await {
+                        // A pipeline (not a transaction: that has an offset) with a command
+                        // `ASK`ed about: the redis crate sends the whole pipeline to the
+                        // importing node, where the commands whose keys are still on the source
+                        // get `MOVED` back, until its retries run out. Each command goes on its
+                        // own instead, to the node that holds its key.
+                        Err(error) if offset == 0 && is_ask(&error) => {
+                            let mut values = Vec::with_capacity(count);
+                            for cmd in pipeline.cmd_iter().take(count) {
+                                let first = cluster.req_packed_command(cmd).await;
+                                values.push(match follow_ask(&mut cluster, cmd, first).await {
+                                    Ok(value) => value,
+                                    Err(e) => return Err(e),
+                                });
+                            }
+                            Ok(values)
+                        }
+                        other => other,
+                    }
+                }
+                .boxed()
+            }
         }
     }
 
