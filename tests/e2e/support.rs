@@ -28,7 +28,8 @@ pub(crate) fn opossum_fails_in(data: &opossum_testkit::TempDir, args: &[&str]) -
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn run_in(data: &opossum_testkit::TempDir, args: &[&str]) -> std::process::Output {
+/// `opossum ARGS` in embedded mode, however it ends.
+pub(crate) fn run_in(data: &opossum_testkit::TempDir, args: &[&str]) -> std::process::Output {
     std::process::Command::new(binary())
         .args(args)
         .env("OPOSSUM_DATA_DIR", data.path())

@@ -228,21 +228,15 @@ fn through_cache(
 /// The short format name of a media type, from the one mapping `OutputFormat` owns.
 fn format_name(media_type: &str) -> &'static str {
     use opossum_ops::OutputFormat;
-    [
-        OutputFormat::Jpeg,
-        OutputFormat::Png,
-        OutputFormat::Webp,
-        OutputFormat::Avif,
-        OutputFormat::Svg,
-    ]
-    .into_iter()
-    .find(|format| format.mime() == media_type)
-    .map_or(
-        if media_type == "application/json" {
-            "json"
-        } else {
-            "unknown"
-        },
-        OutputFormat::name,
-    )
+    OutputFormat::ALL
+        .into_iter()
+        .find(|format| format.mime() == media_type)
+        .map_or(
+            if media_type == "application/json" {
+                "json"
+            } else {
+                "unknown"
+            },
+            OutputFormat::name,
+        )
 }

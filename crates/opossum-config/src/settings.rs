@@ -451,6 +451,8 @@ pub struct LimitsSettings {
     /// largest source file (default 50MB)
     #[serde(deserialize_with = "size")]
     pub max_source_size: u64,
+    /// most frames of an animated source (default 500)
+    pub max_frames: u32,
     /// largest output and intermediate image in pixels (default 50,000,000)
     pub max_output_pixels: u64,
     /// largest image `format:svg` traces (default 1,000,000 pixels)
@@ -470,6 +472,7 @@ impl Default for LimitsSettings {
         LimitsSettings {
             max_pixels: limits::MAX_PIXELS,
             max_source_size: limits::MAX_SOURCE_BYTES,
+            max_frames: limits::MAX_FRAMES,
             max_output_pixels: limits::MAX_OUTPUT_PIXELS,
             max_trace_pixels: limits::MAX_TRACE_PIXELS,
             max_svg_depth: limits::MAX_SVG_DEPTH,

@@ -152,6 +152,7 @@ pub fn engine_limits(config: &opossum_config::Config) -> opossum_image::Limits {
         fonts,
         max_pixels: settings.max_pixels,
         max_bytes: settings.max_source_size,
+        max_frames: settings.max_frames,
         max_output_pixels: settings.max_output_pixels,
         max_trace_pixels: settings.max_trace_pixels,
         max_svg_depth: settings.max_svg_depth,

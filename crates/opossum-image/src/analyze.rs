@@ -26,6 +26,14 @@ pub struct Analysis {
     pub format: SourceFormat,
     /// whether the image has an alpha channel
     pub has_alpha: bool,
+    /// frames: 1 for a still image (the statistics describe the first frame)
+    pub frames: u32,
+    /// how many times an animation plays (0: for ever); absent for a still image
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loop_count: Option<u32>,
+    /// how long one play of an animation takes, in milliseconds; absent for a still image
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     /// per-channel histogram
     pub histogram: Histogram,
     /// mean colour, `#rrggbb`
@@ -102,6 +110,9 @@ pub fn analyze(image: &DynamicImage, format: SourceFormat) -> Analysis {
         height: image.height(),
         format,
         has_alpha: image.color().has_alpha(),
+        frames: 1,
+        loop_count: None,
+        duration_ms: None,
         histogram: Histogram {
             bins: HISTOGRAM_BINS,
             red: bin(&channels[0]),

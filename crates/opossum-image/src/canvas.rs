@@ -187,6 +187,30 @@ pub(crate) fn trim(image: DynamicImage, threshold: u8) -> DynamicImage {
     crop(&image, left, top, width, height)
 }
 
+/// `trim` for the frames of an animation: one window for all, the smallest that holds the
+/// content of every frame, so the frames stay one size and nothing of any is cut.
+pub(crate) fn trim_alike(frames: Vec<DynamicImage>, threshold: u8) -> Vec<DynamicImage> {
+    let Some(first) = frames.first() else {
+        return frames;
+    };
+    let (width, height) = (first.width(), first.height());
+    let union = frames
+        .iter()
+        .filter_map(|frame| content_box(frame, threshold))
+        .map(|(left, top, w, h)| (left, top, left + w, top + h))
+        .reduce(|a, b| (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3)));
+    let Some((left, top, right, bottom)) = union else {
+        return frames;
+    };
+    if (right - left, bottom - top) == (width, height) {
+        return frames;
+    }
+    frames
+        .iter()
+        .map(|frame| crop(frame, left, top, right - left, bottom - top))
+        .collect()
+}
+
 /// The content's bounding box (left, top, width, height), `None` when there is none.
 fn content_box(image: &DynamicImage, threshold: u8) -> Option<(u32, u32, u32, u32)> {
     let channels = usize::from(image.color().channel_count());

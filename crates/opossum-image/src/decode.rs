@@ -15,6 +15,7 @@ use std::io::Cursor;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use opossum_ops::{Chain, Operation, ResizeMode};
 
+use crate::animation::{self, Picture, Timing};
 use crate::{ImageError, Limits, svg};
 
 /// Formats the engine reads.
@@ -25,9 +26,9 @@ pub enum SourceFormat {
     Jpeg,
     /// PNG
     Png,
-    /// GIF (first frame)
+    /// GIF, still or animated
     Gif,
-    /// WebP (first frame)
+    /// WebP, still or animated
     Webp,
     /// BMP
     Bmp,
@@ -139,14 +140,34 @@ pub fn decode_hint(chain: &Chain) -> Option<DecodeHint> {
 /// A decoded image.
 #[derive(Debug, Clone)]
 pub struct Decoded {
-    /// upright, sRGB, 8 bits per channel (Luma8, LumaA8, Rgb8 or Rgba8)
+    /// upright, sRGB, 8 bits per channel (Luma8, LumaA8, Rgb8 or Rgba8); an animation's first
+    /// frame
     pub image: DynamicImage,
+    /// an animation's other frames (RGBA, each the whole canvas); empty for a still image
+    pub more_frames: Vec<DynamicImage>,
+    /// an animation's timing; `None` for a still image
+    pub timing: Option<Timing>,
     /// what the bytes were
     pub format: SourceFormat,
     /// full width before any shrink-on-load, upright
     pub source_width: u32,
     /// full height before any shrink-on-load, upright
     pub source_height: u32,
+}
+
+impl Decoded {
+    /// The image or animation, for [`Picture::apply`].
+    pub fn into_picture(self) -> Picture {
+        match self.timing {
+            Some(timing) => {
+                let mut frames = Vec::with_capacity(1 + self.more_frames.len());
+                frames.push(self.image);
+                frames.extend(self.more_frames);
+                Picture::animated(frames, timing)
+            }
+            None => Picture::still(self.image),
+        }
+    }
 }
 
 /// Decodes `input` within `limits`. With a `hint`, JPEG and SVG sources are decoded no larger
@@ -168,7 +189,37 @@ pub fn decode(
     match format {
         SourceFormat::Jpeg => decode_jpeg(input, limits, hint),
         SourceFormat::Svg => svg::render(input, limits, hint),
+        SourceFormat::Gif | SourceFormat::Webp => match animation::decode(input, format, limits)? {
+            Some((frames, timing)) => Ok(Decoded::frames(frames, timing, format)),
+            None => decode_with_image_crate(input, format, limits),
+        },
         other => decode_with_image_crate(input, other, limits),
+    }
+}
+
+impl Decoded {
+    /// A still image as decoded, at its full size.
+    pub(crate) fn still(image: DynamicImage, format: SourceFormat) -> Decoded {
+        Decoded {
+            source_width: image.width(),
+            source_height: image.height(),
+            image,
+            more_frames: Vec::new(),
+            timing: None,
+            format,
+        }
+    }
+
+    /// The frames of a GIF or WebP animation; one frame is a still image.
+    fn frames(frames: Vec<DynamicImage>, timing: Timing, format: SourceFormat) -> Decoded {
+        let mut frames = frames.into_iter();
+        let image = frames.next().expect("at least one frame");
+        let more_frames: Vec<DynamicImage> = frames.collect();
+        Decoded {
+            timing: (!more_frames.is_empty()).then_some(timing),
+            more_frames,
+            ..Decoded::still(image, format)
+        }
     }
 }
 
@@ -312,10 +363,9 @@ fn decode_jpeg(
     let mut image = image;
     image.apply_orientation(orientation);
     Ok(Decoded {
-        image,
-        format: SourceFormat::Jpeg,
         source_width: upright_w,
         source_height: upright_h,
+        ..Decoded::still(image, SourceFormat::Jpeg)
     })
 }
 
@@ -516,13 +566,7 @@ fn decode_with_image_crate(
         }
     }
     image.apply_orientation(orientation);
-    let (source_width, source_height) = (image.width(), image.height());
-    Ok(Decoded {
-        image,
-        format,
-        source_width,
-        source_height,
-    })
+    Ok(Decoded::still(image, format))
 }
 
 /// The engine works in 8 bits per channel: what every output format and every web client uses.

@@ -112,6 +112,7 @@ pub fn encode(
             source.write_with_encoder(encoder).map_err(|e| failed(&e))?;
             Ok(out)
         }
+        OutputFormat::Gif => crate::animation::encode_gif(std::slice::from_ref(image), None),
         OutputFormat::Svg => trace(image, limits),
     }
 }

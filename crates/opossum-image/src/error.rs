@@ -23,6 +23,28 @@ pub enum ImageError {
         /// the limit
         limit: u64,
     },
+    /// An animation has more frames than [`crate::Limits::max_frames`].
+    #[error("animation has more than {limit} frames, the limit")]
+    TooManyFrames {
+        /// the limit
+        limit: u32,
+    },
+    /// An animation's frames together have more pixels than allowed.
+    #[error(
+        "animation of {frames} frames of {width}x{height} is {pixels} pixels, more than the limit of {limit} pixels"
+    )]
+    AnimationTooLarge {
+        /// frames counted so far
+        frames: u64,
+        /// canvas width
+        width: u64,
+        /// canvas height
+        height: u64,
+        /// frames x width x height
+        pixels: u64,
+        /// the limit
+        limit: u64,
+    },
     /// The bytes are not an image format the engine reads.
     #[error("unrecognised image format (first bytes {magic})")]
     UnknownFormat {

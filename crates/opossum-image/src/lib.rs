@@ -30,6 +30,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod analyze;
+mod animation;
 mod canvas;
 mod decode;
 mod encode;
@@ -44,6 +45,7 @@ mod svg;
 use std::time::Duration;
 
 pub use analyze::{Analysis, analyze};
+pub use animation::{Picture, Timing};
 pub use decode::{DecodeHint, Decoded, SourceFormat, decode, decode_hint};
 pub use encode::{default_encoding, encode};
 pub use error::ImageError;
@@ -72,6 +74,8 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Largest source file, in bytes.
     pub max_bytes: u64,
+    /// Most frames of an animated source.
+    pub max_frames: u32,
     /// Largest output, in pixels; also bounds every intermediate image.
     pub max_output_pixels: u64,
     /// Largest image that `format:svg` will trace; tracing is slow and its output grows with it.
@@ -93,6 +97,7 @@ impl Default for Limits {
         Limits {
             max_pixels: limits::MAX_PIXELS,
             max_bytes: limits::MAX_SOURCE_BYTES,
+            max_frames: limits::MAX_FRAMES,
             max_output_pixels: limits::MAX_OUTPUT_PIXELS,
             max_trace_pixels: limits::MAX_TRACE_PIXELS,
             max_svg_depth: limits::MAX_SVG_DEPTH,
@@ -116,6 +121,8 @@ pub struct Output {
     pub width: u32,
     /// height of the produced image (of the analysed image for `analyze`)
     pub height: u32,
+    /// frames written: more than 1 for an animation, 1 otherwise (and for `analyze`)
+    pub frames: u32,
 }
 
 /// What the final step needs to know about the source.
@@ -154,21 +161,23 @@ pub fn process_with(
 ) -> Result<Output, ImageError> {
     let decoded = decode(input, limits, decode_hint(chain))?;
     let source = SourceInfo::from(&decoded);
-    let mut image = decoded.image;
+    let mut picture = decoded.into_picture();
     for op in chain.pixel_ops() {
-        image = apply_with(image, op, limits, overlays)?;
+        picture = picture.apply(op, limits, overlays)?;
     }
-    finish(&image, chain, source, limits)
+    finish(&picture, chain, source, limits)
 }
 
 /// The last step of a request: encode the processed image as the chain says (or in the
-/// source's default format), or analyse it.
+/// source's default format: an animation keeps its own), or analyse it.
 pub fn finish(
-    image: &image::DynamicImage,
+    picture: &Picture,
     chain: &Chain,
     source: SourceInfo,
     limits: &Limits,
 ) -> Result<Output, ImageError> {
+    let image = picture.first();
+    let frames = picture.frames().len() as u32;
     if chain.is_analysis() {
         // A bare analysis ran on a reduced decode; it describes the source.
         let (width, height) = if chain.pixel_ops().is_empty() {
@@ -178,6 +187,11 @@ pub fn finish(
         };
         let mut analysis = analyze(image, source.format);
         (analysis.width, analysis.height) = (width, height);
+        if let Some(timing) = picture.timing() {
+            analysis.frames = frames;
+            analysis.loop_count = Some(timing.loops);
+            analysis.duration_ms = Some(timing.duration_ms());
+        }
         let bytes = serde_json::to_vec(&analysis).map_err(|e| ImageError::Internal {
             message: format!("serialising analysis: {e}"),
         })?;
@@ -187,17 +201,29 @@ pub fn finish(
             format: "json",
             width,
             height,
+            frames: 1,
         });
     }
-    let encoding = chain
-        .encoding()
-        .unwrap_or_else(|| default_encoding(source.format));
-    let bytes = encode(image, encoding, limits)?;
+    let encoding = chain.encoding().unwrap_or_else(|| {
+        match animation::default_format(source.format).filter(|_| picture.is_animated()) {
+            Some(format) => opossum_ops::Encoding::default_for(format),
+            None => default_encoding(source.format),
+        }
+    });
+    let animated = picture
+        .timing()
+        .and_then(|timing| animation::encode(picture.frames(), timing, encoding));
+    let (bytes, frames) = match animated {
+        Some(bytes) => (bytes?, frames),
+        // A format without animation takes the first frame, as imgproxy does.
+        None => (encode(image, encoding, limits)?, 1),
+    };
     Ok(Output {
         bytes,
         media_type: encoding.format.mime(),
         format: encoding.format.name(),
         width: image.width(),
         height: image.height(),
+        frames,
     })
 }

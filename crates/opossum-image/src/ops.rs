@@ -29,6 +29,22 @@ pub fn apply_with(
     limits: &Limits,
     overlays: &Overlays,
 ) -> Result<DynamicImage, ImageError> {
+    apply_pinned(image, op, limits, overlays, &Pin::default())
+}
+
+/// What the frames of an animation share for one operation: the window `smart` gravity chose
+/// on the first frame, so that every frame is cut alike (a window per frame would jump about).
+#[derive(Debug, Default)]
+pub(crate) struct Pin(std::cell::Cell<Option<(f64, f64)>>);
+
+/// [`apply_with`] for one frame of several, sharing `pin` with the others.
+pub(crate) fn apply_pinned(
+    image: DynamicImage,
+    op: &Operation,
+    limits: &Limits,
+    overlays: &Overlays,
+    pin: &Pin,
+) -> Result<DynamicImage, ImageError> {
     let (width, height) = (image.width(), image.height());
     Ok(match *op {
         Operation::Watermark(ref mark) => overlay::watermark(image, mark, overlays, op, limits)?,
@@ -46,14 +62,14 @@ pub fn apply_with(
                 enlarge,
             };
             match mode {
-                ResizeMode::Force => resize(&image, bw, bh, None, op, limits)?,
+                ResizeMode::Force => resize(&image, bw, bh, None, op, limits, pin)?,
                 ResizeMode::Fit => {
                     let (w, h) = target_size(width, height, hint);
-                    resize(&image, w, h, None, op, limits)?
+                    resize(&image, w, h, None, op, limits, pin)?
                 }
                 ResizeMode::Contain { background } => {
                     let (w, h) = target_size(width, height, hint);
-                    let fitted = resize(&image, w, h, None, op, limits)?;
+                    let fitted = resize(&image, w, h, None, op, limits, pin)?;
                     if (w, h) == (bw, bh) {
                         fitted
                     } else {
@@ -62,15 +78,17 @@ pub fn apply_with(
                         canvas::embed(fitted, size, at, background, op, limits)?
                     }
                 }
-                ResizeMode::Fill if enlarge => resize(&image, bw, bh, Some(gravity), op, limits)?,
+                ResizeMode::Fill if enlarge => {
+                    resize(&image, bw, bh, Some(gravity), op, limits, pin)?
+                }
                 ResizeMode::Fill => {
                     // Cover the box, but never enlarge: a small source is only cropped.
                     let (w, h) = (bw.min(width), bh.min(height));
                     let (cover_w, _) = target_size(width, height, hint);
                     if cover_w >= width {
-                        crop_at(&image, w, h, gravity)?
+                        crop_at(&image, w, h, gravity, pin)?
                     } else {
-                        resize(&image, w, h, Some(gravity), op, limits)?
+                        resize(&image, w, h, Some(gravity), op, limits, pin)?
                     }
                 }
             }
@@ -83,7 +101,7 @@ pub fn apply_with(
                 enlarge: false,
             };
             let (w, h) = target_size(width, height, hint);
-            resize(&image, w, h, None, op, limits)?
+            resize(&image, w, h, None, op, limits, pin)?
         }
         Operation::Crop {
             width: cw,
@@ -93,7 +111,7 @@ pub fn apply_with(
         } => {
             let (cw, ch) = (cw.resolve(width), ch.resolve(height));
             match origin {
-                None => crop_at(&image, cw, ch, gravity)?,
+                None => crop_at(&image, cw, ch, gravity, pin)?,
                 Some((x, y)) => {
                     if x >= width || y >= height {
                         return Err(ImageError::BadOperation {
@@ -144,6 +162,17 @@ pub fn apply_with(
             saturation,
             hue,
         } => filters::modulate(image, brightness, saturation, hue),
+        // A still image is its own frame 0; other frames are taken from an animation before
+        // any operation runs (`Picture::apply`).
+        Operation::Frame(0) => image,
+        Operation::Frame(index) => {
+            return Err(ImageError::BadOperation {
+                op: op.to_string(),
+                width,
+                height,
+                reason: format!("the image has 1 frame, not {}", index + 1),
+            });
+        }
         Operation::Format(_) | Operation::Analyze => image,
     })
 }
@@ -154,12 +183,13 @@ fn crop_at(
     width: u32,
     height: u32,
     gravity: Gravity,
+    pin: &Pin,
 ) -> Result<DynamicImage, ImageError> {
     let (w, h) = (width.min(image.width()), height.min(image.height()));
     if (w, h) == (image.width(), image.height()) {
         return Ok(image.clone());
     }
-    let (x, y) = window(image, f64::from(w), f64::from(h), gravity)?;
+    let (x, y) = window(image, f64::from(w), f64::from(h), gravity, pin)?;
     // The window is inside: `window` clamps its corner to [0, extent - size].
     let (x, y) = (x.round() as u32, y.round() as u32);
     Ok(canvas::crop(
@@ -177,9 +207,15 @@ fn window(
     w: f64,
     h: f64,
     gravity: Gravity,
+    pin: &Pin,
 ) -> Result<(f64, f64), ImageError> {
     let Some((ax, ay)) = gravity.anchor() else {
-        return smart::attention(image, w, h);
+        if let Some(corner) = pin.0.get() {
+            return Ok(corner);
+        }
+        let corner = smart::attention(image, w, h)?;
+        pin.0.set(Some(corner));
+        return Ok(corner);
     };
     Ok((
         Gravity::offset(f64::from(image.width()), w, ax),
@@ -196,6 +232,7 @@ fn resize(
     cover: Option<Gravity>,
     op: &Operation,
     limits: &Limits,
+    pin: &Pin,
 ) -> Result<DynamicImage, ImageError> {
     if (width, height) == (image.width(), image.height()) {
         return Ok(image.clone());
@@ -211,7 +248,7 @@ fn resize(
         } else {
             (sw, sw / aspect)
         };
-        let (left, top) = window(image, cw, ch, gravity)?;
+        let (left, top) = window(image, cw, ch, gravity, pin)?;
         options = options.crop(left, top, cw, ch);
     }
     let mut target = DynamicImage::new(width, height, image.color());

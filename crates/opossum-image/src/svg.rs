@@ -88,10 +88,9 @@ pub(crate) fn render(
             message: "svg pixmap has the wrong size".into(),
         })?;
     Ok(Decoded {
-        image: DynamicImage::ImageRgba8(image),
-        format: SourceFormat::Svg,
         source_width: width,
         source_height: height,
+        ..Decoded::still(DynamicImage::ImageRgba8(image), SourceFormat::Svg)
     })
 }
 

@@ -35,6 +35,7 @@ pub(crate) fn spec(name: &str) -> Option<(&'static str, &'static [&'static str])
         "background" | "bg" | "flatten" => ("background", &["color"]),
         "trim" => ("trim", &["threshold"]),
         "dpr" => ("dpr", &["factor"]),
+        "frame" => ("frame", &["index"]),
         "grayscale" | "greyscale" | "gray" | "grey" => ("grayscale", &[]),
         "blur" => ("blur", &["sigma"]),
         "sharpen" => ("sharpen", &["sigma"]),
@@ -248,6 +249,10 @@ impl RawOp {
                 Some("v" | "vertical" | "y") => FlipAxis::Vertical,
                 Some(other) => return Err(self.bad(0, other, "expected `h` or `v`")),
             }),
+            "frame" => Operation::Frame(
+                self.integer(0, 0, i64::from(crate::limits::MAX_FRAMES) - 1)?
+                    .ok_or_else(|| self.missing(0))? as u32,
+            ),
             "grayscale" => Operation::Grayscale,
             "blur" => Operation::Blur {
                 sigma: self.milli(0, 100)?.ok_or_else(|| self.missing(0))?,
@@ -606,7 +611,7 @@ impl RawOp {
     fn build_format(&self) -> Result<Encoding, OpsError> {
         let given = self.arg(0).ok_or_else(|| self.missing(0))?;
         let format = OutputFormat::from_name(given)
-            .ok_or_else(|| self.bad(0, given, "expected jpeg, png, webp, avif or svg"))?;
+            .ok_or_else(|| self.bad(0, given, "expected jpeg, png, webp, avif, gif or svg"))?;
         let lossless_flag = match self.arg(2).map(str::to_ascii_lowercase).as_deref() {
             None | Some("false") => false,
             Some("true" | "lossless") => true,

@@ -344,6 +344,13 @@ fn normalise(ops: Vec<(usize, Operation)>) -> Result<Chain, OpsError> {
                     reason: "must be the last operation",
                 });
             }
+            Operation::Frame(_) if index > 0 => {
+                return Err(OpsError::Misplaced {
+                    position: *position,
+                    op: "frame",
+                    reason: "must be the first operation",
+                });
+            }
             Operation::Analyze if !is_last => {
                 return Err(OpsError::Misplaced {
                     position: *position,
@@ -425,6 +432,9 @@ mod tests {
         check("crop:100:50", "crop:100:50");
         check("crop:100:50:10:20", "crop:100:50:10:20");
         check("analyse", "analyze");
+        check("format:GIF", "format:gif");
+        check("frame:0,resize:100", "frame:0,resize:100:0:fit");
+        check(r#"[{"op":"frame","index":3}]"#, "frame:3");
     }
 
     #[test]
@@ -745,7 +755,13 @@ mod tests {
             "brightness:150",
             "error: bad value `150`: must be between -100 and 100",
         );
-        check("format:gif", "error: bad format `gif`");
+        check("format:bmp", "error: bad format `bmp`");
+        check("format:gif:80", "error: gif takes no quality");
+        check(
+            "resize:100,frame:1",
+            "error: operation 2 `frame`: must be the first",
+        );
+        check("frame:500", "error: bad index `500`");
         check("format:png:80", "error: png takes no quality");
         check(
             "format:jpeg:lossless",

@@ -51,4 +51,4 @@ pub use ttl::{TtlInputs, adaptive_ttl};
 
 /// Version of the processing algorithms, part of every cache key. Bump it when an operation's
 /// output changes, and every cached entry made by the old code becomes unreachable.
-pub const PROCESSING_VERSION: &str = "2";
+pub const PROCESSING_VERSION: &str = "3";

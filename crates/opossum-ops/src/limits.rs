@@ -5,6 +5,8 @@ use std::time::Duration;
 
 /// Largest source, in pixels (every animation frame counted).
 pub const MAX_PIXELS: u64 = 50_000_000;
+/// Most frames of an animated source.
+pub const MAX_FRAMES: u32 = 500;
 /// Largest source file, in bytes.
 pub const MAX_SOURCE_BYTES: u64 = 50_000_000;
 /// Largest output and intermediate image, in pixels.

@@ -316,6 +316,8 @@ pub enum OutputFormat {
     Webp,
     /// AVIF (rav1e)
     Avif,
+    /// GIF, still or animated (the `gif` crate, NeuQuant palettes)
+    Gif,
     /// SVG traced from the raster image (vtracer)
     Svg,
 }
@@ -326,13 +328,23 @@ impl<'de> serde::Deserialize<'de> for OutputFormat {
         let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         OutputFormat::from_name(&name).ok_or_else(|| {
             serde::de::Error::custom(format!(
-                "unknown format `{name}` (known: jpeg, png, webp, avif, svg)"
+                "unknown format `{name}` (known: jpeg, png, webp, avif, gif, svg)"
             ))
         })
     }
 }
 
 impl OutputFormat {
+    /// Every output format.
+    pub const ALL: [OutputFormat; 6] = [
+        OutputFormat::Jpeg,
+        OutputFormat::Png,
+        OutputFormat::Webp,
+        OutputFormat::Avif,
+        OutputFormat::Gif,
+        OutputFormat::Svg,
+    ];
+
     /// The canonical name, as it appears in chains, file extensions and events.
     pub fn name(self) -> &'static str {
         match self {
@@ -340,6 +352,7 @@ impl OutputFormat {
             OutputFormat::Png => "png",
             OutputFormat::Webp => "webp",
             OutputFormat::Avif => "avif",
+            OutputFormat::Gif => "gif",
             OutputFormat::Svg => "svg",
         }
     }
@@ -351,6 +364,7 @@ impl OutputFormat {
             OutputFormat::Png => "image/png",
             OutputFormat::Webp => "image/webp",
             OutputFormat::Avif => "image/avif",
+            OutputFormat::Gif => "image/gif",
             OutputFormat::Svg => "image/svg+xml",
         }
     }
@@ -362,6 +376,7 @@ impl OutputFormat {
             "png" => Some(OutputFormat::Png),
             "webp" => Some(OutputFormat::Webp),
             "avif" => Some(OutputFormat::Avif),
+            "gif" => Some(OutputFormat::Gif),
             "svg" => Some(OutputFormat::Svg),
             _ => None,
         }
@@ -372,7 +387,7 @@ impl OutputFormat {
         match self {
             OutputFormat::Jpeg | OutputFormat::Webp => Some(80),
             OutputFormat::Avif => Some(60),
-            OutputFormat::Png | OutputFormat::Svg => None,
+            OutputFormat::Png | OutputFormat::Gif | OutputFormat::Svg => None,
         }
     }
 }
@@ -481,6 +496,8 @@ pub enum Operation {
     },
     /// Mirror.
     Flip(FlipAxis),
+    /// One frame of an animation (0-based), as a still image; the first step of a chain.
+    Frame(u32),
     /// Add margins (CSS order) of a colour.
     Pad {
         /// pixels above
@@ -557,6 +574,7 @@ impl Operation {
             Operation::Crop { .. } => "crop",
             Operation::Rotate(_) | Operation::RotateBy { .. } => "rotate",
             Operation::Flip(_) => "flip",
+            Operation::Frame(_) => "frame",
             Operation::Pad { .. } => "pad",
             Operation::Background(_) => "background",
             Operation::Trim { .. } => "trim",
@@ -774,7 +792,10 @@ impl fmt::Display for Operation {
             Operation::Brightness(v) | Operation::Contrast(v) | Operation::Saturation(v) => {
                 write!(f, "{name}:{v}")
             }
-            Operation::Pixelate(v) | Operation::Median(v) | Operation::Round(v) => {
+            Operation::Pixelate(v)
+            | Operation::Median(v)
+            | Operation::Round(v)
+            | Operation::Frame(v) => {
                 write!(f, "{name}:{v}")
             }
             Operation::Gamma(g) => write!(f, "{name}:{g}"),

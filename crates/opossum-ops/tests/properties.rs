@@ -139,6 +139,7 @@ fn terminal_op() -> impl Strategy<Value = Option<Operation>> {
             quality: None
         }),
         Just(Encoding::default_for(OutputFormat::Png)),
+        Just(Encoding::default_for(OutputFormat::Gif)),
         Just(Encoding::default_for(OutputFormat::Svg)),
     ];
     prop_oneof![

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opossum_cache::{Entry, Hierarchy, TierKind};
-use opossum_image::{ImageError, Limits, Overlays, SourceInfo};
+use opossum_image::{ImageError, Limits, Overlays, Picture, SourceInfo};
 use opossum_ops::{
     CacheKey, Category, Chain, Options, TtlInputs, adaptive_ttl, derive_key_with_chain,
 };
@@ -536,8 +536,8 @@ impl Pipeline {
                 }
             }
         }
-        let (start, mut image, original) = match resumed {
-            Some((n, (image, original))) => (n, image, original),
+        let (start, mut picture, original) = match resumed {
+            Some((n, (image, original))) => (n, Picture::still(image), original),
             None => {
                 let bytes = load().await.map_err(Failed::Load)?;
                 let hint = opossum_image::decode_hint(chain);
@@ -548,7 +548,7 @@ impl Pipeline {
                 .await
                 .map_err(Failed::Engine)?;
                 let original = SourceInfo::from(&decoded);
-                (0, decoded.image, original)
+                (0, decoded.into_picture(), original)
             }
         };
         let overlays = if watermarks.is_empty() {
@@ -569,15 +569,19 @@ impl Pipeline {
         };
         for (index, op) in pixel_ops.iter().enumerate().skip(start) {
             let (op, limits, overlays) = (op.clone(), limits.clone(), overlays.clone());
-            image = blocking(background, move || {
-                opossum_image::apply_with(image, &op, &limits, &overlays)
-            })
-            .await
-            .map_err(Failed::Engine)?;
+            picture = blocking(background, move || picture.apply(&op, &limits, &overlays))
+                .await
+                .map_err(Failed::Engine)?;
             let done = index + 1;
-            if done < pixel_ops.len() && raw::size(&image) <= self.config.max_intermediate_bytes {
+            // Intermediates are still images only: an animation's frames are many times the
+            // bytes for the one step they would save.
+            if done < pixel_ops.len()
+                && !picture.is_animated()
+                && picture.pixel_bytes() <= self.config.max_intermediate_bytes
+            {
+                let image = picture.first();
                 let prefix_key = self.intermediate_key(image_id, &chain.prefix(done), options);
-                let body = raw::encode(&image, original);
+                let body = raw::encode(image, original);
                 let entry = Entry::new(
                     body,
                     raw::MEDIA_TYPE,
@@ -591,7 +595,7 @@ impl Pipeline {
         }
         let chain = chain.clone();
         blocking(background, move || {
-            opossum_image::finish(&image, &chain, original, &limits)
+            opossum_image::finish(&picture, &chain, original, &limits)
         })
         .await
         .map_err(Failed::Engine)

@@ -18,10 +18,6 @@ struct Raw {
     pixels: Vec<u8>,
 }
 
-pub(crate) fn size(image: &DynamicImage) -> usize {
-    image.as_bytes().len()
-}
-
 pub(crate) fn encode(image: &DynamicImage, source: SourceInfo) -> Vec<u8> {
     let raw = Raw {
         width: image.width(),
