@@ -238,7 +238,7 @@ fn collect(
             message: format!("frame {}: {}", count - 1, e.to_string().to_lowercase()),
         })?;
         let (numer, denom) = frame.delay().numer_denom_ms();
-        delays_ms.push(if denom == 0 { 0 } else { numer / denom });
+        delays_ms.push(numer.checked_div(denom).unwrap_or(0));
         let buffer = frame.into_buffer();
         if (buffer.width(), buffer.height()) != (width, height) {
             return Err(ImageError::Corrupt {
