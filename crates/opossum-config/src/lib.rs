@@ -448,8 +448,8 @@ mod tests {
             "configuration n.yaml: origin.negotiate[1]: `png` cannot be negotiated",
         );
         check(
-            "origin:\n  negotiate: [webp, gif]\n",
-            "configuration n.yaml: origin.negotiate[1]: unknown format `gif`",
+            "origin:\n  negotiate: [webp, bmp]\n",
+            "configuration n.yaml: origin.negotiate[1]: unknown format `bmp`",
         );
         check(
             "worker:\n  concurrency: 0\n",
