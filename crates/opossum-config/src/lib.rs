@@ -452,6 +452,10 @@ mod tests {
             "configuration n.yaml: origin.negotiate[1]: unknown format `bmp`",
         );
         check(
+            "origin:\n  negotiate: [webp, gif]\n",
+            "configuration n.yaml: origin.negotiate[1]: `gif` cannot be negotiated",
+        );
+        check(
             "worker:\n  concurrency: 0\n",
             "configuration n.yaml: worker.concurrency: must be more than zero",
         );
