@@ -2,7 +2,8 @@
 //! redis-server (`fleet.rs`), the queue commands of the CLI against it (`queue_cli.rs`), the
 //! scheduler's warming strategies (`warming.rs`), the HTTP origin in embedded and fleet mode
 //! behind a real Varnish (`origin.rs`), gravity, the canvas steps and animations through every
-//! entry point (`gravity.rs`, `canvas.rs`, `animation.rs`),
+//! entry point (`gravity.rs`, `canvas.rs`, `animation.rs`), the newer input formats, encoder
+//! options and `max-bytes` (`formats.rs`),
 //! and operations: metrics, OTLP, configuration and
 //! deploy/ validated offline (`operations.rs`).
 //!
@@ -12,6 +13,7 @@
 mod animation;
 mod canvas;
 mod fleet;
+mod formats;
 mod gravity;
 mod operations;
 mod origin;

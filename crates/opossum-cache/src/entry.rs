@@ -30,6 +30,10 @@ pub struct Entry {
     pub width: u32,
     /// image height (0 for non-images)
     pub height: u32,
+    /// the quality it was encoded at, for formats with one (what `max-bytes` chose, when the
+    /// chain has it); absent in entries written before it was recorded
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u8>,
 }
 
 impl Entry {
@@ -51,6 +55,7 @@ impl Entry {
             compute_ms,
             width,
             height,
+            quality: None,
         }
     }
 

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use opossum_config::Config;
-use opossum_ops::{Category, Chain, Options, Presets, derive_key};
+use opossum_ops::{Category, Chain, Options, Presets};
 use opossum_wiring::{CommonArgs, Wiring};
 use serde::Serialize;
 
@@ -192,13 +192,16 @@ pub(crate) fn pinned_watermarks(
 
 fn key(args: KeyArgs, wiring: &Wiring) -> anyhow::Result<()> {
     let chain = parse_chain(&args.ops, &wiring.config.presets)?;
-    let (chain, _) = pinned_watermarks(chain, wiring, &pipeline_config(wiring).limits)?;
-    let key = derive_key(
+    let settings = pipeline_config(wiring);
+    let (chain, _) = pinned_watermarks(chain, wiring, &settings.limits)?;
+    // The chain as hashed: its encoding resolved with the configured defaults.
+    let (key, canonical) = opossum_ops::derive_key_with_chain(
         &wiring.prefix,
-        &pipeline_config(wiring).version,
+        &settings.version,
         &args.image_id,
         &chain,
         &Options::new(),
+        &settings.limits.encoding,
     );
     if args.json {
         let category = Category::of(&chain);
@@ -207,7 +210,7 @@ fn key(args: KeyArgs, wiring: &Wiring) -> anyhow::Result<()> {
             namespace: key.namespace().to_string(),
             image_hash: key.image_hash().to_string(),
             variant_hash: key.variant_hash().to_string(),
-            chain: chain.to_string(),
+            chain: canonical,
             category: category.name(),
             ttl_seconds: category.default_ttl().as_secs(),
         };

@@ -42,6 +42,9 @@ struct ProcessReport<'a> {
     format: &'a str,
     width: u32,
     height: u32,
+    /// the quality encoded at (absent for formats without one)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<u8>,
     bytes: usize,
     duration_ms: f64,
     source: Provenance,
@@ -53,6 +56,7 @@ struct Produced {
     format: &'static str,
     width: u32,
     height: u32,
+    quality: Option<u8>,
     source: Provenance,
 }
 
@@ -69,6 +73,7 @@ pub(crate) fn run(args: ProcessArgs, wiring: &Wiring) -> anyhow::Result<()> {
             &image_id,
             &chain,
             &Options::new(),
+            &settings.limits.encoding,
         );
         let limits = settings.limits;
         let source = OriginalSource::new(&args, wiring)?;
@@ -83,6 +88,7 @@ pub(crate) fn run(args: ProcessArgs, wiring: &Wiring) -> anyhow::Result<()> {
             format: output.format,
             width: output.width,
             height: output.height,
+            quality: output.quality,
             source: Provenance::Computed,
         }
     } else {
@@ -112,6 +118,7 @@ pub(crate) fn run(args: ProcessArgs, wiring: &Wiring) -> anyhow::Result<()> {
             format: produced.format,
             width: produced.width,
             height: produced.height,
+            quality: produced.quality,
             bytes: produced.bytes.len(),
             duration_ms: (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
             source: produced.source,
@@ -219,6 +226,7 @@ fn through_cache(
             format: format_name(&response.entry.media_type),
             width: response.entry.width,
             height: response.entry.height,
+            quality: response.entry.quality,
             source: response.provenance,
             bytes: response.entry.body.to_vec(),
         })

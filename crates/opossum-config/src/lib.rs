@@ -33,7 +33,10 @@ mod settings;
 pub use env::ENV_PREFIX;
 use env::apply_env;
 
-pub use sections::{AnalyticsSettings, FontsSettings, QueuesSettings, WarmingSettings};
+pub use sections::{
+    AnalyticsSettings, AvifSettings, EncodingSettings, FontsSettings, JpegSettings, PngSettings,
+    QueuesSettings, WarmingSettings, WebpSettings,
+};
 pub use settings::{
     CachingSettings, CdnSettings, DiskCacheSettings, LimitsSettings, MemoryCacheSettings,
     OriginSettings, OtlpProtocol, RedisCacheSettings, TelemetrySettings, WorkerSettings,
@@ -137,6 +140,8 @@ pub struct Config {
     pub queues: QueuesSettings,
     /// the font set of SVG text
     pub fonts: FontsSettings,
+    /// encoder settings a request leaves out
+    pub encoding: EncodingSettings,
 }
 
 impl Config {
@@ -237,7 +242,8 @@ impl Config {
         self.warming
             .validate(&self.presets)
             .map_err(|e| e.within("warming"))?;
-        self.queues.validate().map_err(|e| e.within("queues"))
+        self.queues.validate().map_err(|e| e.within("queues"))?;
+        self.encoding.validate().map_err(|e| e.within("encoding"))
     }
 
     /// The key and queue prefix: `flag` (`--prefix`, `OPOSSUM_PREFIX`), else the file's, else
@@ -311,7 +317,7 @@ mod tests {
         .unwrap();
         let avatar = config.presets.get("avatar").unwrap();
         assert_eq!(avatar.version, 2);
-        assert_eq!(avatar.ops.to_string(), "thumbnail:128,format:webp:80");
+        assert_eq!(avatar.ops.to_string(), "thumbnail:128,format:webp");
     }
 
     #[test]

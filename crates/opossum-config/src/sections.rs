@@ -269,3 +269,150 @@ mod tests {
         );
     }
 }
+
+/// `encoding:`: the encoder settings a request leaves out, per format (`format:jpeg` takes its
+/// quality from `encoding.jpeg.quality`). A request's own setting always wins. A default that
+/// differs from the built-in one is part of the key of every variant it changes, so changing it
+/// never serves bytes made under the old one.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncodingSettings {
+    /// `encoding.jpeg`
+    pub jpeg: JpegSettings,
+    /// `encoding.png`
+    pub png: PngSettings,
+    /// `encoding.webp`
+    pub webp: WebpSettings,
+    /// `encoding.avif`
+    pub avif: AvifSettings,
+}
+
+/// `encoding.jpeg`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JpegSettings {
+    /// 1-100 (default 80)
+    pub quality: u8,
+    /// progressive scans (default false)
+    pub progressive: bool,
+    /// chroma subsampling, `420` (default) or `444`
+    pub chroma: opossum_ops::Chroma,
+}
+
+/// `encoding.png`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PngSettings {
+    /// how hard the lossless optimiser works, 0-6 (default 2)
+    pub compression: u8,
+}
+
+/// `encoding.webp`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebpSettings {
+    /// 1-100 (default 80)
+    pub quality: u8,
+    /// 0-6 (default 4): higher is smaller and slower
+    pub effort: u8,
+}
+
+/// `encoding.avif`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AvifSettings {
+    /// 1-100 (default 60)
+    pub quality: u8,
+    /// 0-10 (default 8): lower is smaller and slower
+    pub speed: u8,
+}
+
+impl Default for JpegSettings {
+    fn default() -> JpegSettings {
+        let d = opossum_ops::EncodingDefaults::default();
+        JpegSettings {
+            quality: d.jpeg_quality,
+            progressive: d.jpeg_progressive,
+            chroma: d.jpeg_chroma,
+        }
+    }
+}
+
+impl Default for PngSettings {
+    fn default() -> PngSettings {
+        PngSettings {
+            compression: opossum_ops::EncodingDefaults::default().png_compression,
+        }
+    }
+}
+
+impl Default for WebpSettings {
+    fn default() -> WebpSettings {
+        let d = opossum_ops::EncodingDefaults::default();
+        WebpSettings {
+            quality: d.webp_quality,
+            effort: d.webp_effort,
+        }
+    }
+}
+
+impl Default for AvifSettings {
+    fn default() -> AvifSettings {
+        let d = opossum_ops::EncodingDefaults::default();
+        AvifSettings {
+            quality: d.avif_quality,
+            speed: d.avif_speed,
+        }
+    }
+}
+
+impl EncodingSettings {
+    /// The engine's form.
+    pub fn defaults(&self) -> opossum_ops::EncodingDefaults {
+        opossum_ops::EncodingDefaults {
+            jpeg_quality: self.jpeg.quality,
+            jpeg_progressive: self.jpeg.progressive,
+            jpeg_chroma: self.jpeg.chroma,
+            png_compression: self.png.compression,
+            webp_quality: self.webp.quality,
+            webp_effort: self.webp.effort,
+            avif_quality: self.avif.quality,
+            avif_speed: self.avif.speed,
+        }
+    }
+
+    /// Checks each value's range.
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        let check = |key: &str, value: u8, min: u8, max: u8| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(Invalid::new(
+                    key,
+                    format!("{value} is out of range: must be between {min} and {max}"),
+                ))
+            }
+        };
+        check("jpeg.quality", self.jpeg.quality, 1, 100)?;
+        check(
+            "png.compression",
+            self.png.compression,
+            0,
+            opossum_ops::MAX_PNG_COMPRESSION,
+        )?;
+        check("webp.quality", self.webp.quality, 1, 100)?;
+        check(
+            "webp.effort",
+            self.webp.effort,
+            0,
+            opossum_ops::MAX_WEBP_EFFORT,
+        )?;
+        check("avif.quality", self.avif.quality, 1, 100)?;
+        check(
+            "avif.speed",
+            self.avif.speed,
+            0,
+            opossum_ops::MAX_AVIF_SPEED,
+        )
+    }
+}

@@ -67,6 +67,8 @@ pub struct Event {
     pub source: Option<Provenance>,
     /// size of the variant
     pub bytes: u64,
+    /// the quality it was encoded at, for formats with one (what `max-bytes` chose)
+    pub quality: Option<u8>,
     /// time the worker spent on the job
     pub duration_ms: f64,
     /// why it failed; `None` when `status` is `ok`
@@ -87,17 +89,19 @@ impl Event {
         result: Result<&Response, &PipelineError>,
         duration: Duration,
     ) -> Event {
-        let (status, source, bytes, error) = match result {
+        let (status, source, bytes, quality, error) = match result {
             Ok(response) => (
                 Status::Ok,
                 Some(response.provenance),
                 response.entry.body.len() as u64,
+                response.entry.quality,
                 None,
             ),
             Err(error) => (
                 Status::Error,
                 error.provenance(),
                 0,
+                None,
                 Some(JobError {
                     kind: error.kind(),
                     message: error.message().to_string(),
@@ -111,6 +115,7 @@ impl Event {
             status,
             source,
             bytes,
+            quality,
             duration_ms: duration.as_secs_f64() * 1000.0,
             error,
             ops: job.ops.clone(),
@@ -132,7 +137,7 @@ impl Event {
         self.error.as_ref().map_or("", |e| e.message.as_str())
     }
 
-    fn fields(&self) -> [(&'static str, String); 11] {
+    fn fields(&self) -> [(&'static str, String); 12] {
         [
             ("job_id", self.job_id.clone()),
             ("image_id", self.image_id.clone()),
@@ -143,6 +148,10 @@ impl Event {
                 self.source.map_or("", Provenance::name).to_string(),
             ),
             ("bytes", self.bytes.to_string()),
+            (
+                "quality",
+                self.quality.map_or_else(String::new, |q| q.to_string()),
+            ),
             ("duration_ms", format!("{:.3}", self.duration_ms)),
             ("error", self.error_message().to_string()),
             (
@@ -183,6 +192,7 @@ impl Event {
             status,
             source: text("source").and_then(|name| Provenance::from_name(&name)),
             bytes: text("bytes").and_then(|b| b.parse().ok()).unwrap_or(0),
+            quality: text("quality").and_then(|q| q.parse().ok()),
             duration_ms: text("duration_ms")
                 .and_then(|d| d.parse().ok())
                 .unwrap_or(0.0),

@@ -138,7 +138,8 @@ pub async fn open_tiers(
     }
 }
 
-/// The image engine's settings from the configuration: its `limits:` and its `fonts:`.
+/// The image engine's settings from the configuration: its `limits:`, its `fonts:` and its
+/// `encoding:` defaults.
 pub fn engine_limits(config: &opossum_config::Config) -> opossum_image::Limits {
     let fonts = opossum_image::FontSet::from_dir(&config.fonts.dir);
     if fonts.is_empty() {
@@ -158,6 +159,7 @@ pub fn engine_limits(config: &opossum_config::Config) -> opossum_image::Limits {
         max_svg_depth: settings.max_svg_depth,
         max_svg_nodes: settings.max_svg_nodes,
         svg_render_timeout: settings.svg_render_timeout,
+        encoding: config.encoding.defaults(),
     }
 }
 

@@ -340,11 +340,7 @@ fn encode_webp(
     let failed = |message: String| ImageError::Internal {
         message: format!("webp animation encoder: {message}"),
     };
-    let mut config = webp::WebPConfig::new().map_err(|()| failed("config".into()))?;
-    match encoding.quality {
-        Some(quality) => config.quality = f32::from(quality),
-        None => config.lossless = 1,
-    }
+    let config = crate::encode::webp_config(encoding)?;
     let (width, height) = (frames[0].width(), frames[0].height());
     let pixels: Vec<RgbaImage> = frames.iter().map(rgba).collect();
     let mut encoder = webp::AnimEncoder::new(width, height, &config);

@@ -36,6 +36,12 @@ pub enum SourceFormat {
     Ico,
     /// TIFF
     Tiff,
+    /// AVIF, decoded by libheif with libdav1d
+    Avif,
+    /// HEIC and other HEIF files, decoded by libheif with libde265
+    Heic,
+    /// JPEG XL, decoded by jxl-oxide
+    Jxl,
     /// SVG, rendered by resvg
     Svg,
 }
@@ -51,6 +57,9 @@ impl SourceFormat {
             SourceFormat::Bmp,
             SourceFormat::Ico,
             SourceFormat::Tiff,
+            SourceFormat::Avif,
+            SourceFormat::Heic,
+            SourceFormat::Jxl,
             SourceFormat::Svg,
         ]
         .into_iter()
@@ -67,6 +76,9 @@ impl SourceFormat {
             SourceFormat::Bmp => "bmp",
             SourceFormat::Ico => "ico",
             SourceFormat::Tiff => "tiff",
+            SourceFormat::Avif => "avif",
+            SourceFormat::Heic => "heic",
+            SourceFormat::Jxl => "jxl",
             SourceFormat::Svg => "svg",
         }
     }
@@ -80,7 +92,9 @@ impl SourceFormat {
             SourceFormat::Bmp => ImageFormat::Bmp,
             SourceFormat::Ico => ImageFormat::Ico,
             SourceFormat::Tiff => ImageFormat::Tiff,
-            SourceFormat::Svg => return None,
+            SourceFormat::Avif | SourceFormat::Heic | SourceFormat::Jxl | SourceFormat::Svg => {
+                return None;
+            }
         })
     }
 }
@@ -193,6 +207,8 @@ pub fn decode(
             Some((frames, timing)) => Ok(Decoded::frames(frames, timing, format)),
             None => decode_with_image_crate(input, format, limits),
         },
+        SourceFormat::Avif | SourceFormat::Heic => crate::heif::decode(input, format, limits),
+        SourceFormat::Jxl => crate::jxl::decode(input, limits),
         other => decode_with_image_crate(input, other, limits),
     }
 }
@@ -224,6 +240,13 @@ impl Decoded {
 }
 
 fn sniff(input: &[u8]) -> Option<SourceFormat> {
+    if let Some(format) = crate::heif::sniff(input) {
+        return Some(format);
+    }
+    // A bare JPEG XL codestream, or the JPEG XL container's signature box.
+    if input.starts_with(&[0xFF, 0x0A]) || input.starts_with(b"\0\0\0\x0cJXL \r\n\x87\n") {
+        return Some(SourceFormat::Jxl);
+    }
     if let Ok(format) = image::guess_format(input) {
         return Some(match format {
             ImageFormat::Jpeg => SourceFormat::Jpeg,
@@ -483,7 +506,7 @@ fn cmyk_to_srgb(
 
 /// Converts pixels tagged with `icc` to sRGB in place; untouched when the profile is sRGB
 /// already or cannot be read (an unreadable profile is treated as absent, as browsers do).
-fn rgb_icc_to_srgb(pixels: &mut [u8], icc: &[u8], format: lcms2::PixelFormat) {
+pub(crate) fn rgb_icc_to_srgb(pixels: &mut [u8], icc: &[u8], format: lcms2::PixelFormat) {
     let Ok(profile) = lcms2::Profile::new_icc(icc) else {
         return;
     };
@@ -519,11 +542,25 @@ fn decode_with_image_crate(
     format: SourceFormat,
     limits: &Limits,
 ) -> Result<Decoded, ImageError> {
-    let name = format.name();
     let image_format = format.image_format().ok_or_else(|| ImageError::Internal {
-        message: format!("{name} is not decoded by the image crate"),
+        message: format!("{} is not decoded by the image crate", format.name()),
     })?;
-    let corrupt = |e: image::ImageError| match e {
+    let mut reader = ImageReader::with_format(Cursor::new(input), image_format);
+    let mut decoder_limits = image::Limits::default();
+    let side = u32::try_from(limits.max_pixels).unwrap_or(u32::MAX);
+    decoder_limits.max_image_width = Some(side);
+    decoder_limits.max_image_height = Some(side);
+    // Room for the largest allowed image at 16 bits per channel with alpha, plus metadata.
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8) + (64 << 20));
+    reader.limits(decoder_limits);
+    let decoder = reader.into_decoder().map_err(image_crate_error(format))?;
+    decode_with(decoder, format, limits)
+}
+
+/// How an `image` crate error reads: limits and unsupported features apart from corruption.
+fn image_crate_error(format: SourceFormat) -> impl Fn(image::ImageError) -> ImageError {
+    let name = format.name();
+    move |e| match e {
         image::ImageError::Limits(l) => ImageError::Unsupported {
             format: name,
             message: format!("decoder limit exceeded: {l}"),
@@ -536,23 +573,23 @@ fn decode_with_image_crate(
             format: name,
             message: other.to_string().to_lowercase(),
         },
-    };
-    let mut reader = ImageReader::with_format(Cursor::new(input), image_format);
-    let mut decoder_limits = image::Limits::default();
-    let side = u32::try_from(limits.max_pixels).unwrap_or(u32::MAX);
-    decoder_limits.max_image_width = Some(side);
-    decoder_limits.max_image_height = Some(side);
-    // Room for the largest allowed image at 16 bits per channel with alpha, plus metadata.
-    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8) + (64 << 20));
-    reader.limits(decoder_limits);
-    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    }
+}
+
+/// Decodes through an `image` crate decoder: the header's size checked first, then the
+/// pixels, brought to 8 bits, sRGB and upright.
+fn decode_with(
+    mut decoder: impl ImageDecoder,
+    format: SourceFormat,
+    limits: &Limits,
+) -> Result<Decoded, ImageError> {
     let (width, height) = decoder.dimensions();
     check_pixels(u64::from(width), u64::from(height), limits.max_pixels)?;
     let icc = decoder.icc_profile().ok().flatten();
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    let image = DynamicImage::from_decoder(decoder).map_err(image_crate_error(format))?;
     let mut image = to_8bit(image);
     if let Some(icc) = icc.as_deref() {
         match &mut image {

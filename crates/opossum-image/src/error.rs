@@ -100,6 +100,20 @@ pub enum ImageError {
         /// why not
         reason: String,
     },
+    /// `max-bytes:N` cannot be met: even the lowest quality at the smallest size tried is over.
+    #[error(
+        "output cannot fit in {budget} bytes: the smallest tried ({width}x{height}) is {smallest} bytes"
+    )]
+    OverBudget {
+        /// the budget
+        budget: u64,
+        /// the smallest output produced
+        smallest: u64,
+        /// its width
+        width: u32,
+        /// its height
+        height: u32,
+    },
     /// An encoder failed on an image it should accept: a bug, not bad input.
     #[error("internal error: {message}")]
     Internal {

@@ -31,12 +31,15 @@
 
 mod analyze;
 mod animation;
+mod budget;
 mod canvas;
 mod decode;
 mod encode;
 mod error;
 mod filters;
 mod fonts;
+mod heif;
+mod jxl;
 mod ops;
 mod overlay;
 mod smart;
@@ -54,6 +57,9 @@ pub use image::DynamicImage;
 pub use ops::{apply, apply_with};
 pub use overlay::Overlays;
 
+// Named only to pin its 1.14 line, whose bindings accept Debian's libheif 1.15 (see Cargo.toml).
+use libheif_sys as _;
+
 /// The top-left corner of the `width` x `height` window that `smart` gravity keeps (libvips's
 /// attention strategy), for tools that compare it with other implementations.
 pub fn smart_window(
@@ -65,7 +71,7 @@ pub fn smart_window(
     Ok((left as u32, top as u32))
 }
 
-use opossum_ops::Chain;
+use opossum_ops::{Chain, Encoding, OutputFormat};
 
 /// What input the engine accepts. The defaults are the design's: 50 megapixels, 50 MB.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +95,9 @@ pub struct Limits {
     /// The fonts SVG text is drawn with (not a bound, but what every render is given: the
     /// engine never reads the machine's own fonts).
     pub fonts: FontSet,
+    /// The encoder settings a request leaves out (not a bound either: the configuration's
+    /// `encoding:` section, which every encode is given).
+    pub encoding: opossum_ops::EncodingDefaults,
 }
 
 impl Default for Limits {
@@ -104,6 +113,7 @@ impl Default for Limits {
             max_svg_nodes: limits::MAX_SVG_NODES,
             svg_render_timeout: limits::SVG_RENDER_TIMEOUT,
             fonts: FontSet::default(),
+            encoding: opossum_ops::EncodingDefaults::default(),
         }
     }
 }
@@ -123,6 +133,9 @@ pub struct Output {
     pub height: u32,
     /// frames written: more than 1 for an animation, 1 otherwise (and for `analyze`)
     pub frames: u32,
+    /// the quality encoded at (JPEG, lossy WebP, AVIF): the one `max-bytes` chose, if the
+    /// chain has it; `None` for formats without one
+    pub quality: Option<u8>,
 }
 
 /// What the final step needs to know about the source.
@@ -202,28 +215,68 @@ pub fn finish(
             width,
             height,
             frames: 1,
+            quality: None,
         });
     }
-    let encoding = chain.encoding().unwrap_or_else(|| {
-        match animation::default_format(source.format).filter(|_| picture.is_animated()) {
-            Some(format) => opossum_ops::Encoding::default_for(format),
-            None => default_encoding(source.format),
+    let encoding = chain
+        .encoding()
+        .unwrap_or_else(|| {
+            match animation::default_format(source.format).filter(|_| picture.is_animated()) {
+                Some(format) => opossum_ops::Encoding::default_for(format),
+                None => default_encoding(source.format),
+            }
+        })
+        .resolved(&limits.encoding);
+    let write = |picture: &Picture, encoding: Encoding| -> Result<(Vec<u8>, u32), ImageError> {
+        let animated = picture
+            .timing()
+            .and_then(|timing| animation::encode(picture.frames(), timing, encoding));
+        match animated {
+            Some(bytes) => Ok((bytes?, picture.frames().len() as u32)),
+            // A format without animation takes the first frame, as imgproxy does.
+            None => Ok((encode(picture.first(), encoding, limits)?, 1)),
         }
-    });
-    let animated = picture
-        .timing()
-        .and_then(|timing| animation::encode(picture.frames(), timing, encoding));
-    let (bytes, frames) = match animated {
-        Some(bytes) => (bytes?, frames),
-        // A format without animation takes the first frame, as imgproxy does.
-        None => (encode(image, encoding, limits)?, 1),
+    };
+    let quality = |encoding: Encoding| encoding.quality.filter(|_| !encoding.lossless);
+    let (bytes, frames, quality, width, height) = match chain.max_bytes() {
+        None => {
+            let (bytes, frames) = write(picture, encoding)?;
+            (
+                bytes,
+                frames,
+                quality(encoding),
+                image.width(),
+                image.height(),
+            )
+        }
+        Some(_) if encoding.format == OutputFormat::Svg => {
+            return Err(ImageError::Unsupported {
+                format: "svg",
+                message: "max-bytes applies to raster formats, not traced svg".into(),
+            });
+        }
+        Some(budget) => {
+            let lossy = Encoding {
+                quality: quality(encoding),
+                ..encoding
+            };
+            let fitted = budget::fit(picture, lossy, budget, limits, write)?;
+            (
+                fitted.bytes,
+                fitted.frames,
+                fitted.quality,
+                fitted.width,
+                fitted.height,
+            )
+        }
     };
     Ok(Output {
         bytes,
         media_type: encoding.format.mime(),
         format: encoding.format.name(),
-        width: image.width(),
-        height: image.height(),
+        width,
+        height,
         frames,
+        quality,
     })
 }

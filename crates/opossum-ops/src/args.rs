@@ -8,6 +8,9 @@
 //! `preset` steps go through the same table and become [`PresetRef`]s.
 
 use crate::OpsError;
+use crate::encoding::{
+    Chroma, MAX_AVIF_SPEED, MAX_PALETTE_COLOURS, MAX_PNG_COMPRESSION, MAX_WEBP_EFFORT,
+};
 use crate::operation::{
     Colour, Encoding, Extent, FlipAxis, Gravity, MAX_DIMENSION, Milli, Operation, OutputFormat,
     Placement, ResizeMode, Rotation, Watermark,
@@ -35,6 +38,7 @@ pub(crate) fn spec(name: &str) -> Option<(&'static str, &'static [&'static str])
         "background" | "bg" | "flatten" => ("background", &["color"]),
         "trim" => ("trim", &["threshold"]),
         "dpr" => ("dpr", &["factor"]),
+        "max-bytes" | "max_bytes" | "maxbytes" => ("max-bytes", &["bytes"]),
         "frame" => ("frame", &["index"]),
         "grayscale" | "greyscale" | "gray" | "grey" => ("grayscale", &[]),
         "blur" => ("blur", &["sigma"]),
@@ -53,11 +57,91 @@ pub(crate) fn spec(name: &str) -> Option<(&'static str, &'static [&'static str])
             "watermark",
             &["image", "position", "opacity", "scale", "version"],
         ),
-        "format" => ("format", &["format", "quality", "lossless"]),
+        "format" => ("format", FORMAT_ARGS),
         "analyze" | "analyse" => ("analyze", &[]),
         "preset" => ("preset", &["name", "version"]),
         _ => return None,
     })
+}
+
+/// `format`'s arguments: the format and its quality by position, the rest by name
+/// (`format:png:palette=64:compression=4`, `format:jpeg:85:progressive:444`).
+const FORMAT_ARGS: &[&str] = &[
+    "format",
+    "quality",
+    "lossless",
+    "progressive",
+    "chroma",
+    "palette",
+    "compression",
+    "effort",
+    "speed",
+];
+
+/// Places `format`'s string tokens (after the format name) in their named slots: a first token
+/// that is a number up to 100 or `lossless` is the quality, a `true`/`false` second token is the
+/// lossless flag (the older spelling), and every other token is an option, `NAME[=VALUE]` or
+/// one of the bare words `progressive`, `palette`, `lossless`, `420` and `444`.
+fn format_slots(
+    position: usize,
+    tokens: &[Option<String>],
+) -> Result<Vec<Option<String>>, OpsError> {
+    let mut slots: Vec<Option<String>> = vec![None; FORMAT_ARGS.len()];
+    let mut put = |slot: usize, value: String, given: &str| {
+        if slots[slot].is_some() {
+            return Err(OpsError::BadArgument {
+                position,
+                op: "format",
+                arg: FORMAT_ARGS[slot],
+                value: given.to_string(),
+                reason: "given twice".into(),
+            });
+        }
+        slots[slot] = Some(value);
+        Ok(())
+    };
+    let mut tokens = tokens.iter().enumerate();
+    if let Some((_, Some(format))) = tokens.next() {
+        put(0, format.clone(), format)?;
+    }
+    for (index, token) in tokens {
+        let Some(token) = token else { continue };
+        let lower = token.to_ascii_lowercase();
+        let is_quality = lower.parse::<f64>().is_ok_and(|q| q <= 100.0);
+        match (index, lower.as_str()) {
+            (1, _) if is_quality => put(1, token.clone(), token)?,
+            (2, "true" | "false") => put(2, lower.clone(), token)?,
+            (_, "lossless") => put(2, "true".into(), token)?,
+            (_, "progressive") => put(3, "true".into(), token)?,
+            (_, "420" | "444") => put(4, lower.clone(), token)?,
+            (_, "palette") => put(5, "true".into(), token)?,
+            _ => {
+                let (name, value) = lower.split_once('=').ok_or_else(|| OpsError::BadArgument {
+                    position,
+                    op: "format",
+                    arg: "options",
+                    value: token.clone(),
+                    reason: "expected a quality, `lossless`, `progressive`, `420`, `444`, \
+                             `palette[=COLORS]`, `compression=N`, `effort=N` or `speed=N`"
+                        .into(),
+                })?;
+                let slot = FORMAT_ARGS
+                    .iter()
+                    .skip(1)
+                    .position(|a| *a == name)
+                    .map(|i| i + 1)
+                    .ok_or_else(|| OpsError::BadArgument {
+                        position,
+                        op: "format",
+                        arg: "options",
+                        value: token.clone(),
+                        reason: format!("unknown option `{name}`"),
+                    })?;
+                put(slot, value.to_string(), token)?;
+            }
+        }
+    }
+    Ok(slots)
 }
 
 /// An operation name with one optional string per declared argument, before validation.
@@ -87,6 +171,14 @@ impl RawOp {
                 }
             }
             positional.push(Some(part).filter(|p| !p.is_empty()));
+        }
+        if name == "format" {
+            return Ok(RawOp {
+                position,
+                name,
+                arg_names,
+                args: format_slots(position, &positional)?,
+            });
         }
         if positional.len() > arg_names.len() {
             return Err(OpsError::TooManyArguments {
@@ -539,6 +631,15 @@ impl RawOp {
     }
 
     /// The `dpr:N` step's factor, 1 to 8.
+    /// `max-bytes:N`: a budget of at least 100 bytes (no image format fits in less) and at
+    /// most the largest source allowed.
+    pub(crate) fn byte_budget(&self) -> Result<u64, OpsError> {
+        let limit = i64::try_from(crate::limits::MAX_SOURCE_BYTES).unwrap_or(i64::MAX);
+        Ok(self
+            .integer(0, 100, limit)?
+            .ok_or_else(|| self.missing(0))? as u64)
+    }
+
     pub(crate) fn dpr_factor(&self) -> Result<Milli, OpsError> {
         let factor = self.milli(0, 8)?.ok_or_else(|| self.missing(0))?;
         if factor.0 < 1000 {
@@ -612,36 +713,79 @@ impl RawOp {
         let given = self.arg(0).ok_or_else(|| self.missing(0))?;
         let format = OutputFormat::from_name(given)
             .ok_or_else(|| self.bad(0, given, "expected jpeg, png, webp, avif, gif or svg"))?;
-        let lossless_flag = match self.arg(2).map(str::to_ascii_lowercase).as_deref() {
-            None | Some("false") => false,
-            Some("true" | "lossless") => true,
-            Some(other) => return Err(self.bad(2, other, "expected true or false")),
+        let mut encoding = Encoding::default_for(format);
+        let only = |index: usize, formats: &[OutputFormat]| -> Result<(), OpsError> {
+            match self.arg(index) {
+                Some(value) if !formats.contains(&format) => {
+                    let names: Vec<&str> = formats.iter().map(|f| f.name()).collect();
+                    Err(self.bad(
+                        index,
+                        value,
+                        format!("applies to {} only", names.join(" and ")),
+                    ))
+                }
+                _ => Ok(()),
+            }
         };
-        let quality_text = self.arg(1);
-        let lossless =
-            lossless_flag || quality_text.is_some_and(|q| q.eq_ignore_ascii_case("lossless"));
-        if lossless {
-            if format != OutputFormat::Webp && format != OutputFormat::Png {
-                return Err(self.bad(1, "lossless", "only webp and png can be lossless"));
+        encoding.lossless = match self.flag(2)? {
+            Some(true) => {
+                if format != OutputFormat::Webp && format != OutputFormat::Png {
+                    return Err(self.bad(2, "lossless", "only webp and png can be lossless"));
+                }
+                // PNG is lossless whatever it is called; only WebP records the choice.
+                format == OutputFormat::Webp
             }
-            if let Some(q) = quality_text.filter(|q| !q.eq_ignore_ascii_case("lossless")) {
-                return Err(self.bad(1, q, "a lossless encoding takes no quality"));
+            _ => false,
+        };
+        if let Some(q) = self.integer(1, 1, 100)?.map(|q| q as u8) {
+            if encoding.lossless {
+                return Err(self.bad(1, &q.to_string(), "a lossless encoding takes no quality"));
             }
-            return Ok(Encoding {
-                format,
-                quality: None,
-            });
-        }
-        let quality = self.integer(1, 1, 100)?.map(|q| q as u8);
-        match (format.default_quality(), quality) {
-            (None, Some(q)) => {
+            if !format.has_quality() {
                 let reason = format!("{} takes no quality", format.name());
-                Err(self.bad(1, &q.to_string(), reason))
+                return Err(self.bad(1, &q.to_string(), reason));
             }
-            (default, given) => Ok(Encoding {
-                format,
-                quality: given.or(default),
-            }),
+            encoding.quality = Some(q);
+        }
+        only(3, &[OutputFormat::Jpeg])?;
+        encoding.progressive = self.flag(3)?;
+        only(4, &[OutputFormat::Jpeg])?;
+        encoding.chroma = match self.arg(4) {
+            None => None,
+            Some(text) => Some(
+                Chroma::from_name(text).ok_or_else(|| self.bad(4, text, "expected 420 or 444"))?,
+            ),
+        };
+        only(5, &[OutputFormat::Png])?;
+        encoding.palette = match self.arg(5).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false") => None,
+            Some("true") => Some(MAX_PALETTE_COLOURS),
+            Some(_) => self
+                .integer(5, 2, i64::from(MAX_PALETTE_COLOURS))?
+                .map(|c| c as u16),
+        };
+        only(6, &[OutputFormat::Png])?;
+        encoding.compression = self
+            .integer(6, 0, i64::from(MAX_PNG_COMPRESSION))?
+            .map(|v| v as u8);
+        only(7, &[OutputFormat::Webp])?;
+        encoding.effort = self
+            .integer(7, 0, i64::from(MAX_WEBP_EFFORT))?
+            .map(|v| v as u8);
+        only(8, &[OutputFormat::Avif])?;
+        encoding.speed = self
+            .integer(8, 0, i64::from(MAX_AVIF_SPEED))?
+            .map(|v| v as u8);
+        Ok(encoding)
+    }
+
+    /// A yes/no argument: `true`/`false` (JSON booleans arrive as these).
+    fn flag(&self, index: usize) -> Result<Option<bool>, OpsError> {
+        match self.arg(index).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(other) => Err(self.bad(index, other, "expected true or false")),
         }
     }
 }

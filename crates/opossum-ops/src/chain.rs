@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::EncodingDefaults;
 use crate::OpsError;
 use crate::args::RawOp;
 use crate::operation::{Encoding, Milli, Operation, Rotation, Watermark};
@@ -16,6 +17,8 @@ pub const MAX_CHAIN_LENGTH: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Chain {
     ops: Vec<Operation>,
+    /// `max-bytes:N`: the encoded output's budget (written before the `format` step)
+    max_bytes: Option<u64>,
 }
 
 impl Chain {
@@ -69,7 +72,7 @@ impl Chain {
             .into_iter()
             .filter_map(|step| match step {
                 Step::Preset(_, reference) => Some(reference),
-                Step::Op(_) | Step::Dpr(..) => None,
+                Step::Op(_) | Step::Dpr(..) | Step::MaxBytes(..) => None,
             })
             .collect())
     }
@@ -84,8 +87,17 @@ impl Chain {
     fn from_steps(steps: Vec<Step>, presets: &dyn PresetLookup) -> Result<Chain, OpsError> {
         let mut ops = Vec::with_capacity(steps.len());
         let mut dpr = None;
+        let mut max_bytes = None;
         for (index, step) in steps.into_iter().enumerate() {
             match step {
+                Step::MaxBytes(position, _) if max_bytes.is_some() => {
+                    return Err(OpsError::Misplaced {
+                        position,
+                        op: "max-bytes",
+                        reason: "may appear once",
+                    });
+                }
+                Step::MaxBytes(position, bytes) => max_bytes = Some((position, bytes)),
                 // `None` is an operation that is the identity as written (`rotate:360`).
                 Step::Op(raw) => {
                     if let Some(op) = raw.build()? {
@@ -116,7 +128,24 @@ impl Chain {
         if let Some(factor) = dpr {
             ops = scale_by_dpr(ops, factor)?;
         }
-        normalise(ops)
+        let mut chain = normalise(ops)?;
+        if let Some((position, bytes)) = max_bytes {
+            if chain.is_analysis() {
+                return Err(OpsError::Misplaced {
+                    position,
+                    op: "max-bytes",
+                    reason: "cannot be combined with analyze",
+                });
+            }
+            chain.max_bytes = Some(bytes);
+        }
+        Ok(chain)
+    }
+
+    /// The budget of `max-bytes:N`, if the chain has one: the encoder lowers quality, then
+    /// size, until the output fits.
+    pub fn max_bytes(&self) -> Option<u64> {
+        self.max_bytes
     }
 
     /// The watermarks the chain composites, in order.
@@ -145,7 +174,10 @@ impl Chain {
                 other => other.clone(),
             })
             .collect();
-        Chain { ops }
+        Chain {
+            ops,
+            max_bytes: self.max_bytes,
+        }
     }
 
     /// The operations, in order.
@@ -166,6 +198,7 @@ impl Chain {
     /// The chain of the first `n` operations: the key of an intermediate result.
     pub fn prefix(&self, n: usize) -> Chain {
         Chain {
+            max_bytes: None,
             ops: self.ops[..n.min(self.ops.len())].to_vec(),
         }
     }
@@ -183,6 +216,16 @@ impl Chain {
         matches!(self.ops.last(), Some(Operation::Analyze))
     }
 
+    /// The chain with its `format` step's settings filled in from `defaults`
+    /// ([`Encoding::resolved`]); a chain without one comes back as it is.
+    pub fn resolved(&self, defaults: &EncodingDefaults) -> Chain {
+        let mut chain = self.clone();
+        if let Some(Operation::Format(encoding)) = chain.ops.last_mut() {
+            *encoding = encoding.resolved(defaults);
+        }
+        chain
+    }
+
     /// The pixel operations: everything but the trailing `format` or `analyze`.
     pub fn pixel_ops(&self) -> &[Operation] {
         match self.ops.last() {
@@ -192,13 +235,34 @@ impl Chain {
     }
 }
 
+/// The operations in order, with `max-bytes:N` (which may be written anywhere) just before the
+/// `format` step, or last when there is none.
 impl fmt::Display for Chain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, op) in self.ops.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
+        let budget_at = match self.ops.last() {
+            Some(Operation::Format(_)) => self.ops.len() - 1,
+            _ => self.ops.len(),
+        };
+        let mut first = true;
+        let mut separate = |f: &mut fmt::Formatter<'_>| {
+            if first {
+                first = false;
+                Ok(())
+            } else {
+                f.write_str(",")
             }
+        };
+        for (i, op) in self.ops.iter().enumerate() {
+            if let Some(bytes) = self.max_bytes.filter(|_| i == budget_at) {
+                separate(f)?;
+                write!(f, "max-bytes:{bytes}")?;
+            }
+            separate(f)?;
             write!(f, "{op}")?;
+        }
+        if let Some(bytes) = self.max_bytes.filter(|_| budget_at == self.ops.len()) {
+            separate(f)?;
+            write!(f, "max-bytes:{bytes}")?;
         }
         Ok(())
     }
@@ -237,6 +301,7 @@ enum Step {
     Op(RawOp),
     Preset(usize, PresetRef),
     Dpr(usize, Milli),
+    MaxBytes(usize, u64),
 }
 
 impl Step {
@@ -247,6 +312,11 @@ impl Step {
             return raw
                 .dpr_factor()
                 .map(|factor| Step::Dpr(raw.position, factor));
+        }
+        if raw.name == "max-bytes" {
+            return raw
+                .byte_budget()
+                .map(|bytes| Step::MaxBytes(raw.position, bytes));
         }
         if raw.name != "preset" {
             return Ok(Step::Op(raw));
@@ -380,7 +450,10 @@ fn normalise(ops: Vec<(usize, Operation)>) -> Result<Chain, OpsError> {
             _ => out.push(op),
         }
     }
-    Ok(Chain { ops: out })
+    Ok(Chain {
+        ops: out,
+        max_bytes: None,
+    })
 }
 
 #[cfg(test)]
@@ -410,11 +483,68 @@ mod tests {
         check("resize:800", "resize:800:0:fit");
         check("resize::600", "resize:0:600:fit");
         check("RESIZE:800:600:Cover", "resize:800:600:fill");
-        check("format:jpg", "format:jpeg:80");
+        check("format:jpg", "format:jpeg");
         check("format:webp:lossless", "format:webp:lossless");
         check("format:png", "format:png");
-        check("format:avif", "format:avif:60");
+        check("format:avif", "format:avif");
+        check("format:jpeg:444:90:progressive", "error: bad options `90`");
+        check(
+            "format:jpeg:90:444:progressive",
+            "format:jpeg:90:progressive:444",
+        );
+        check(
+            "format:png:palette=64:compression=4",
+            "format:png:palette=64:compression=4",
+        );
+        check("format:png:palette", "format:png:palette");
+        check("format:webp:70:effort=6", "format:webp:70:effort=6");
+        check("format:avif:speed=3", "format:avif:speed=3");
+        check(
+            "format:webp:effort=7",
+            "error: bad effort `7`: must be between 0 and 6",
+        );
+        check(
+            "format:jpeg:effort=3",
+            "error: bad effort `3`: applies to webp only",
+        );
+        check(
+            "format:png:progressive",
+            "error: bad progressive `true`: applies to jpeg only",
+        );
+        check(
+            "format:png:palette=1",
+            "error: bad palette `1`: must be between 2 and 256",
+        );
+        check(
+            "format:jpeg:speed=3:speed=4",
+            "error: bad speed `speed=4`: given twice",
+        );
+        check("format:jpeg:fast", "error: bad options `fast`");
+        check("format:jpeg:turbo=1", "error: unknown option `turbo`");
         check("greyscale", "grayscale");
+        check(
+            "max-bytes:50000,resize:100,format:webp",
+            "resize:100:0:fit,max-bytes:50000,format:webp",
+        );
+        check("format:jpeg,max_bytes:500", "max-bytes:500,format:jpeg");
+        check(
+            "resize:100,maxbytes:2000",
+            "resize:100:0:fit,max-bytes:2000",
+        );
+        check("max-bytes:2000", "max-bytes:2000");
+        check(r#"[{"op":"max-bytes","bytes":4000}]"#, "max-bytes:4000");
+        check(
+            "max-bytes:99",
+            "error: bad bytes `99`: must be between 100 and",
+        );
+        check(
+            "max-bytes:1000,max-bytes:2000",
+            "error: operation 2 `max-bytes`: may appear once",
+        );
+        check(
+            "max-bytes:1000,analyze",
+            "error: cannot be combined with analyze",
+        );
         check("rotate:-90", "rotate:270");
         check("rotate:90,rotate:90", "rotate:180");
         check("rotate:90,rotate:270,grayscale", "grayscale");
@@ -709,7 +839,19 @@ mod tests {
     fn json_form_matches_string_form() {
         check(
             r#"[{"op":"resize","width":800,"height":600},{"op":"format","format":"jpg"}]"#,
-            "resize:800:600:fit,format:jpeg:80",
+            "resize:800:600:fit,format:jpeg",
+        );
+        check(
+            r#"[{"op":"format","format":"jpeg","quality":90,"progressive":true,"chroma":"444"}]"#,
+            "format:jpeg:90:progressive:444",
+        );
+        check(
+            r#"[{"op":"format","format":"png","palette":32,"compression":5}]"#,
+            "format:png:palette=32:compression=5",
+        );
+        check(
+            r#"[{"op":"format","format":"png","palette":true}]"#,
+            "format:png:palette",
         );
         check(r#"[{"type":"thumbnail","size":200}]"#, "thumbnail:200");
         check(r#"[{"op":"blur","sigma":2.5}]"#, "blur:2.5");
@@ -794,7 +936,7 @@ mod tests {
     fn serde_round_trips_through_the_canonical_string() {
         let chain = Chain::parse("resize:800:600,format:webp").unwrap();
         let json = serde_json::to_string(&chain).unwrap();
-        assert_eq!(json, r#""resize:800:600:fit,format:webp:80""#);
+        assert_eq!(json, r#""resize:800:600:fit,format:webp""#);
         let back: Chain = serde_json::from_str(&json).unwrap();
         assert_eq!(back, chain);
         let from_array: Chain = serde_json::from_str(

@@ -16,7 +16,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::{Chain, OpsError};
+use crate::{Chain, EncodingDefaults, OpsError};
 
 /// Hex digits of the image hash kept in the key: 64 bits, so two images share a prefix only by
 /// accident, and then an invalidation of one also drops the other's entries (harmless).
@@ -125,28 +125,42 @@ pub fn image_hash(image_id: &str) -> String {
     const_hex::encode(&digest[..IMAGE_HASH_HEX_LEN / 2])
 }
 
-/// Derives the key of a request. Equal requests (after normalisation) give equal keys; any
-/// difference in version, image id, chain or options gives a different one.
+/// Derives the key of a request. Equal requests (after normalisation, and after the encoding is
+/// resolved with `encoding`) give equal keys; any difference in version, image id, chain, options
+/// or the encoding defaults the output depends on gives a different one.
 pub fn derive_key(
     namespace: &str,
     version: &str,
     image_id: &str,
     chain: &Chain,
     options: &Options,
+    encoding: &EncodingDefaults,
 ) -> CacheKey {
-    derive_key_with_chain(namespace, version, image_id, chain, options).0
+    derive_key_with_chain(namespace, version, image_id, chain, options, encoding).0
 }
 
 /// [`derive_key`], also returning the canonical chain text it hashed (what a caller that shows
 /// or records the chain would otherwise print a second time).
+///
+/// The chain's `format` step is hashed resolved, so a default spelled out and one left out are
+/// one key. A chain without one is encoded in a format chosen from the source, which the key
+/// cannot know: the encoding defaults that differ from the built-in ones are hashed instead.
 pub fn derive_key_with_chain(
     namespace: &str,
     version: &str,
     image_id: &str,
     chain: &Chain,
     options: &Options,
+    encoding: &EncodingDefaults,
 ) -> (CacheKey, String) {
+    let chain = chain.resolved(encoding);
     let canonical = chain.to_string();
+    let mut options = std::borrow::Cow::Borrowed(options);
+    let sourced = chain.encoding().is_none() && !chain.is_analysis();
+    if let Some(identity) = encoding.identity().filter(|_| sourced) {
+        // The identity is a few short `name=value` pairs, well inside an option's limits.
+        let _ = options.to_mut().insert("encoding.defaults", &identity);
+    }
     let mut hasher = Sha256::new();
     let mut field = |bytes: &[u8]| {
         hasher.update((bytes.len() as u64).to_le_bytes());
@@ -174,7 +188,15 @@ mod tests {
 
     fn key(id: &str, chain: &str) -> String {
         let chain = Chain::parse_any(chain).unwrap();
-        derive_key("opossum", "1", id, &chain, &Options::new()).to_string()
+        derive_key(
+            "opossum",
+            "1",
+            id,
+            &chain,
+            &Options::new(),
+            &EncodingDefaults::default(),
+        )
+        .to_string()
     }
 
     #[test]
@@ -197,8 +219,22 @@ mod tests {
         // With plain concatenation these two would hash the same bytes.
         assert_ne!(key("a:grayscale", "blur:1"), key("a", "grayscale,blur:1"));
         let c = Chain::parse("grayscale").unwrap();
-        let v1 = derive_key("n", "1", "a", &c, &Options::new());
-        let v2 = derive_key("n", "2", "a", &c, &Options::new());
+        let v1 = derive_key(
+            "n",
+            "1",
+            "a",
+            &c,
+            &Options::new(),
+            &EncodingDefaults::default(),
+        );
+        let v2 = derive_key(
+            "n",
+            "2",
+            "a",
+            &c,
+            &Options::new(),
+            &EncodingDefaults::default(),
+        );
         assert_ne!(v1, v2, "a version bump must change every key");
     }
 
@@ -212,12 +248,19 @@ mod tests {
         b.insert("accept", " image/webp ").unwrap();
         b.insert("dpr", "2").unwrap();
         assert_eq!(
-            derive_key("n", "1", "x", &c, &a),
-            derive_key("n", "1", "x", &c, &b)
+            derive_key("n", "1", "x", &c, &a, &EncodingDefaults::default()),
+            derive_key("n", "1", "x", &c, &b, &EncodingDefaults::default())
         );
         assert_ne!(
-            derive_key("n", "1", "x", &c, &a),
-            derive_key("n", "1", "x", &c, &Options::new())
+            derive_key("n", "1", "x", &c, &a, &EncodingDefaults::default()),
+            derive_key(
+                "n",
+                "1",
+                "x",
+                &c,
+                &Options::new(),
+                &EncodingDefaults::default()
+            )
         );
         assert!(Options::new().insert("bad key", "1").is_err());
     }

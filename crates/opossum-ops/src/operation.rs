@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+pub use crate::encoding::{Encoding, OutputFormat};
+
 /// Largest width or height an operation may ask for.
 pub const MAX_DIMENSION: u32 = 16_384;
 
@@ -303,117 +305,6 @@ pub enum FlipAxis {
     Horizontal,
     /// mirror top-bottom
     Vertical,
-}
-
-/// Output formats an encoder exists for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OutputFormat {
-    /// JPEG (libjpeg-turbo)
-    Jpeg,
-    /// PNG
-    Png,
-    /// WebP, lossy or lossless (libwebp)
-    Webp,
-    /// AVIF (rav1e)
-    Avif,
-    /// GIF, still or animated (the `gif` crate, NeuQuant palettes)
-    Gif,
-    /// SVG traced from the raster image (vtracer)
-    Svg,
-}
-
-/// Read by name (`jpeg`, `jpg`, `png`, `webp`, `avif`, `svg`), as configuration files name it.
-impl<'de> serde::Deserialize<'de> for OutputFormat {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<OutputFormat, D::Error> {
-        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        OutputFormat::from_name(&name).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "unknown format `{name}` (known: jpeg, png, webp, avif, gif, svg)"
-            ))
-        })
-    }
-}
-
-impl OutputFormat {
-    /// Every output format.
-    pub const ALL: [OutputFormat; 6] = [
-        OutputFormat::Jpeg,
-        OutputFormat::Png,
-        OutputFormat::Webp,
-        OutputFormat::Avif,
-        OutputFormat::Gif,
-        OutputFormat::Svg,
-    ];
-
-    /// The canonical name, as it appears in chains, file extensions and events.
-    pub fn name(self) -> &'static str {
-        match self {
-            OutputFormat::Jpeg => "jpeg",
-            OutputFormat::Png => "png",
-            OutputFormat::Webp => "webp",
-            OutputFormat::Avif => "avif",
-            OutputFormat::Gif => "gif",
-            OutputFormat::Svg => "svg",
-        }
-    }
-
-    /// The MIME type of encoded output.
-    pub fn mime(self) -> &'static str {
-        match self {
-            OutputFormat::Jpeg => "image/jpeg",
-            OutputFormat::Png => "image/png",
-            OutputFormat::Webp => "image/webp",
-            OutputFormat::Avif => "image/avif",
-            OutputFormat::Gif => "image/gif",
-            OutputFormat::Svg => "image/svg+xml",
-        }
-    }
-
-    /// Parses a format name, folding the usual aliases (`jpg`).
-    pub fn from_name(name: &str) -> Option<OutputFormat> {
-        match name.to_ascii_lowercase().as_str() {
-            "jpeg" | "jpg" => Some(OutputFormat::Jpeg),
-            "png" => Some(OutputFormat::Png),
-            "webp" => Some(OutputFormat::Webp),
-            "avif" => Some(OutputFormat::Avif),
-            "gif" => Some(OutputFormat::Gif),
-            "svg" => Some(OutputFormat::Svg),
-            _ => None,
-        }
-    }
-
-    /// The quality used when a request names none; `None` where quality has no meaning.
-    pub fn default_quality(self) -> Option<u8> {
-        match self {
-            OutputFormat::Jpeg | OutputFormat::Webp => Some(80),
-            OutputFormat::Avif => Some(60),
-            OutputFormat::Png | OutputFormat::Gif | OutputFormat::Svg => None,
-        }
-    }
-}
-
-/// The output encoding a chain ends with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Encoding {
-    /// which encoder
-    pub format: OutputFormat,
-    /// 1-100 for lossy encoders; `None` for lossless ones
-    pub quality: Option<u8>,
-}
-
-impl Encoding {
-    /// The encoding with the format's default settings.
-    pub fn default_for(format: OutputFormat) -> Encoding {
-        Encoding {
-            format,
-            quality: format.default_quality(),
-        }
-    }
-
-    /// True when the encoder keeps every pixel (PNG, lossless WebP, SVG tracing aside).
-    pub fn is_lossless(self) -> bool {
-        self.quality.is_none()
-    }
 }
 
 /// Where a watermark goes: one copy placed by a gravity, or copies tiled over the image.
@@ -804,18 +695,7 @@ impl fmt::Display for Operation {
                 saturation,
                 hue,
             } => write!(f, "{name}:{brightness}:{saturation}:{hue}"),
-            Operation::Format(Encoding {
-                format,
-                quality: Some(q),
-            }) => write!(f, "{name}:{}:{q}", format.name()),
-            Operation::Format(Encoding {
-                format: format @ OutputFormat::Webp,
-                quality: None,
-            }) => write!(f, "{name}:{}:lossless", format.name()),
-            Operation::Format(Encoding {
-                format,
-                quality: None,
-            }) => write!(f, "{name}:{}", format.name()),
+            Operation::Format(encoding) => write!(f, "{name}:{encoding}"),
             Operation::Grayscale | Operation::Normalize | Operation::Analyze => f.write_str(name),
         }
     }

@@ -258,7 +258,7 @@ mod tests {
     fn chains_expand_presets_and_key_on_the_expansion() {
         let p = presets();
         let chain = Chain::parse_with("preset:avatar", &p).unwrap();
-        assert_eq!(chain.to_string(), "thumbnail:128,format:webp:80");
+        assert_eq!(chain.to_string(), "thumbnail:128,format:webp");
         let versioned = Chain::parse_with("preset:avatar:v2", &p).unwrap();
         assert_eq!(chain, versioned);
         let json = Chain::parse_any_with(r#"[{"op":"preset","name":"avatar","version":2}]"#, &p);
@@ -266,7 +266,7 @@ mod tests {
         let mixed = Chain::parse_with("preset:mono,blur:2,preset:avatar", &p).unwrap();
         assert_eq!(
             mixed.to_string(),
-            "grayscale,blur:2,thumbnail:128,format:webp:80"
+            "grayscale,blur:2,thumbnail:128,format:webp"
         );
     }
 

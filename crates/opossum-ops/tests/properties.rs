@@ -2,8 +2,8 @@
 //! ways gets one key, and different requests get different keys.
 
 use opossum_ops::{
-    Chain, Colour, Encoding, Extent, FlipAxis, Gravity, Milli, Operation, Options, OutputFormat,
-    ResizeMode, Rotation, derive_key,
+    Chain, Chroma, Colour, Encoding, EncodingDefaults, Extent, FlipAxis, Gravity, Milli, Operation,
+    Options, OutputFormat, ResizeMode, Rotation, derive_key,
 };
 use proptest::prelude::*;
 
@@ -122,22 +122,48 @@ fn pixel_op() -> impl Strategy<Value = Operation> {
 
 fn terminal_op() -> impl Strategy<Value = Option<Operation>> {
     let format = prop_oneof![
-        (1u8..=100).prop_map(|q| Encoding {
-            format: OutputFormat::Jpeg,
-            quality: Some(q)
-        }),
-        (1u8..=100).prop_map(|q| Encoding {
-            format: OutputFormat::Webp,
-            quality: Some(q)
-        }),
-        (1u8..=100).prop_map(|q| Encoding {
-            format: OutputFormat::Avif,
-            quality: Some(q)
-        }),
+        (
+            1u8..=100,
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(prop_oneof![Just(Chroma::C420), Just(Chroma::C444)])
+        )
+            .prop_map(|(q, progressive, chroma)| Encoding {
+                quality: Some(q),
+                progressive,
+                chroma,
+                ..Encoding::default_for(OutputFormat::Jpeg)
+            }),
+        (
+            proptest::option::of(1u8..=100),
+            proptest::option::of(0u8..=6)
+        )
+            .prop_map(|(quality, effort)| Encoding {
+                quality,
+                effort,
+                ..Encoding::default_for(OutputFormat::Webp)
+            }),
+        (
+            proptest::option::of(1u8..=100),
+            proptest::option::of(0u8..=10)
+        )
+            .prop_map(|(quality, speed)| Encoding {
+                quality,
+                speed,
+                ..Encoding::default_for(OutputFormat::Avif)
+            }),
         Just(Encoding {
-            format: OutputFormat::Webp,
-            quality: None
+            lossless: true,
+            ..Encoding::default_for(OutputFormat::Webp)
         }),
+        (
+            proptest::option::of(2u16..=256),
+            proptest::option::of(0u8..=6)
+        )
+            .prop_map(|(palette, compression)| Encoding {
+                palette,
+                compression,
+                ..Encoding::default_for(OutputFormat::Png)
+            }),
         Just(Encoding::default_for(OutputFormat::Png)),
         Just(Encoding::default_for(OutputFormat::Gif)),
         Just(Encoding::default_for(OutputFormat::Svg)),
@@ -242,18 +268,38 @@ fn respell(op: &Operation, variant: u8) -> String {
         Operation::Flip(FlipAxis::Vertical) => "flip:vertical".into(),
         Operation::Grayscale => ["greyscale", "GRAY", "grayscale"][variant as usize % 3].into(),
         Operation::Blur { sigma } => format!("blur:{}.{:03}0", sigma.0 / 1000, sigma.0 % 1000),
-        Operation::Format(Encoding {
-            format: OutputFormat::Jpeg,
-            quality: Some(80),
-        }) => "format:jpg".into(),
-        Operation::Format(Encoding {
-            format: OutputFormat::Jpeg,
-            quality: Some(q),
-        }) => format!("format:JPG:{q}"),
+        Operation::Format(
+            e @ Encoding {
+                format: OutputFormat::Jpeg,
+                quality: Some(q),
+                ..
+            },
+        ) => {
+            // Options in another order, the chroma as a named option, progressive spelled out.
+            let mut text = format!("format:JPG:{q}");
+            if let Some(chroma) = e.chroma {
+                text.push_str(&format!(":chroma={}", chroma.name()));
+            }
+            if let Some(progressive) = e.progressive {
+                text.push_str(&format!(":progressive={progressive}"));
+            }
+            text
+        }
         Operation::Format(Encoding {
             format: OutputFormat::Webp,
-            quality: None,
+            lossless: true,
+            ..
         }) => "format:webp::true".into(),
+        Operation::Format(
+            e @ Encoding {
+                format: OutputFormat::Png,
+                palette: Some(256),
+                ..
+            },
+        ) => match e.compression {
+            Some(level) => format!("format:png:Compression={level}:palette=256"),
+            None => "format:png:palette=256".into(),
+        },
         Operation::Analyze => "analyse".into(),
         _ => op.to_string(),
     }
@@ -329,6 +375,25 @@ fn to_json(chain: &Chain) -> String {
                     "saturation": number(saturation.to_string()),
                     "hue": hue,
                 }),
+                Operation::Format(e) => {
+                    let mut object = json!({"format": e.format.name()});
+                    let fields = [
+                        ("quality", e.quality.map(|v| json!(v))),
+                        ("lossless", e.lossless.then_some(json!(true))),
+                        ("progressive", e.progressive.map(|v| json!(v))),
+                        ("chroma", e.chroma.map(|c| json!(c.name()))),
+                        ("palette", e.palette.map(|v| json!(v))),
+                        ("compression", e.compression.map(|v| json!(v))),
+                        ("effort", e.effort.map(|v| json!(v))),
+                        ("speed", e.speed.map(|v| json!(v))),
+                    ];
+                    for (name, value) in fields {
+                        if let Some(value) = value {
+                            object[name] = value;
+                        }
+                    }
+                    object
+                }
                 _ => {
                     // One positional argument or none: the table's name for it.
                     let text = op.to_string();
@@ -342,7 +407,6 @@ fn to_json(chain: &Chain) -> String {
                         "trim" => &["threshold"],
                         "gamma" => &["gamma"],
                         "median" | "round" => &["radius"],
-                        "format" => &["format", "quality"],
                         _ => &[],
                     };
                     let mut object = json!({});
@@ -360,7 +424,15 @@ fn to_json(chain: &Chain) -> String {
 }
 
 fn key_of(chain: &Chain) -> String {
-    derive_key("opossum", "1", "img/1.jpg", chain, &Options::new()).to_string()
+    derive_key(
+        "opossum",
+        "1",
+        "img/1.jpg",
+        chain,
+        &Options::new(),
+        &EncodingDefaults::default(),
+    )
+    .to_string()
 }
 
 proptest! {

@@ -297,6 +297,7 @@ impl Pipeline {
             image_id,
             chain,
             options,
+            &self.config.limits.encoding,
         )
     }
 
@@ -463,14 +464,16 @@ impl Pipeline {
                     hits: 0,
                     compute_ms,
                 };
-                let entry = Arc::new(Entry::new(
+                let mut entry = Entry::new(
                     output.bytes,
                     output.media_type,
                     category,
                     adaptive_ttl(category, inputs),
                     compute_ms,
                     (output.width, output.height),
-                ));
+                );
+                entry.quality = output.quality;
+                let entry = Arc::new(entry);
                 self.hierarchy.put(key, entry.clone()).await;
                 self.hierarchy.record_computed(category);
                 Ok((entry, Provenance::Computed))

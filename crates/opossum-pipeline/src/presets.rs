@@ -86,6 +86,8 @@ impl PresetStore {
             &image_id,
             &Chain::default(),
             &options,
+            // Not an encoded variant: no encoding setting reaches it.
+            &opossum_ops::EncodingDefaults::default(),
         )
         .to_string()
     }

@@ -57,6 +57,8 @@ impl SharedTier {
             id,
             &Chain::default(),
             &options,
+            // Not an encoded variant: no encoding setting reaches it.
+            &opossum_ops::EncodingDefaults::default(),
         )
         .to_string()
     }

@@ -328,8 +328,8 @@ mod tests {
             vec![
                 "preset:thumb-l",
                 "preset:thumb-s",
-                "thumbnail:200,format:avif:60",
-                "thumbnail:200,format:jpeg:80",
+                "thumbnail:200,format:avif",
+                "thumbnail:200,format:jpeg",
             ]
         );
         // A versioned reference inside a longer chain is swapped in place.
@@ -345,7 +345,7 @@ mod tests {
             &presets(),
             &[OutputFormat::Webp],
         );
-        assert_eq!(siblings, vec!["resize:800:600:fit,format:webp:80"]);
+        assert_eq!(siblings, vec!["resize:800:600:fit,format:webp"]);
         // Garbage yields nothing rather than an error.
         assert!(related("zoom:9", &presets(), &formats).is_empty());
     }

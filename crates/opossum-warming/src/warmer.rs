@@ -24,6 +24,8 @@ pub struct WarmerParts {
     pub namespace: String,
     /// processing version in keys
     pub version: String,
+    /// the fleet's encoding defaults, which keys are derived with
+    pub encoding: opossum_ops::EncodingDefaults,
     /// usage analytics
     pub analytics: Analytics,
     /// the tiers shared with the fleet, asked whether a variant is cached
@@ -143,6 +145,7 @@ impl Warmer {
                 &candidate.image_id,
                 &chain,
                 &options,
+                &self.parts.encoding,
             )
             .to_string(),
         )

@@ -197,6 +197,7 @@ impl Wiring {
             presets: self.config.presets.clone(),
             namespace: self.prefix.clone(),
             version: opossum_fleet::processing_version(self.limits()),
+            encoding: self.limits().encoding.clone(),
             analytics,
             freshness,
             target,

@@ -190,7 +190,15 @@ async fn writes_land_while_an_images_slot_moves() {
     let namespace = unique_namespace("moving");
     let key = |variant: usize| {
         let chain = opossum_ops::Chain::parse(&format!("resize:{}:0", variant + 1)).unwrap();
-        opossum_ops::derive_key(&namespace, "1", "a.png", &chain, &Default::default()).to_string()
+        opossum_ops::derive_key(
+            &namespace,
+            "1",
+            "a.png",
+            &chain,
+            &Default::default(),
+            &Default::default(),
+        )
+        .to_string()
     };
     for variant in 0..8 {
         assert!(

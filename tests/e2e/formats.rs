@@ -1,0 +1,189 @@
+//! AVIF, HEIC and JPEG XL sources, encoder options and `max-bytes` the three ways users arrive:
+//! `opossum process` (cached and `--no-cache`), `opossum submit` (embedded) and the origin's
+//! URLs. The sources are the engine's fixtures (encodings of the corpus's kodim23, 768x512).
+
+use std::path::Path;
+
+use opossum_testkit::{TempDir, json_lines};
+
+use crate::origin::{get, start};
+use crate::support::opossum_in as opossum;
+
+const SOURCES: [&str; 3] = ["kodim23.avif", "kodim23.heic", "kodim23.jxl"];
+
+fn write_sources(dir: &Path) {
+    for name in SOURCES {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../crates/opossum-image/tests/fixtures")
+            .join(name);
+        std::fs::copy(&fixture, dir.join(name)).unwrap();
+    }
+}
+
+/// PNG colour type (IHDR byte 9): 2 RGB, 3 indexed, 6 RGBA.
+fn png_colour_type(png: &[u8]) -> u8 {
+    assert_eq!(&png[1..4], b"PNG");
+    png[25]
+}
+
+/// True when the JPEG's frame is progressive (SOF2).
+fn progressive(jpeg: &[u8]) -> bool {
+    jpeg.windows(2)
+        .find(|w| w[0] == 0xFF && matches!(w[1], 0xC0..=0xC2))
+        .is_some_and(|w| w[1] == 0xC2)
+}
+
+#[test]
+fn process_reads_the_new_formats_and_applies_encoder_options() {
+    let originals = TempDir::new("formats-originals");
+    write_sources(originals.path());
+    let data = TempDir::new("formats-data");
+    let store = originals.path().to_str().unwrap();
+    let out = originals.join("out");
+    let run = |image: &str, ops: &str, extra: &[&str]| {
+        let mut args = vec![
+            "process",
+            image,
+            "--originals",
+            store,
+            "--ops",
+            ops,
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend(extra);
+        let report = json_lines(&opossum(&data, &args)).remove(0);
+        (report, std::fs::read(&out).unwrap())
+    };
+    for extra in [&[][..], &["--no-cache"][..]] {
+        // Without a format: AVIF stays AVIF, HEIC becomes JPEG, JPEG XL becomes PNG.
+        for (image, format) in [
+            ("kodim23.avif", "avif"),
+            ("kodim23.heic", "jpeg"),
+            ("kodim23.jxl", "png"),
+        ] {
+            let (report, bytes) = run(image, "thumbnail:96", extra);
+            assert_eq!(report["format"], format, "{image} {extra:?}: {report}");
+            assert_eq!(
+                (report["width"].as_u64(), report["height"].as_u64()),
+                (Some(96), Some(64))
+            );
+            let decoded = image::load_from_memory(&bytes);
+            if format != "avif" {
+                assert_eq!(decoded.unwrap().width(), 96, "{image}");
+            }
+        }
+        let (_, jpeg) = run(
+            "kodim23.heic",
+            "resize:300,format:jpeg:progressive:444",
+            extra,
+        );
+        assert!(progressive(&jpeg), "progressive {extra:?}");
+        let (_, png) = run("kodim23.jxl", "resize:200,format:png:palette=16", extra);
+        assert_eq!(png_colour_type(&png), 3, "palette {extra:?}");
+        let (report, fitted) = run("kodim23.avif", "max-bytes:9000,format:jpeg", extra);
+        assert!(fitted.len() <= 9000, "{} bytes {extra:?}", fitted.len());
+        let quality = report["quality"].as_u64().expect("the chosen quality");
+        assert!(quality < 80, "{report}");
+    }
+}
+
+#[test]
+fn submit_records_the_quality_max_bytes_chose() {
+    let originals = TempDir::new("formats-submit-originals");
+    write_sources(originals.path());
+    let data = TempDir::new("formats-submit-data");
+    let store = originals.path().to_str().unwrap();
+    let ops = "resize:512,max-bytes:12000,format:webp";
+    let event = json_lines(&opossum(
+        &data,
+        &["submit", "kodim23.heic", "--originals", store, "--ops", ops],
+    ))
+    .remove(0);
+    assert_eq!(event["status"], "ok", "{event}");
+    assert!(event["bytes"].as_u64().unwrap() <= 12000, "{event}");
+    let quality = event["quality"]
+        .as_u64()
+        .expect("the chosen quality in the event");
+    assert!(quality < 80, "{event}");
+    // `process` of the same variant answers from the cache with the same bytes and quality.
+    let out = originals.join("out.webp");
+    let report = json_lines(&opossum(
+        &data,
+        &[
+            "process",
+            "kodim23.heic",
+            "--originals",
+            store,
+            "--ops",
+            ops,
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    ))
+    .remove(0);
+    assert_eq!(report["key"], event["key"]);
+    assert_ne!(report["source"], "computed", "{report}");
+    assert_eq!(report["quality"], event["quality"]);
+    assert_eq!(report["bytes"], event["bytes"]);
+    // A default spelled out is the same variant as one left out.
+    let spelled = json_lines(&opossum(
+        &data,
+        &[
+            "submit",
+            "kodim23.heic",
+            "--originals",
+            store,
+            "--ops",
+            "resize:512,max-bytes:12000,format:webp:80:effort=4",
+        ],
+    ))
+    .remove(0);
+    assert_eq!(spelled["key"], event["key"], "{spelled}");
+}
+
+#[tokio::test]
+async fn origin_urls_read_the_new_formats_with_options_and_budgets() {
+    let server = start(&[], None);
+    write_sources(server.originals.path());
+    let response = get(
+        &format!("{}/v1/img/thumbnail:120/kodim23.heic", server.base),
+        &[],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    let jpeg = response.bytes().await.unwrap();
+    assert_eq!(image::load_from_memory(&jpeg).unwrap().width(), 120);
+
+    let response = get(
+        &format!(
+            "{}/v1/img/resize:200,format:png:palette=32/kodim23.jxl",
+            server.base
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(png_colour_type(&response.bytes().await.unwrap()), 3);
+
+    let response = get(
+        &format!(
+            "{}/v1/img/max-bytes:8000,format:webp/kodim23.avif",
+            server.base
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.unwrap().len() <= 8000);
+
+    let response = get(
+        &format!("{}/v1/img/format:jpeg:effort=3/kodim23.avif", server.base),
+        &[],
+    )
+    .await;
+    assert_eq!(response.status(), 400, "an option of another format");
+}
