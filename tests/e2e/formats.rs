@@ -9,7 +9,12 @@ use opossum_testkit::{TempDir, json_lines};
 use crate::origin::{get, start};
 use crate::support::opossum_in as opossum;
 
-const SOURCES: [&str; 3] = ["kodim23.avif", "kodim23.heic", "kodim23.jxl"];
+const SOURCES: [&str; 4] = [
+    "kodim23.avif",
+    "kodim23.heic",
+    "kodim23.jxl",
+    "paris_exif_xmp_icc.jpg",
+];
 
 fn write_sources(dir: &Path) {
     for name in SOURCES {
@@ -86,6 +91,10 @@ fn process_reads_the_new_formats_and_applies_encoder_options() {
         assert!(fitted.len() <= 9000, "{} bytes {extra:?}", fitted.len());
         let quality = report["quality"].as_u64().expect("the chosen quality");
         assert!(quality < 80, "{report}");
+        let (_, analysis) = run("paris_exif_xmp_icc.jpg", "analyze", extra);
+        let analysis: serde_json::Value = serde_json::from_slice(&analysis).unwrap();
+        assert_eq!(analysis["exif"]["camera"], "Google Pixel 4a", "{analysis}");
+        assert_eq!(analysis["exif"]["has_gps"], true);
     }
 }
 
@@ -179,6 +188,20 @@ async fn origin_urls_read_the_new_formats_with_options_and_budgets() {
     .await;
     assert_eq!(response.status(), 200);
     assert!(response.bytes().await.unwrap().len() <= 8000);
+
+    let response = get(
+        &format!("{}/v1/img/analyze/paris_exif_xmp_icc.jpg", server.base),
+        &[],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let analysis: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        analysis["exif"]["lens"], "Pixel 4a back camera 4.38mm f/1.73",
+        "{analysis}"
+    );
+    assert!(analysis["icc_profile"].is_string(), "{analysis}");
 
     let response = get(
         &format!("{}/v1/img/format:jpeg:effort=3/kodim23.avif", server.base),

@@ -303,7 +303,7 @@ pub struct JpegSettings {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PngSettings {
-    /// how hard the lossless optimiser works, 0-6 (default 2)
+    /// how hard the lossless optimiser works, 0-6 (default 1)
     pub compression: u8,
 }
 

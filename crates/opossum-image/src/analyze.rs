@@ -45,6 +45,12 @@ pub struct Analysis {
     /// 64-bit perceptual hash (DCT, median threshold, as pHash defines it), hex; compare two
     /// by Hamming distance
     pub phash: String,
+    /// the source's ICC profile description, when it has one
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icc_profile: Option<String>,
+    /// the source's EXIF summary, when it has EXIF
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exif: Option<crate::metadata::ExifSummary>,
 }
 
 /// Fractions of pixels per bin; each channel's bins sum to 1.
@@ -128,6 +134,8 @@ pub fn analyze(image: &DynamicImage, format: SourceFormat) -> Analysis {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect(),
+        icc_profile: None,
+        exif: None,
     }
 }
 

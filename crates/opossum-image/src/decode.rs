@@ -16,6 +16,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use opossum_ops::{Chain, Operation, ResizeMode};
 
 use crate::animation::{self, Picture, Timing};
+use crate::metadata::SourceMetadata;
 use crate::{ImageError, Limits, svg};
 
 /// Formats the engine reads.
@@ -167,6 +168,8 @@ pub struct Decoded {
     pub source_width: u32,
     /// full height before any shrink-on-load, upright
     pub source_height: u32,
+    /// its ICC description and EXIF summary
+    pub metadata: SourceMetadata,
 }
 
 impl Decoded {
@@ -223,6 +226,7 @@ impl Decoded {
             more_frames: Vec::new(),
             timing: None,
             format,
+            metadata: SourceMetadata::default(),
         }
     }
 
@@ -388,6 +392,7 @@ fn decode_jpeg(
     Ok(Decoded {
         source_width: upright_w,
         source_height: upright_h,
+        metadata: SourceMetadata::read(metadata.icc.as_deref(), metadata.exif.as_deref()),
         ..Decoded::still(image, SourceFormat::Jpeg)
     })
 }
@@ -408,10 +413,12 @@ fn shrink_on_load_factor(
     turbojpeg::ScalingFactor::ONE
 }
 
-/// What the JPEG's markers say beyond the pixels: orientation, ICC profile, Adobe inversion.
+/// What the JPEG's markers say beyond the pixels: orientation, ICC profile, EXIF, Adobe
+/// inversion.
 struct JpegMetadata {
     orientation: image::metadata::Orientation,
     icc: Option<Vec<u8>>,
+    exif: Option<Vec<u8>>,
     adobe_inverted: bool,
 }
 
@@ -419,18 +426,21 @@ impl JpegMetadata {
     fn read(input: &[u8]) -> JpegMetadata {
         // The image crate's JPEG decoder parses only the headers here; it is used for EXIF and
         // ICC (reassembled from APP2 chunks) so that no marker parser is written by hand.
-        let (orientation, icc) = match image::codecs::jpeg::JpegDecoder::new(Cursor::new(input)) {
-            Ok(mut decoder) => (
-                decoder
-                    .orientation()
-                    .unwrap_or(image::metadata::Orientation::NoTransforms),
-                decoder.icc_profile().ok().flatten(),
-            ),
-            Err(_) => (image::metadata::Orientation::NoTransforms, None),
-        };
+        let (orientation, icc, exif) =
+            match image::codecs::jpeg::JpegDecoder::new(Cursor::new(input)) {
+                Ok(mut decoder) => (
+                    decoder
+                        .orientation()
+                        .unwrap_or(image::metadata::Orientation::NoTransforms),
+                    decoder.icc_profile().ok().flatten(),
+                    decoder.exif_metadata().ok().flatten(),
+                ),
+                Err(_) => (image::metadata::Orientation::NoTransforms, None, None),
+            };
         JpegMetadata {
             orientation,
             icc,
+            exif,
             adobe_inverted: has_adobe_marker(input),
         }
     }
@@ -586,6 +596,7 @@ fn decode_with(
     let (width, height) = decoder.dimensions();
     check_pixels(u64::from(width), u64::from(height), limits.max_pixels)?;
     let icc = decoder.icc_profile().ok().flatten();
+    let exif = decoder.exif_metadata().ok().flatten();
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -603,7 +614,10 @@ fn decode_with(
         }
     }
     image.apply_orientation(orientation);
-    Ok(Decoded::still(image, format))
+    Ok(Decoded {
+        metadata: SourceMetadata::read(icc.as_deref(), exif.as_deref()),
+        ..Decoded::still(image, format)
+    })
 }
 
 /// The engine works in 8 bits per channel: what every output format and every web client uses.

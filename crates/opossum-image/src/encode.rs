@@ -119,7 +119,11 @@ pub(crate) fn webp_config(encoding: Encoding) -> Result<webp::WebPConfig, ImageE
             config.quality = 75.0;
         }
     }
-    config.method = i32::from(encoding.effort.unwrap_or(4));
+    config.method = i32::from(
+        encoding
+            .effort
+            .unwrap_or(opossum_ops::EncodingDefaults::default().webp_effort),
+    );
     Ok(config)
 }
 
@@ -181,7 +185,11 @@ fn encode_png(image: &DynamicImage, encoding: Encoding) -> Result<Vec<u8>, oxipn
             other.to_rgb8().into_raw(),
         )?,
     };
-    let options = oxipng::Options::from_preset(encoding.compression.unwrap_or(2));
+    // `encoding` is resolved: the compression is always named by now.
+    let level = encoding
+        .compression
+        .unwrap_or(opossum_ops::EncodingDefaults::default().png_compression);
+    let options = oxipng::Options::from_preset(level);
     raw.create_optimized_png(&options)
 }
 

@@ -24,6 +24,7 @@ use libheif_rs::{
 };
 
 use crate::decode::{Decoded, SourceFormat, check_pixels, rgb_icc_to_srgb};
+use crate::metadata::SourceMetadata;
 use crate::{ImageError, Limits};
 
 /// Whether `input` starts with an ISO-BMFF `ftyp` box naming an AVIF or HEIF brand, and which.
@@ -126,7 +127,19 @@ pub(crate) fn decode(
         }
         DynamicImage::ImageRgb8(rgb)
     };
-    Ok(Decoded::still(image, format))
+    // libheif's Exif item starts with the offset of the TIFF header within it.
+    let mut ids = [0; 1];
+    let exif = (handle.metadata_block_ids(&mut ids, b"Exif") == 1)
+        .then(|| handle.metadata(ids[0]).ok())
+        .flatten()
+        .and_then(|block| {
+            let offset = u32::from_be_bytes(block.get(..4)?.try_into().ok()?) as usize;
+            block.get(4 + offset..).map(<[u8]>::to_vec)
+        });
+    Ok(Decoded {
+        metadata: SourceMetadata::read(icc.as_deref(), exif.as_deref()),
+        ..Decoded::still(image, format)
+    })
 }
 
 /// AVIF of `image` at `quality` (1-100) and `speed` (0-10; libaom's fastest is 9), alpha kept.

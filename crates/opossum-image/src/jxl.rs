@@ -13,6 +13,7 @@ use image::DynamicImage;
 use jxl_oxide::{EnumColourEncoding, JxlImage, RenderingIntent};
 
 use crate::decode::{Decoded, SourceFormat, check_pixels, rgb_icc_to_srgb};
+use crate::metadata::SourceMetadata;
 use crate::{ImageError, Limits};
 
 /// CICP code points of sRGB: BT.709 primaries, the sRGB transfer function.
@@ -85,5 +86,8 @@ pub(crate) fn decode(input: &[u8], limits: &Limits) -> Result<Decoded, ImageErro
             _ => {}
         }
     }
-    Ok(Decoded::still(decoded, SourceFormat::Jxl))
+    Ok(Decoded {
+        metadata: SourceMetadata::read(image.original_icc(), None),
+        ..Decoded::still(decoded, SourceFormat::Jxl)
+    })
 }

@@ -40,6 +40,7 @@ mod filters;
 mod fonts;
 mod heif;
 mod jxl;
+mod metadata;
 mod ops;
 mod overlay;
 mod smart;
@@ -54,6 +55,7 @@ pub use encode::{default_encoding, encode};
 pub use error::ImageError;
 pub use fonts::{DEFAULT_FONTS_DIR, FontSet};
 pub use image::DynamicImage;
+pub use metadata::{ExifSummary, SourceMetadata};
 pub use ops::{apply, apply_with};
 pub use overlay::Overlays;
 
@@ -139,7 +141,7 @@ pub struct Output {
 }
 
 /// What the final step needs to know about the source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceInfo {
     /// the source's format (decides the default output format)
     pub format: SourceFormat,
@@ -147,6 +149,8 @@ pub struct SourceInfo {
     pub width: u32,
     /// full source height, upright
     pub height: u32,
+    /// its ICC description and EXIF summary, which `analyze` reports
+    pub metadata: SourceMetadata,
 }
 
 impl From<&Decoded> for SourceInfo {
@@ -155,6 +159,7 @@ impl From<&Decoded> for SourceInfo {
             format: decoded.format,
             width: decoded.source_width,
             height: decoded.source_height,
+            metadata: decoded.metadata.clone(),
         }
     }
 }
@@ -200,6 +205,8 @@ pub fn finish(
         };
         let mut analysis = analyze(image, source.format);
         (analysis.width, analysis.height) = (width, height);
+        analysis.icc_profile = source.metadata.icc_profile;
+        analysis.exif = source.metadata.exif;
         if let Some(timing) = picture.timing() {
             analysis.frames = frames;
             analysis.loop_count = Some(timing.loops);

@@ -154,3 +154,37 @@ fn avif_output_decodes_back_with_its_colours_and_alpha() {
     let back = decode(&encoded.bytes, &Limits::default(), None).unwrap();
     assert!(back.image.color().has_alpha(), "alpha kept");
 }
+
+#[test]
+fn analyze_reports_the_icc_profile_and_an_exif_summary_without_coordinates() {
+    let chain = opossum_ops::Chain::parse("analyze").unwrap();
+    for file in ["paris_exif_xmp_icc.jpg", "paris_icc_exif_xmp.avif"] {
+        let output = opossum_image::process(&fixture(file), &chain, &Limits::default())
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let json: serde_json::Value = serde_json::from_slice(&output.bytes).unwrap();
+        let exif = &json["exif"];
+        assert_eq!(exif["camera"], "Google Pixel 4a", "{file}: {json}");
+        assert_eq!(exif["captured_at"], "2022-08-22 20:30:46+02:00", "{file}");
+        assert_eq!(exif["has_gps"], true, "{file}");
+        if file.ends_with(".jpg") {
+            assert_eq!(exif["lens"], "Pixel 4a back camera 4.38mm f/1.73");
+            assert_eq!(exif["orientation"], 1);
+        }
+        assert!(
+            json["icc_profile"].as_str().is_some_and(|d| !d.is_empty()),
+            "{file}: {json}"
+        );
+        let text = String::from_utf8_lossy(&output.bytes).to_lowercase();
+        for word in ["latitude", "longitude", "gpslat", "gpslong"] {
+            assert!(!text.contains(word), "{file}: {word} in {text}");
+        }
+    }
+    // A source without either says nothing of them.
+    let plain =
+        opossum_image::process(&fixture("kodim23.heic"), &chain, &Limits::default()).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&plain.bytes).unwrap();
+    assert!(
+        json.get("exif").is_none() && json.get("icc_profile").is_none(),
+        "{json}"
+    );
+}

@@ -167,7 +167,7 @@ pub struct Encoding {
     pub chroma: Option<Chroma>,
     /// PNG: quantised (dithered) to at most this many colours, 2-256; `None` keeps every colour
     pub palette: Option<u16>,
-    /// PNG: how hard the lossless optimiser works, 0-6
+    /// PNG: how hard the lossless optimiser works, 0-6 (oxipng's presets)
     pub compression: Option<u8>,
     /// WebP: how hard the encoder works, 0-6 (smaller files, slower)
     pub effort: Option<u8>,
@@ -294,8 +294,9 @@ impl Default for EncodingDefaults {
             jpeg_quality: 80,
             jpeg_progressive: false,
             jpeg_chroma: Chroma::C420,
-            // oxipng's own default preset: filter and deflate trials that pay for themselves.
-            png_compression: 2,
+            // oxipng's preset 1: on kodim23 (768x512) 0.19 s and 547 KB, where preset 2 took
+            // 0.34 s for 547 KB and preset 0 0.07 s for 571 KB.
+            png_compression: 1,
             webp_quality: 80,
             // libwebp's own default method.
             webp_effort: 4,

@@ -584,7 +584,7 @@ impl Pipeline {
             {
                 let image = picture.first();
                 let prefix_key = self.intermediate_key(image_id, &chain.prefix(done), options);
-                let body = raw::encode(image, original);
+                let body = raw::encode(image, &original);
                 let entry = Entry::new(
                     body,
                     raw::MEDIA_TYPE,

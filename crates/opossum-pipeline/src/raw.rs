@@ -14,11 +14,13 @@ struct Raw {
     source_format: String,
     source_width: u32,
     source_height: u32,
+    #[serde(default)]
+    metadata: opossum_image::SourceMetadata,
     #[serde(with = "serde_bytes")]
     pixels: Vec<u8>,
 }
 
-pub(crate) fn encode(image: &DynamicImage, source: SourceInfo) -> Vec<u8> {
+pub(crate) fn encode(image: &DynamicImage, source: &SourceInfo) -> Vec<u8> {
     let raw = Raw {
         width: image.width(),
         height: image.height(),
@@ -26,6 +28,7 @@ pub(crate) fn encode(image: &DynamicImage, source: SourceInfo) -> Vec<u8> {
         source_format: source.format.name().to_string(),
         source_width: source.width,
         source_height: source.height,
+        metadata: source.metadata.clone(),
         pixels: image.as_bytes().to_vec(),
     };
     rmp_serde::to_vec_named(&raw).unwrap_or_default()
@@ -52,6 +55,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(DynamicImage, SourceInfo), String>
             format,
             width: raw.source_width,
             height: raw.source_height,
+            metadata: raw.metadata,
         },
     ))
 }
