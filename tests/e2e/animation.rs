@@ -107,31 +107,9 @@ fn submit_keeps_an_animation_and_process_then_reads_it_from_the_cache() {
     let data = TempDir::new("animation-submit-data");
     let store = originals.path().to_str().unwrap();
     let ops = "crop:60:60:smart,rotate:180";
-    let event = json_lines(&opossum(
-        &data,
-        &["submit", "moon.gif", "--originals", store, "--ops", ops],
-    ))
-    .remove(0);
-    assert_eq!(event["status"], "ok", "{event}");
     // The submitted job's result is what a later `process` of the same variant answers with.
     let out = originals.join("out.gif");
-    let report = json_lines(&opossum(
-        &data,
-        &[
-            "process",
-            "moon.gif",
-            "--originals",
-            store,
-            "--ops",
-            ops,
-            "--out",
-            out.to_str().unwrap(),
-            "--json",
-        ],
-    ))
-    .remove(0);
-    assert_eq!(report["key"], event["key"]);
-    assert_ne!(report["source"], "computed", "{report}");
+    crate::support::submit_then_process(&data, store, "moon.gif", ops, &out);
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(frames(&bytes), (count, (60, 60), delays));
     // A frame past the end is a clear error, through the queue too.

@@ -7,7 +7,7 @@ use std::path::Path;
 use opossum_testkit::{TempDir, json_lines};
 
 use crate::origin::{get, start};
-use crate::support::opossum_in as opossum;
+use crate::support::{opossum_in as opossum, submit_then_process};
 
 const SOURCES: [&str; 4] = [
     "kodim23.avif",
@@ -105,36 +105,14 @@ fn submit_records_the_quality_max_bytes_chose() {
     let data = TempDir::new("formats-submit-data");
     let store = originals.path().to_str().unwrap();
     let ops = "resize:512,max-bytes:12000,format:webp";
-    let event = json_lines(&opossum(
-        &data,
-        &["submit", "kodim23.heic", "--originals", store, "--ops", ops],
-    ))
-    .remove(0);
-    assert_eq!(event["status"], "ok", "{event}");
+    // `process` of the submitted variant answers from the cache with the same bytes and quality.
+    let out = originals.join("out.webp");
+    let (event, report) = submit_then_process(&data, store, "kodim23.heic", ops, &out);
     assert!(event["bytes"].as_u64().unwrap() <= 12000, "{event}");
     let quality = event["quality"]
         .as_u64()
         .expect("the chosen quality in the event");
     assert!(quality < 80, "{event}");
-    // `process` of the same variant answers from the cache with the same bytes and quality.
-    let out = originals.join("out.webp");
-    let report = json_lines(&opossum(
-        &data,
-        &[
-            "process",
-            "kodim23.heic",
-            "--originals",
-            store,
-            "--ops",
-            ops,
-            "--out",
-            out.to_str().unwrap(),
-            "--json",
-        ],
-    ))
-    .remove(0);
-    assert_eq!(report["key"], event["key"]);
-    assert_ne!(report["source"], "computed", "{report}");
     assert_eq!(report["quality"], event["quality"]);
     assert_eq!(report["bytes"], event["bytes"]);
     // A default spelled out is the same variant as one left out.

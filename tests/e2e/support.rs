@@ -37,3 +37,39 @@ pub(crate) fn run_in(data: &opossum_testkit::TempDir, args: &[&str]) -> std::pro
         .output()
         .unwrap()
 }
+
+/// `opossum submit IMAGE` of `ops` from the originals in `store`, then `opossum process` of the
+/// same variant into `out`, in embedded mode over `data`: the completion event and the
+/// process report. The process must answer from the cache with the submitted job's key.
+pub(crate) fn submit_then_process(
+    data: &opossum_testkit::TempDir,
+    store: &str,
+    image: &str,
+    ops: &str,
+    out: &std::path::Path,
+) -> (serde_json::Value, serde_json::Value) {
+    let event = opossum_testkit::json_lines(&opossum_in(
+        data,
+        &["submit", image, "--originals", store, "--ops", ops],
+    ))
+    .remove(0);
+    assert_eq!(event["status"], "ok", "{event}");
+    let report = opossum_testkit::json_lines(&opossum_in(
+        data,
+        &[
+            "process",
+            image,
+            "--originals",
+            store,
+            "--ops",
+            ops,
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    ))
+    .remove(0);
+    assert_eq!(report["key"], event["key"]);
+    assert_ne!(report["source"], "computed", "{report}");
+    (event, report)
+}

@@ -311,53 +311,25 @@ impl EncodingDefaults {
     /// What a chain that names no format is keyed with: `None` with the built-in defaults (so
     /// their keys stay as they are), otherwise the settings that differ, as text.
     pub fn identity(&self) -> Option<String> {
-        let builtin = EncodingDefaults::default();
-        let mut parts = Vec::new();
-        let mut note = |name: &str, value: String, default: String| {
-            if value != default {
-                parts.push(format!("{name}={value}"));
-            }
+        let (ours, builtin) = (self, &EncodingDefaults::default());
+        let settings = |d: &EncodingDefaults| {
+            [
+                ("jpeg.quality", d.jpeg_quality.to_string()),
+                ("jpeg.progressive", d.jpeg_progressive.to_string()),
+                ("jpeg.chroma", d.jpeg_chroma.name().to_string()),
+                ("png.compression", d.png_compression.to_string()),
+                ("webp.quality", d.webp_quality.to_string()),
+                ("webp.effort", d.webp_effort.to_string()),
+                ("avif.quality", d.avif_quality.to_string()),
+                ("avif.speed", d.avif_speed.to_string()),
+            ]
         };
-        note(
-            "jpeg.quality",
-            self.jpeg_quality.to_string(),
-            builtin.jpeg_quality.to_string(),
-        );
-        note(
-            "jpeg.progressive",
-            self.jpeg_progressive.to_string(),
-            builtin.jpeg_progressive.to_string(),
-        );
-        note(
-            "jpeg.chroma",
-            self.jpeg_chroma.name().into(),
-            builtin.jpeg_chroma.name().into(),
-        );
-        note(
-            "png.compression",
-            self.png_compression.to_string(),
-            builtin.png_compression.to_string(),
-        );
-        note(
-            "webp.quality",
-            self.webp_quality.to_string(),
-            builtin.webp_quality.to_string(),
-        );
-        note(
-            "webp.effort",
-            self.webp_effort.to_string(),
-            builtin.webp_effort.to_string(),
-        );
-        note(
-            "avif.quality",
-            self.avif_quality.to_string(),
-            builtin.avif_quality.to_string(),
-        );
-        note(
-            "avif.speed",
-            self.avif_speed.to_string(),
-            builtin.avif_speed.to_string(),
-        );
+        let parts: Vec<String> = settings(ours)
+            .into_iter()
+            .zip(settings(builtin))
+            .filter(|((_, value), (_, default))| value != default)
+            .map(|((name, value), _)| format!("{name}={value}"))
+            .collect();
         (!parts.is_empty()).then(|| parts.join(","))
     }
 }
