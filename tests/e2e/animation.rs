@@ -8,7 +8,6 @@ use image::AnimationDecoder;
 use opossum_testkit::{TempDir, json_lines};
 
 use crate::origin::{get, start};
-use crate::support::opossum_in as opossum;
 
 fn write_moon(dir: &Path) {
     let fixture = concat!(
@@ -61,18 +60,7 @@ fn process_keeps_an_animation_and_takes_one_frame_on_request() {
     let store = originals.path().to_str().unwrap();
     let out = originals.join("out");
     let run = |ops: &str, extra: &[&str]| {
-        let mut args = vec![
-            "process",
-            "moon.gif",
-            "--originals",
-            store,
-            "--ops",
-            ops,
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend(extra);
-        opossum(&data, &args);
+        crate::support::process_in(&data, store, "moon.gif", ops, &out, extra);
         std::fs::read(&out).unwrap()
     };
     for extra in [&[][..], &["--no-cache"][..]] {

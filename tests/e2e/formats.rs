@@ -7,7 +7,7 @@ use std::path::Path;
 use opossum_testkit::{TempDir, json_lines};
 
 use crate::origin::{get, start};
-use crate::support::{opossum_in as opossum, submit_then_process};
+use crate::support::{opossum_in as opossum, process_in, submit_then_process};
 
 const SOURCES: [&str; 4] = [
     "kodim23.avif",
@@ -46,19 +46,7 @@ fn process_reads_the_new_formats_and_applies_encoder_options() {
     let store = originals.path().to_str().unwrap();
     let out = originals.join("out");
     let run = |image: &str, ops: &str, extra: &[&str]| {
-        let mut args = vec![
-            "process",
-            image,
-            "--originals",
-            store,
-            "--ops",
-            ops,
-            "--out",
-            out.to_str().unwrap(),
-            "--json",
-        ];
-        args.extend(extra);
-        let report = json_lines(&opossum(&data, &args)).remove(0);
+        let report = process_in(&data, store, image, ops, &out, extra);
         (report, std::fs::read(&out).unwrap())
     };
     for extra in [&[][..], &["--no-cache"][..]] {

@@ -54,22 +54,34 @@ pub(crate) fn submit_then_process(
     ))
     .remove(0);
     assert_eq!(event["status"], "ok", "{event}");
-    let report = opossum_testkit::json_lines(&opossum_in(
-        data,
-        &[
-            "process",
-            image,
-            "--originals",
-            store,
-            "--ops",
-            ops,
-            "--out",
-            out.to_str().unwrap(),
-            "--json",
-        ],
-    ))
-    .remove(0);
+    let report = process_in(data, store, image, ops, out, &[]);
     assert_eq!(report["key"], event["key"]);
     assert_ne!(report["source"], "computed", "{report}");
     (event, report)
+}
+
+/// `opossum process IMAGE --originals STORE --ops OPS --out OUT --json EXTRA...` in embedded
+/// mode over `data`: its report (the bytes are in `out`).
+pub(crate) fn process_in(
+    data: &opossum_testkit::TempDir,
+    store: &str,
+    image: &str,
+    ops: &str,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> serde_json::Value {
+    let out = out.to_str().unwrap();
+    let mut args = vec![
+        "process",
+        image,
+        "--originals",
+        store,
+        "--ops",
+        ops,
+        "--out",
+        out,
+        "--json",
+    ];
+    args.extend(extra);
+    opossum_testkit::json_lines(&opossum_in(data, &args)).remove(0)
 }
