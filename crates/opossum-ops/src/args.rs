@@ -84,9 +84,10 @@ const FORMAT_ARGS: &[&str] = &[
 /// one of the bare words `progressive`, `palette`, `lossless`, `420` and `444`.
 fn format_slots(
     position: usize,
-    tokens: &[Option<String>],
+    tokens: Vec<Option<String>>,
 ) -> Result<Vec<Option<String>>, OpsError> {
     let mut slots: Vec<Option<String>> = vec![None; FORMAT_ARGS.len()];
+    // The tokens are moved into their slots, not copied: this runs on every request's parse.
     let mut put = |slot: usize, value: String, given: &str| {
         if slots[slot].is_some() {
             return Err(OpsError::BadArgument {
@@ -100,23 +101,25 @@ fn format_slots(
         slots[slot] = Some(value);
         Ok(())
     };
-    let mut tokens = tokens.iter().enumerate();
-    if let Some((_, Some(format))) = tokens.next() {
-        put(0, format.clone(), format)?;
-    }
-    for (index, token) in tokens {
-        let Some(token) = token else { continue };
-        let lower = token.to_ascii_lowercase();
-        let is_quality = lower.parse::<f64>().is_ok_and(|q| q <= 100.0);
-        match (index, lower.as_str()) {
-            (1, _) if is_quality => put(1, token.clone(), token)?,
-            (2, "true" | "false") => put(2, lower.clone(), token)?,
-            (_, "lossless") => put(2, "true".into(), token)?,
-            (_, "progressive") => put(3, "true".into(), token)?,
-            (_, "420" | "444") => put(4, lower.clone(), token)?,
-            (_, "palette") => put(5, "true".into(), token)?,
+    for (index, token) in tokens.into_iter().enumerate() {
+        let Some(mut token) = token else { continue };
+        if index == 0 {
+            put(0, token, "")?;
+            continue;
+        }
+        token.make_ascii_lowercase();
+        let is_quality = token.parse::<f64>().is_ok_and(|q| q <= 100.0);
+        let bare = |slot: usize| (slot, String::from("true"));
+        let (slot, value) = match (index, token.as_str()) {
+            // A quality only ever stands here, so it cannot be given twice: moved.
+            (1, _) if is_quality => (1, std::mem::take(&mut token)),
+            (2, "true" | "false") => (2, token.clone()),
+            (_, "420" | "444") => (4, token.clone()),
+            (_, "lossless") => bare(2),
+            (_, "progressive") => bare(3),
+            (_, "palette") => bare(5),
             _ => {
-                let (name, value) = lower.split_once('=').ok_or_else(|| OpsError::BadArgument {
+                let (name, value) = token.split_once('=').ok_or_else(|| OpsError::BadArgument {
                     position,
                     op: "format",
                     arg: "options",
@@ -137,9 +140,10 @@ fn format_slots(
                         value: token.clone(),
                         reason: format!("unknown option `{name}`"),
                     })?;
-                put(slot, value.to_string(), token)?;
+                (slot, value.to_string())
             }
-        }
+        };
+        put(slot, value, &token)?;
     }
     Ok(slots)
 }
@@ -177,7 +181,7 @@ impl RawOp {
                 position,
                 name,
                 arg_names,
-                args: format_slots(position, &positional)?,
+                args: format_slots(position, positional)?,
             });
         }
         if positional.len() > arg_names.len() {

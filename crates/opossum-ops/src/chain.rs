@@ -216,16 +216,6 @@ impl Chain {
         matches!(self.ops.last(), Some(Operation::Analyze))
     }
 
-    /// The chain with its `format` step's settings filled in from `defaults`
-    /// ([`Encoding::resolved`]); a chain without one comes back as it is.
-    pub fn resolved(&self, defaults: &EncodingDefaults) -> Chain {
-        let mut chain = self.clone();
-        if let Some(Operation::Format(encoding)) = chain.ops.last_mut() {
-            *encoding = encoding.resolved(defaults);
-        }
-        chain
-    }
-
     /// The pixel operations: everything but the trailing `format` or `analyze`.
     pub fn pixel_ops(&self) -> &[Operation] {
         match self.ops.last() {
@@ -239,6 +229,36 @@ impl Chain {
 /// `format` step, or last when there is none.
 impl fmt::Display for Chain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, None)
+    }
+}
+
+/// [`Chain::resolved_text`]'s writer.
+struct Resolved<'a>(&'a Chain, &'a EncodingDefaults);
+
+impl fmt::Display for Resolved<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f, Some(self.1))
+    }
+}
+
+impl Chain {
+    /// The canonical text with the `format` step resolved with `defaults` (what keys hash),
+    /// written without building the resolved chain.
+    pub fn resolved_text(&self, defaults: &EncodingDefaults) -> String {
+        use std::fmt::Write;
+        // Room for a typical chain, so the text is written with one allocation.
+        let mut text = String::with_capacity(128);
+        let _ = write!(text, "{}", Resolved(self, defaults));
+        text
+    }
+
+    /// The canonical text; with `defaults`, the `format` step resolved.
+    fn write(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        defaults: Option<&EncodingDefaults>,
+    ) -> fmt::Result {
         let budget_at = match self.ops.last() {
             Some(Operation::Format(_)) => self.ops.len() - 1,
             _ => self.ops.len(),
@@ -258,7 +278,12 @@ impl fmt::Display for Chain {
                 write!(f, "max-bytes:{bytes}")?;
             }
             separate(f)?;
-            write!(f, "{op}")?;
+            match (op, defaults) {
+                (Operation::Format(encoding), Some(defaults)) => {
+                    write!(f, "format:{}", encoding.resolved(defaults))?
+                }
+                _ => write!(f, "{op}")?,
+            }
         }
         if let Some(bytes) = self.max_bytes.filter(|_| budget_at == self.ops.len()) {
             separate(f)?;
@@ -930,6 +955,22 @@ mod tests {
             &vec!["grayscale"; 33].join(","),
             "error: 33 operations, at most 32",
         );
+    }
+
+    #[test]
+    fn resolved_text_spells_out_the_encoding_and_nothing_else() {
+        let defaults = EncodingDefaults::default();
+        let chain = Chain::parse("resize:100,max-bytes:500,format:jpeg").unwrap();
+        assert_eq!(
+            chain.resolved_text(&defaults),
+            "resize:100:0:fit,max-bytes:500,format:jpeg:80:progressive=false:420"
+        );
+        assert_eq!(
+            chain.to_string(),
+            "resize:100:0:fit,max-bytes:500,format:jpeg"
+        );
+        let bare = Chain::parse("grayscale").unwrap();
+        assert_eq!(bare.resolved_text(&defaults), "grayscale");
     }
 
     #[test]

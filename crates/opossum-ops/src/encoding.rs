@@ -222,11 +222,6 @@ impl Encoding {
         }
         e
     }
-
-    /// The quality the encoder uses (resolved with the built-in defaults when not named).
-    pub fn quality_or_default(self) -> Option<u8> {
-        self.resolved(&EncodingDefaults::default()).quality
-    }
 }
 
 /// The canonical text after `format:`: the format, the quality, then each named option in a
@@ -312,6 +307,9 @@ impl EncodingDefaults {
     /// their keys stay as they are), otherwise the settings that differ, as text.
     pub fn identity(&self) -> Option<String> {
         let (ours, builtin) = (self, &EncodingDefaults::default());
+        if ours == builtin {
+            return None;
+        }
         let settings = |d: &EncodingDefaults| {
             [
                 ("jpeg.quality", d.jpeg_quality.to_string()),

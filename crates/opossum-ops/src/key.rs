@@ -153,11 +153,10 @@ pub fn derive_key_with_chain(
     options: &Options,
     encoding: &EncodingDefaults,
 ) -> (CacheKey, String) {
-    let chain = chain.resolved(encoding);
-    let canonical = chain.to_string();
+    let canonical = chain.resolved_text(encoding);
     let mut options = std::borrow::Cow::Borrowed(options);
     let sourced = chain.encoding().is_none() && !chain.is_analysis();
-    if let Some(identity) = encoding.identity().filter(|_| sourced) {
+    if sourced && let Some(identity) = encoding.identity() {
         // The identity is a few short `name=value` pairs, well inside an option's limits.
         let _ = options.to_mut().insert("encoding.defaults", &identity);
     }
