@@ -100,7 +100,8 @@ pub(crate) fn decode(
     let channels: usize = if alpha { 4 } else { 3 };
     let (width, height) = (plane.width, plane.height);
     let row = width as usize * channels;
-    if plane.stride < row || plane.data.len() < plane.stride * (height as usize - 1) + row {
+    let needed = plane.stride * (height as usize).saturating_sub(1) + row;
+    if plane.stride < row || plane.data.len() < needed {
         return Err(ImageError::Internal {
             message: format!("{name} decoder returned a plane smaller than {width}x{height}"),
         });
@@ -168,6 +169,13 @@ pub(crate) fn encode_avif(
         message: "avif encoder: no interleaved plane".into(),
     })?;
     let row = width as usize * channels;
+    if plane.stride < row
+        || plane.data.len() < plane.stride * (height as usize).saturating_sub(1) + row
+    {
+        return Err(ImageError::Internal {
+            message: format!("avif encoder: a plane smaller than {width}x{height}"),
+        });
+    }
     for (y, source) in pixels.chunks_exact(row).enumerate() {
         plane.data[y * plane.stride..y * plane.stride + row].copy_from_slice(source);
     }
