@@ -11,11 +11,14 @@
 # Needs: avifenc, heif-convert (libheif-examples), python3 with numpy and pillow, GNU time, and a
 # built opossum binary. The dev profile will do: dependencies are optimised there, and the
 # time goes to libaom (Debian's, optimised) and the PNG decoder.
-# Usage: crates/opossum-bench/avif-vs-avifenc.sh [OPOSSUM_BINARY] [RUNS]
+# Usage: crates/opossum-bench/avif-vs-avifenc.sh [OPOSSUM_BINARY] [RUNS] [EXTRA_IMAGE...]
+# (an extra image is a path to a PNG or JPEG, for example a 12 MP photo the corpus lacks:
+# libavif's tests/data/dog_exif_extended_xmp_icc.jpg, 4032x3024)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OPOSSUM=${1:-${CARGO_TARGET_DIR:-$HOME/.cache/opossum-target}/debug/opossum}
 RUNS=${2:-3}
+EXTRA=("${@:3}")
 CORPUS=../shared/corpus/photos
 for tool in avifenc heif-convert python3 /usr/bin/time "$OPOSSUM"; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (see the header of $0)" >&2; exit 1; }
@@ -41,9 +44,17 @@ cpu() {
 
 printf "%-16s %4s %8s %7s %6s | %4s %8s %7s %6s | %6s %6s\n" image minq avifenc_B psnr cpu_s \
   q opossum_B psnr cpu_s bytes cpu
-for image in kodim02 kodim07 kodim23 harvesters; do
+for image in kodim02 kodim07 kodim23 harvesters "${EXTRA[@]}"; do
   src="$CORPUS/$image.png"
-  [ -f "$src" ] || { python3 -c "from PIL import Image; Image.open('$CORPUS/$image.jpeg').save('$WORK/$image.png')"; src="$WORK/$image.png"; }
+  if [ -f "$image" ]; then
+    # An extra image, upright and as PNG so both sides decode the same thing.
+    src="$WORK/extra-$(basename "$image").png"
+    python3 -c "from PIL import Image, ImageOps; ImageOps.exif_transpose(Image.open('$image')).convert('RGB').save('$src')"
+    image=$(basename "$image")
+  elif [ ! -f "$src" ]; then
+    python3 -c "from PIL import Image; Image.open('$CORPUS/$image.jpeg').save('$WORK/$image.png')"
+    src="$WORK/$image.png"
+  fi
   for q in 24 30 36; do
     avifenc -s 8 -j 1 -y 420 --min "$q" --max "$q" "$src" "$WORK/theirs.avif" >/dev/null
     target=$(psnr "$WORK/theirs.avif" "$src")
