@@ -102,13 +102,14 @@ pub fn encode(
     }
 }
 
-/// libwebp's settings for a resolved encoding: lossy at its quality or lossless, at its effort
+/// libwebp's settings for a resolved encoding (which has a quality unless it is lossless):
+/// lossy at its quality or lossless, at its effort
 /// (libwebp's `method`). Shared by still and animated WebP.
 pub(crate) fn webp_config(encoding: Encoding) -> Result<webp::WebPConfig, ImageError> {
     let mut config = webp::WebPConfig::new().map_err(|()| ImageError::Internal {
         message: "webp encoder: no configuration".into(),
     })?;
-    match encoding.quality.filter(|_| !encoding.lossless) {
+    match encoding.quality {
         Some(quality) => {
             config.quality = f32::from(quality);
             config.alpha_compression = 1;

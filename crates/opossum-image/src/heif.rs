@@ -27,6 +27,14 @@ use crate::decode::{Decoded, SourceFormat, check_pixels, rgb_icc_to_srgb};
 use crate::metadata::SourceMetadata;
 use crate::{ImageError, Limits};
 
+/// libheif, initialised once for the process: `LibHeif::new` and its drop run `heif_init` and
+/// `heif_deinit`, which register and drop every codec plugin, so a handle per image would do
+/// that work per image (and a context must not outlive the last handle).
+fn library() -> &'static LibHeif {
+    static LIBRARY: std::sync::OnceLock<LibHeif> = std::sync::OnceLock::new();
+    LIBRARY.get_or_init(LibHeif::new)
+}
+
 /// Whether `input` starts with an ISO-BMFF `ftyp` box naming an AVIF or HEIF brand, and which.
 /// A file naming both (a `mif1` HEIF that carries AV1) counts as AVIF.
 pub(crate) fn sniff(input: &[u8]) -> Option<SourceFormat> {
@@ -71,6 +79,7 @@ pub(crate) fn decode(
             },
         }
     };
+    let library = library();
     let context = HeifContext::read_from_bytes(input).map_err(failed)?;
     let handle = context.primary_image_handle().map_err(failed)?;
     check_pixels(
@@ -90,7 +99,7 @@ pub(crate) fn decode(
     } else {
         RgbChroma::Rgb
     };
-    let decoded = LibHeif::new()
+    let decoded = library
         .decode(&handle, ColorSpace::Rgb(chroma), options)
         .map_err(failed)?;
     let planes = decoded.planes();
@@ -179,8 +188,7 @@ pub(crate) fn encode_avif(
     for (y, source) in pixels.chunks_exact(row).enumerate() {
         plane.data[y * plane.stride..y * plane.stride + row].copy_from_slice(source);
     }
-    let library = LibHeif::new();
-    let mut encoder = library
+    let mut encoder = library()
         .encoder_for_format(CompressionFormat::Av1)
         .map_err(failed)?;
     encoder

@@ -244,17 +244,12 @@ pub fn finish(
             None => Ok((encode(picture.first(), encoding, limits)?, 1)),
         }
     };
-    let quality = |encoding: Encoding| encoding.quality.filter(|_| !encoding.lossless);
+    // Resolved, the encoding has a quality exactly where the format has one (not lossless WebP).
     let (bytes, frames, quality, width, height) = match chain.max_bytes() {
         None => {
             let (bytes, frames) = write(picture, encoding)?;
-            (
-                bytes,
-                frames,
-                quality(encoding),
-                image.width(),
-                image.height(),
-            )
+            let (width, height) = (image.width(), image.height());
+            (bytes, frames, encoding.quality, width, height)
         }
         Some(_) if encoding.format == OutputFormat::Svg => {
             return Err(ImageError::Unsupported {
@@ -263,11 +258,7 @@ pub fn finish(
             });
         }
         Some(budget) => {
-            let lossy = Encoding {
-                quality: quality(encoding),
-                ..encoding
-            };
-            let fitted = budget::fit(picture, lossy, budget, limits, write)?;
+            let fitted = budget::fit(picture, encoding, budget, limits, write)?;
             (
                 fitted.bytes,
                 fitted.frames,
