@@ -103,6 +103,30 @@ fn submit_records_the_quality_max_bytes_chose() {
     assert!(quality < 80, "{event}");
     assert_eq!(report["quality"], event["quality"]);
     assert_eq!(report["bytes"], event["bytes"]);
+    // The other new sources and options through the queue too, read back from the cache.
+    let out_png = originals.join("out.png");
+    submit_then_process(
+        &data,
+        store,
+        "kodim23.jxl",
+        "resize:200,format:png:palette=16",
+        &out_png,
+    );
+    assert_eq!(png_colour_type(&std::fs::read(&out_png).unwrap()), 3);
+    let out_jpeg = originals.join("out.jpg");
+    submit_then_process(
+        &data,
+        store,
+        "kodim23.avif",
+        "thumbnail:96,format:jpeg:progressive:444",
+        &out_jpeg,
+    );
+    assert!(progressive(&std::fs::read(&out_jpeg).unwrap()));
+    let out_json = originals.join("out.json");
+    submit_then_process(&data, store, "paris_exif_xmp_icc.jpg", "analyze", &out_json);
+    let analysis: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_json).unwrap()).unwrap();
+    assert_eq!(analysis["exif"]["camera"], "Google Pixel 4a", "{analysis}");
     // A default spelled out is the same variant as one left out.
     let spelled = json_lines(&opossum(
         &data,
