@@ -1,6 +1,7 @@
-//! AVIF, HEIC and JPEG XL sources, encoder options and `max-bytes` the three ways users arrive:
-//! `opossum process` (cached and `--no-cache`), `opossum submit` (embedded) and the origin's
-//! URLs. The sources are the engine's fixtures (encodings of the corpus's kodim23, 768x512).
+//! AVIF, HEIC and JPEG XL sources, encoder options, `max-bytes` and `keep:` the three ways users
+//! arrive: `opossum process` (cached and `--no-cache`), `opossum submit` (embedded) and the
+//! origin's URLs. The sources are the engine's fixtures (encodings of the corpus's kodim23,
+//! 768x512, and photos with an Adobe RGB profile or an author in their EXIF).
 
 use std::path::Path;
 
@@ -9,12 +10,40 @@ use opossum_testkit::{TempDir, json_lines};
 use crate::origin::{get, start};
 use crate::support::{opossum_in as opossum, process_in, submit_then_process};
 
-const SOURCES: [&str; 4] = [
+const SOURCES: [&str; 6] = [
     "kodim23.avif",
     "kodim23.heic",
     "kodim23.jxl",
     "paris_exif_xmp_icc.jpg",
+    "adobe_rgb.jpg",
+    "exif_artist_copyright_gps.jpg",
 ];
+
+/// The ICC profile and EXIF block an encoded image carries, as the image crate reads them.
+fn embedded(bytes: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    use image::ImageDecoder;
+    let mut decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .unwrap()
+        .into_decoder()
+        .unwrap();
+    (
+        decoder.icc_profile().unwrap(),
+        decoder.exif_metadata().unwrap(),
+    )
+}
+
+/// True when `haystack` holds `needle`.
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// The author's EXIF kept, and nothing else of it: the camera's make and the GPS block gone.
+fn only_the_author(exif: &[u8]) -> bool {
+    holds(exif, "Ilya Kurikhin") && !holds(exif, "Canon") && !holds(exif, "NIKON")
+}
 
 fn write_sources(dir: &Path) {
     for name in SOURCES {
@@ -79,6 +108,29 @@ fn process_reads_the_new_formats_and_applies_encoder_options() {
         assert!(fitted.len() <= 9000, "{} bytes {extra:?}", fitted.len());
         let quality = report["quality"].as_u64().expect("the chosen quality");
         assert!(quality < 80, "{report}");
+        // keep:icc after an sRGB run of the same steps: the cached intermediate of
+        // `resize:300` (sRGB pixels) is not the one keep:icc resumes from.
+        let (_, srgb) = run("adobe_rgb.jpg", "resize:300,blur:1,format:png", extra);
+        let (_, kept) = run(
+            "adobe_rgb.jpg",
+            "keep:icc,resize:300,blur:1,format:png",
+            extra,
+        );
+        assert_eq!(embedded(&srgb).0, None, "no profile by default {extra:?}");
+        let profile = embedded(&kept).0.expect("keep:icc embeds the profile");
+        assert!(holds(&profile, "Adobe RGB"), "{extra:?}");
+        assert_ne!(
+            image::load_from_memory(&srgb).unwrap().to_rgb8(),
+            image::load_from_memory(&kept).unwrap().to_rgb8(),
+            "keep:icc leaves the pixels in Adobe RGB {extra:?}"
+        );
+        let (_, kept) = run(
+            "exif_artist_copyright_gps.jpg",
+            "keep:copyright,format:webp",
+            extra,
+        );
+        let exif = embedded(&kept).1.expect("keep:copyright writes EXIF");
+        assert!(only_the_author(&exif), "{extra:?}");
         let (_, analysis) = run("paris_exif_xmp_icc.jpg", "analyze", extra);
         let analysis: serde_json::Value = serde_json::from_slice(&analysis).unwrap();
         assert_eq!(analysis["exif"]["camera"], "Google Pixel 4a", "{analysis}");
@@ -127,6 +179,30 @@ fn submit_records_the_quality_max_bytes_chose() {
     let analysis: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&out_json).unwrap()).unwrap();
     assert_eq!(analysis["exif"]["camera"], "Google Pixel 4a", "{analysis}");
+    // keep: through the queue, read back from the cache.
+    let out_kept = originals.join("kept.jpg");
+    submit_then_process(
+        &data,
+        store,
+        "exif_artist_copyright_gps.jpg",
+        "thumbnail:100,keep:copyright:icc,format:jpeg",
+        &out_kept,
+    );
+    let (_, exif) = embedded(&std::fs::read(&out_kept).unwrap());
+    assert!(only_the_author(&exif.expect("EXIF kept")));
+    let out_webp = originals.join("kept.webp");
+    submit_then_process(
+        &data,
+        store,
+        "adobe_rgb.jpg",
+        "keep:icc,resize:200,format:webp",
+        &out_webp,
+    );
+    let (icc, _) = embedded(&std::fs::read(&out_webp).unwrap());
+    assert!(
+        icc.is_some_and(|icc| holds(&icc, "Adobe RGB")),
+        "the profile in the WebP"
+    );
     // A default spelled out is the same variant as one left out.
     let spelled = json_lines(&opossum(
         &data,
@@ -192,6 +268,39 @@ async fn origin_urls_read_the_new_formats_with_options_and_budgets() {
         "{analysis}"
     );
     assert!(analysis["icc_profile"].is_string(), "{analysis}");
+
+    for (ops, image, format) in [
+        ("keep:icc,thumbnail:150", "adobe_rgb.jpg", "image/jpeg"),
+        (
+            "keep:icc:copyright,format:png",
+            "adobe_rgb.jpg",
+            "image/png",
+        ),
+    ] {
+        let response = get(&format!("{}/v1/img/{ops}/{image}", server.base), &[]).await;
+        assert_eq!(response.status(), 200, "{ops}");
+        assert_eq!(response.headers()["content-type"], format);
+        let (icc, exif) = embedded(&response.bytes().await.unwrap());
+        assert!(icc.is_some_and(|icc| holds(&icc, "Adobe RGB")), "{ops}");
+        assert_eq!(exif.is_some(), ops.contains("copyright"), "{ops}");
+    }
+    let response = get(
+        &format!(
+            "{}/v1/img/keep:copyright,format:webp/exif_artist_copyright_gps.jpg",
+            server.base
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let (_, exif) = embedded(&response.bytes().await.unwrap());
+    assert!(only_the_author(&exif.expect("EXIF kept")));
+    let response = get(
+        &format!("{}/v1/img/keep:gps/adobe_rgb.jpg", server.base),
+        &[],
+    )
+    .await;
+    assert_eq!(response.status(), 400, "keep names what it keeps");
 
     let response = get(
         &format!("{}/v1/img/format:jpeg:effort=3/kodim23.avif", server.base),

@@ -104,6 +104,16 @@ impl Picture {
         self.first().height()
     }
 
+    /// A copy with every frame converted to sRGB from `icc` (for `keep:icc` where the output
+    /// cannot carry the profile).
+    pub(crate) fn converted_to_srgb(&self, icc: &[u8]) -> Picture {
+        let mut converted = self.clone();
+        for frame in &mut converted.frames {
+            crate::decode::convert_to_srgb(frame, icc);
+        }
+        converted
+    }
+
     /// Bytes of pixels held, over every frame.
     pub fn pixel_bytes(&self) -> usize {
         self.frames.iter().map(|f| f.as_bytes().len()).sum()

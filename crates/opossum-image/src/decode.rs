@@ -1,4 +1,5 @@
-//! Safe decoding to an upright 8-bit sRGB image.
+//! Safe decoding to an upright 8-bit sRGB image (or, for `keep:icc`, an image left in the
+//! colour space of its ICC profile).
 //!
 //! Order of checks, cheapest first, all before the pixel buffer exists: byte size, format sniff,
 //! header dimensions against the pixel limit. The `image` crate additionally gets an allocation
@@ -9,6 +10,10 @@
 //! 200 px thumbnail is decoded at 750x500 instead of 6000x4000, about 40x less work and memory.
 //! The scale always leaves at least a factor of two for the final Lanczos resize, which is what
 //! keeps quality indistinguishable from a full decode.
+//!
+//! The decoders hand over pixels in the source's colour space with its raw ICC profile and EXIF
+//! ([`SourceMetadata`]); the conversion to sRGB is one step after them, skipped when the chain
+//! keeps the profile. CMYK is the exception: it is always converted, there being no CMYK output.
 
 use std::io::Cursor;
 
@@ -155,8 +160,8 @@ pub fn decode_hint(chain: &Chain) -> Option<DecodeHint> {
 /// A decoded image.
 #[derive(Debug, Clone)]
 pub struct Decoded {
-    /// upright, sRGB, 8 bits per channel (Luma8, LumaA8, Rgb8 or Rgba8); an animation's first
-    /// frame
+    /// upright, 8 bits per channel (Luma8, LumaA8, Rgb8 or Rgba8), sRGB unless decoded for a
+    /// chain with `keep:icc`; an animation's first frame
     pub image: DynamicImage,
     /// an animation's other frames (RGBA, each the whole canvas); empty for a still image
     pub more_frames: Vec<DynamicImage>,
@@ -168,7 +173,7 @@ pub struct Decoded {
     pub source_width: u32,
     /// full height before any shrink-on-load, upright
     pub source_height: u32,
-    /// its ICC description and EXIF summary
+    /// its raw ICC profile and EXIF block
     pub metadata: SourceMetadata,
 }
 
@@ -187,9 +192,30 @@ impl Decoded {
     }
 }
 
-/// Decodes `input` within `limits`. With a `hint`, JPEG and SVG sources are decoded no larger
-/// than needed for it.
+/// Decodes `input` within `limits` to sRGB. With a `hint`, JPEG and SVG sources are decoded no
+/// larger than needed for it.
 pub fn decode(
+    input: &[u8],
+    limits: &Limits,
+    hint: Option<DecodeHint>,
+) -> Result<Decoded, ImageError> {
+    let mut decoded = decode_source(input, limits, hint)?;
+    decoded.convert_to_srgb();
+    Ok(decoded)
+}
+
+/// Decodes `input` for `chain`: no larger than its first resize needs ([`decode_hint`]), and
+/// converted to sRGB unless it keeps the ICC profile (`keep:icc`).
+pub fn decode_for(input: &[u8], chain: &Chain, limits: &Limits) -> Result<Decoded, ImageError> {
+    let mut decoded = decode_source(input, limits, decode_hint(chain))?;
+    if !chain.keep().icc {
+        decoded.convert_to_srgb();
+    }
+    Ok(decoded)
+}
+
+/// Decodes `input` to pixels in the source's own colour space.
+fn decode_source(
     input: &[u8],
     limits: &Limits,
     hint: Option<DecodeHint>,
@@ -217,6 +243,14 @@ pub fn decode(
 }
 
 impl Decoded {
+    /// Converts a still image tagged with an RGB profile to sRGB (an animation's frames are
+    /// sRGB already: GIF has no profiles, and animated WebP's are not read).
+    fn convert_to_srgb(&mut self) {
+        if let Some(icc) = self.metadata.icc() {
+            convert_to_srgb(&mut self.image, icc);
+        }
+    }
+
     /// A still image as decoded, at its full size.
     pub(crate) fn still(image: DynamicImage, format: SourceFormat) -> Decoded {
         Decoded {
@@ -379,20 +413,16 @@ fn decode_jpeg(
             metadata.icc.as_deref(),
             metadata.adobe_inverted,
         )?),
-        _ => {
-            let mut rgb = image::RgbImage::from_raw(w, h, pixels).ok_or_else(buffer_error)?;
-            if let Some(icc) = metadata.icc.as_deref() {
-                rgb_icc_to_srgb(rgb.as_mut(), icc, lcms2::PixelFormat::RGB_8);
-            }
-            DynamicImage::ImageRgb8(rgb)
-        }
+        _ => DynamicImage::ImageRgb8(
+            image::RgbImage::from_raw(w, h, pixels).ok_or_else(buffer_error)?,
+        ),
     };
     let mut image = image;
     image.apply_orientation(orientation);
     Ok(Decoded {
         source_width: upright_w,
         source_height: upright_h,
-        metadata: SourceMetadata::read(metadata.icc.as_deref(), metadata.exif.as_deref()),
+        metadata: SourceMetadata::new(metadata.icc, metadata.exif),
         ..Decoded::still(image, SourceFormat::Jpeg)
     })
 }
@@ -514,9 +544,23 @@ fn cmyk_to_srgb(
     })
 }
 
+/// Converts an RGB(A) image tagged with `icc` to sRGB in place (see [`rgb_icc_to_srgb`]); a
+/// grey image and its grey profile are left as they are.
+pub(crate) fn convert_to_srgb(image: &mut DynamicImage, icc: &[u8]) {
+    match image {
+        DynamicImage::ImageRgb8(rgb) => {
+            rgb_icc_to_srgb(rgb.as_mut(), icc, lcms2::PixelFormat::RGB_8)
+        }
+        DynamicImage::ImageRgba8(rgba) => {
+            rgb_icc_to_srgb(rgba.as_mut(), icc, lcms2::PixelFormat::RGBA_8)
+        }
+        _ => {}
+    }
+}
+
 /// Converts pixels tagged with `icc` to sRGB in place; untouched when the profile is sRGB
 /// already or cannot be read (an unreadable profile is treated as absent, as browsers do).
-pub(crate) fn rgb_icc_to_srgb(pixels: &mut [u8], icc: &[u8], format: lcms2::PixelFormat) {
+fn rgb_icc_to_srgb(pixels: &mut [u8], icc: &[u8], format: lcms2::PixelFormat) {
     let Ok(profile) = lcms2::Profile::new_icc(icc) else {
         return;
     };
@@ -602,20 +646,9 @@ fn decode_with(
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let image = DynamicImage::from_decoder(decoder).map_err(image_crate_error(format))?;
     let mut image = to_8bit(image);
-    if let Some(icc) = icc.as_deref() {
-        match &mut image {
-            DynamicImage::ImageRgb8(rgb) => {
-                rgb_icc_to_srgb(rgb.as_mut(), icc, lcms2::PixelFormat::RGB_8)
-            }
-            DynamicImage::ImageRgba8(rgba) => {
-                rgb_icc_to_srgb(rgba.as_mut(), icc, lcms2::PixelFormat::RGBA_8)
-            }
-            _ => {}
-        }
-    }
     image.apply_orientation(orientation);
     Ok(Decoded {
-        metadata: SourceMetadata::read(icc.as_deref(), exif.as_deref()),
+        metadata: SourceMetadata::new(icc, exif),
         ..Decoded::still(image, format)
     })
 }

@@ -4,13 +4,14 @@
 //! AVIF (see `heif`), oxipng for PNG (lossless optimisation; NeuQuant and Floyd-Steinberg for
 //! `palette`), and vtracer for SVG output. Settings a request leaves out come from the
 //! configuration's `encoding:` defaults ([`Limits::encoding`]).
-//! Metadata is never copied: orientation was applied at decode time, and stripping EXIF is what
-//! image servers do by default.
+//! Metadata is not copied unless the chain says `keep:` (see `embed`): orientation was applied at
+//! decode time, and stripping EXIF is what image servers do by default.
 
 use image::DynamicImage;
 use opossum_ops::{Chroma, Encoding, OutputFormat};
 
 use crate::decode::SourceFormat;
+use crate::embed::Embed;
 use crate::{ImageError, Limits};
 
 /// The encoding used when a chain names none: the source's own format where there is an
@@ -31,6 +32,16 @@ pub fn encode(
     image: &DynamicImage,
     encoding: Encoding,
     limits: &Limits,
+) -> Result<Vec<u8>, ImageError> {
+    encode_with(image, encoding, limits, &Embed::default())
+}
+
+/// [`encode`], with the metadata blocks `keep:` asks for.
+pub(crate) fn encode_with(
+    image: &DynamicImage,
+    encoding: Encoding,
+    limits: &Limits,
+    embed: &Embed,
 ) -> Result<Vec<u8>, ImageError> {
     let encoding = encoding.resolved(&limits.encoding);
     let (width, height) = (image.width(), image.height());
@@ -77,9 +88,10 @@ pub fn encode(
                 height: height as usize,
                 format,
             };
-            compressor.compress_to_vec(source).map_err(|e| failed(&e))
+            let bytes = compressor.compress_to_vec(source).map_err(|e| failed(&e))?;
+            embed.write_into(bytes, OutputFormat::Jpeg)
         }
-        OutputFormat::Png => encode_png(image, encoding).map_err(|e| failed(&e)),
+        OutputFormat::Png => encode_png(image, encoding, embed).map_err(|e| failed(&e)),
         OutputFormat::Webp => {
             let (pixels, layout) = if image.color().has_alpha() {
                 (image.to_rgba8().into_raw(), webp::PixelLayout::Rgba)
@@ -90,12 +102,13 @@ pub fn encode(
             let memory = encoder
                 .encode_advanced(&webp_config(encoding)?)
                 .map_err(|e| failed(&format!("{e:?}")))?;
-            Ok(memory.to_vec())
+            embed.write_into(memory.to_vec(), OutputFormat::Webp)
         }
         OutputFormat::Avif => crate::heif::encode_avif(
             image,
             encoding.quality.unwrap_or(limits.encoding.avif_quality),
             encoding.speed.unwrap_or(limits.encoding.avif_speed),
+            embed,
         ),
         OutputFormat::Gif => crate::animation::encode_gif(std::slice::from_ref(image), None),
         OutputFormat::Svg => trace(image, limits),
@@ -132,9 +145,13 @@ pub(crate) fn webp_config(encoding: Encoding) -> Result<webp::WebPConfig, ImageE
 /// bit depth, colour type and palette where that loses nothing. With `palette`, the image is
 /// first quantised to that many colours (NeuQuant, alpha included) with Floyd-Steinberg
 /// dithering.
-fn encode_png(image: &DynamicImage, encoding: Encoding) -> Result<Vec<u8>, oxipng::PngError> {
+fn encode_png(
+    image: &DynamicImage,
+    encoding: Encoding,
+    embed: &Embed,
+) -> Result<Vec<u8>, oxipng::PngError> {
     let (width, height) = (image.width(), image.height());
-    let raw = match (encoding.palette, image) {
+    let mut raw = match (encoding.palette, image) {
         (Some(colours), _) => {
             let mut rgba = image.to_rgba8();
             let quantiser = color_quant::NeuQuant::new(10, usize::from(colours), rgba.as_raw());
@@ -186,6 +203,12 @@ fn encode_png(image: &DynamicImage, encoding: Encoding) -> Result<Vec<u8>, oxipn
             other.to_rgb8().into_raw(),
         )?,
     };
+    if let Some(icc) = embed.icc {
+        raw.add_icc_profile(icc);
+    }
+    if let Some(exif) = &embed.exif {
+        raw.add_png_chunk(*b"eXIf", exif.clone());
+    }
     // `encoding` is resolved: the compression is always named by now.
     let level = encoding
         .compression

@@ -23,7 +23,7 @@ use libheif_rs::{
     HeifContext, HeifError, HeifErrorCode, LibHeif, RgbChroma,
 };
 
-use crate::decode::{Decoded, SourceFormat, check_pixels, rgb_icc_to_srgb};
+use crate::decode::{Decoded, SourceFormat, check_pixels};
 use crate::metadata::SourceMetadata;
 use crate::{ImageError, Limits};
 
@@ -122,20 +122,16 @@ pub(crate) fn decode(
     let buffer_error = || ImageError::Internal {
         message: format!("{name} pixel buffer has the wrong size"),
     };
+    // Left in the file's colour space: `decode` converts to sRGB unless `keep:icc` asks not to.
     let icc = handle.color_profile_raw().map(|profile| profile.data);
     let image = if alpha {
-        let mut rgba =
-            image::RgbaImage::from_raw(width, height, pixels).ok_or_else(buffer_error)?;
-        if let Some(icc) = icc.as_deref() {
-            rgb_icc_to_srgb(rgba.as_mut(), icc, lcms2::PixelFormat::RGBA_8);
-        }
-        DynamicImage::ImageRgba8(rgba)
+        DynamicImage::ImageRgba8(
+            image::RgbaImage::from_raw(width, height, pixels).ok_or_else(buffer_error)?,
+        )
     } else {
-        let mut rgb = image::RgbImage::from_raw(width, height, pixels).ok_or_else(buffer_error)?;
-        if let Some(icc) = icc.as_deref() {
-            rgb_icc_to_srgb(rgb.as_mut(), icc, lcms2::PixelFormat::RGB_8);
-        }
-        DynamicImage::ImageRgb8(rgb)
+        DynamicImage::ImageRgb8(
+            image::RgbImage::from_raw(width, height, pixels).ok_or_else(buffer_error)?,
+        )
     };
     // libheif's Exif item starts with the offset of the TIFF header within it.
     let mut ids = [0; 1];
@@ -147,16 +143,18 @@ pub(crate) fn decode(
             block.get(4 + offset..).map(<[u8]>::to_vec)
         });
     Ok(Decoded {
-        metadata: SourceMetadata::read(icc.as_deref(), exif.as_deref()),
+        metadata: SourceMetadata::new(icc, exif),
         ..Decoded::still(image, format)
     })
 }
 
-/// AVIF of `image` at `quality` (1-100) and `speed` (0-10; libaom's fastest is 9), alpha kept.
+/// AVIF of `image` at `quality` (1-100) and `speed` (0-10; libaom's fastest is 9), alpha kept,
+/// with the ICC profile and EXIF `keep:` asks for.
 pub(crate) fn encode_avif(
     image: &DynamicImage,
     quality: u8,
     speed: u8,
+    embed: &crate::embed::Embed,
 ) -> Result<Vec<u8>, ImageError> {
     let failed = |e: HeifError| ImageError::Internal {
         message: format!("avif encoder: {}", e.message.to_lowercase()),
@@ -188,6 +186,11 @@ pub(crate) fn encode_avif(
     for (y, source) in pixels.chunks_exact(row).enumerate() {
         plane.data[y * plane.stride..y * plane.stride + row].copy_from_slice(source);
     }
+    if let Some(icc) = embed.icc {
+        let profile =
+            libheif_rs::ColorProfileRaw::new(libheif_rs::color_profile_types::PROF, icc.to_vec());
+        picture.set_color_profile_raw(&profile).map_err(failed)?;
+    }
     let mut encoder = library()
         .encoder_for_format(CompressionFormat::Av1)
         .map_err(failed)?;
@@ -203,9 +206,12 @@ pub(crate) fn encode_avif(
         encoder.set_parameter_value(name, value).map_err(failed)?;
     }
     let mut context = HeifContext::new().map_err(failed)?;
-    context
+    let handle = context
         .encode_image(&picture, &mut encoder, None)
         .map_err(failed)?;
+    if let Some(exif) = &embed.exif {
+        context.add_exif_metadata(&handle, exif).map_err(failed)?;
+    }
     context.write_to_bytes().map_err(failed)
 }
 

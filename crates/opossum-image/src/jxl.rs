@@ -12,7 +12,7 @@ use std::io::Cursor;
 use image::DynamicImage;
 use jxl_oxide::{EnumColourEncoding, JxlImage, RenderingIntent};
 
-use crate::decode::{Decoded, SourceFormat, check_pixels, rgb_icc_to_srgb};
+use crate::decode::{Decoded, SourceFormat, check_pixels};
 use crate::metadata::SourceMetadata;
 use crate::{ImageError, Limits};
 
@@ -49,7 +49,7 @@ pub(crate) fn decode(input: &[u8], limits: &Limits) -> Result<Decoded, ImageErro
     let buffer_error = || ImageError::Internal {
         message: "jxl pixel buffer has the wrong size".into(),
     };
-    let mut decoded = match channels {
+    let decoded = match channels {
         1 => DynamicImage::ImageLuma8(
             image::GrayImage::from_raw(width, height, pixels).ok_or_else(buffer_error)?,
         ),
@@ -74,20 +74,11 @@ pub(crate) fn decode(input: &[u8], limits: &Limits) -> Result<Decoded, ImageErro
         .is_some_and(|[primaries, transfer, ..]| {
             primaries == SRGB_PRIMARIES && transfer == SRGB_TRANSFER
         });
-    if !srgb {
-        let icc = image.rendered_icc();
-        match &mut decoded {
-            DynamicImage::ImageRgb8(rgb) => {
-                rgb_icc_to_srgb(rgb.as_mut(), &icc, lcms2::PixelFormat::RGB_8)
-            }
-            DynamicImage::ImageRgba8(rgba) => {
-                rgb_icc_to_srgb(rgba.as_mut(), &icc, lcms2::PixelFormat::RGBA_8)
-            }
-            _ => {}
-        }
-    }
+    // The profile the pixels were rendered in, which `decode` converts to sRGB from (unless
+    // `keep:icc`); none when they are sRGB already.
+    let icc = (!srgb).then(|| image.rendered_icc());
     Ok(Decoded {
-        metadata: SourceMetadata::read(image.original_icc(), None),
+        metadata: SourceMetadata::new(icc, None),
         ..Decoded::still(decoded, SourceFormat::Jxl)
     })
 }

@@ -7,7 +7,7 @@
 //!   be 100,000 x 100,000 pixels.
 //! - [`decode`]: bytes to an 8-bit sRGB [`image::DynamicImage`], upright (EXIF orientation applied),
 //!   with JPEG shrink-on-load (DCT-domain scaling) when a [`DecodeHint`] says how small the result
-//!   will be.
+//!   will be; [`decode_for`] as a chain needs it (its hint, and `keep:icc`).
 //! - [`apply`]: one [`opossum_ops::Operation`] on an image; [`apply_with`] given the decoded
 //!   watermarks ([`Overlays`]) a chain names, which the caller loads (the engine does no I/O).
 //! - [`encode`]: an image to JPEG, PNG, WebP, AVIF or traced SVG.
@@ -34,6 +34,7 @@ mod animation;
 mod budget;
 mod canvas;
 mod decode;
+mod embed;
 mod encode;
 mod error;
 mod filters;
@@ -50,7 +51,7 @@ use std::time::Duration;
 
 pub use analyze::{Analysis, analyze};
 pub use animation::{Picture, Timing};
-pub use decode::{DecodeHint, Decoded, SourceFormat, decode, decode_hint};
+pub use decode::{DecodeHint, Decoded, SourceFormat, decode, decode_for, decode_hint};
 pub use encode::{default_encoding, encode};
 pub use error::ImageError;
 pub use fonts::{DEFAULT_FONTS_DIR, FontSet};
@@ -149,18 +150,20 @@ pub struct SourceInfo {
     pub width: u32,
     /// full source height, upright
     pub height: u32,
-    /// its ICC description and EXIF summary, which `analyze` reports
+    /// its raw ICC profile and EXIF, which `analyze` summarises and `keep:` carries over
     pub metadata: SourceMetadata,
 }
 
-impl From<&Decoded> for SourceInfo {
-    fn from(decoded: &Decoded) -> SourceInfo {
-        SourceInfo {
-            format: decoded.format,
-            width: decoded.source_width,
-            height: decoded.source_height,
-            metadata: decoded.metadata.clone(),
-        }
+impl Decoded {
+    /// The pixels to work on, and what the final step needs to know about the source.
+    pub fn into_parts(mut self) -> (Picture, SourceInfo) {
+        let source = SourceInfo {
+            format: self.format,
+            width: self.source_width,
+            height: self.source_height,
+            metadata: std::mem::take(&mut self.metadata),
+        };
+        (self.into_picture(), source)
     }
 }
 
@@ -177,9 +180,7 @@ pub fn process_with(
     limits: &Limits,
     overlays: &Overlays,
 ) -> Result<Output, ImageError> {
-    let decoded = decode(input, limits, decode_hint(chain))?;
-    let source = SourceInfo::from(&decoded);
-    let mut picture = decoded.into_picture();
+    let (mut picture, source) = decode_for(input, chain, limits)?.into_parts();
     for op in chain.pixel_ops() {
         picture = picture.apply(op, limits, overlays)?;
     }
@@ -205,8 +206,8 @@ pub fn finish(
         };
         let mut analysis = analyze(image, source.format);
         (analysis.width, analysis.height) = (width, height);
-        analysis.icc_profile = source.metadata.icc_profile;
-        analysis.exif = source.metadata.exif;
+        analysis.icc_profile = source.metadata.icc_description();
+        analysis.exif = source.metadata.exif_summary();
         if let Some(timing) = picture.timing() {
             analysis.frames = frames;
             analysis.loop_count = Some(timing.loops);
@@ -234,14 +235,29 @@ pub fn finish(
             }
         })
         .resolved(&limits.encoding);
+    let plan = embed::Plan::new(chain.keep(), &source.metadata, encoding.format, image);
+    let converted;
+    let picture = match plan.convert_from {
+        Some(icc) => {
+            converted = picture.converted_to_srgb(icc);
+            &converted
+        }
+        None => picture,
+    };
     let write = |picture: &Picture, encoding: Encoding| -> Result<(Vec<u8>, u32), ImageError> {
         let animated = picture
             .timing()
             .and_then(|timing| animation::encode(picture.frames(), timing, encoding));
         match animated {
-            Some(bytes) => Ok((bytes?, picture.frames().len() as u32)),
+            Some(bytes) => Ok((
+                plan.embed.write_into(bytes?, encoding.format)?,
+                picture.frames().len() as u32,
+            )),
             // A format without animation takes the first frame, as imgproxy does.
-            None => Ok((encode(picture.first(), encoding, limits)?, 1)),
+            None => Ok((
+                encode::encode_with(picture.first(), encoding, limits, &plan.embed)?,
+                1,
+            )),
         }
     };
     // Resolved, the encoding has a quality exactly where the format has one (not lossless WebP).

@@ -1,24 +1,28 @@
-//! What a source says about itself beyond its pixels, for `analyze`: the ICC profile's
-//! description and a summary of its EXIF (camera, lens, capture time, orientation, and whether
-//! it carries a GPS position, never the position itself). Read once at decode, from the raw
-//! blocks the decoders hand over; the pixels have already been converted to sRGB and turned
-//! upright, so nothing here changes an output.
+//! What a source says about itself beyond its pixels: its ICC profile and EXIF block, kept raw
+//! as the decoders hand them over and read only when a request needs them. `analyze` reports
+//! the profile's description and a summary of the EXIF (camera, lens, capture time,
+//! orientation, and whether it carries a GPS position, never the position itself);
+//! `keep:icc` embeds the profile in the output, and `keep:copyright` writes a new EXIF block
+//! with only the source's `Copyright` and `Artist` ([`SourceMetadata::copyright_exif`]).
+//! Nothing else of the source's EXIF ever reaches an output: the pixels are already upright, and
+//! stripping is what image servers do by default.
 //!
-//! EXIF is parsed by kamadak-exif (pure Rust, fuzzed); a block it cannot read is left out of
-//! the summary rather than failing the request.
+//! EXIF is read and written by kamadak-exif (pure Rust, fuzzed); a block it cannot read is left
+//! out of the summary rather than failing the request.
 
 use exif::{Context, Field, In, Tag, Value};
 use serde::{Deserialize, Serialize};
 
-/// The description of the source's ICC profile and its EXIF summary, where it has them.
+/// The source's ICC profile and EXIF block, raw, where it has them. Carried with a request's
+/// intermediate results, so a request resumed from one still knows them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceMetadata {
-    /// the ICC profile's description (`Display P3`, `sRGB IEC61966-2.1`, ...)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub icc_profile: Option<String>,
-    /// what the EXIF block says
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exif: Option<ExifSummary>,
+    /// the ICC profile the decoded pixels are in (before any conversion to sRGB)
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    icc: Option<Vec<u8>>,
+    /// the EXIF block, TIFF-structured (without JPEG's `Exif\0\0` prefix)
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    exif: Option<Vec<u8>>,
 }
 
 /// A summary of an EXIF block.
@@ -43,12 +47,67 @@ pub struct ExifSummary {
 
 impl SourceMetadata {
     /// The metadata of a source with these raw blocks: an ICC profile, and an EXIF block
-    /// (TIFF-structured, with or without the `Exif\0\0` prefix JPEG puts before it).
-    pub(crate) fn read(icc: Option<&[u8]>, exif: Option<&[u8]>) -> SourceMetadata {
+    /// (TIFF-structured, with or without the `Exif\0\0` prefix JPEG puts before it). Empty
+    /// blocks count as absent.
+    pub(crate) fn new(icc: Option<Vec<u8>>, exif: Option<Vec<u8>>) -> SourceMetadata {
+        let exif = exif.map(|mut exif| {
+            if exif.starts_with(b"Exif\0\0") {
+                exif.drain(..6);
+            }
+            exif
+        });
         SourceMetadata {
-            icc_profile: icc.and_then(icc_description),
-            exif: exif.and_then(exif_summary),
+            icc: icc.filter(|icc| !icc.is_empty()),
+            exif: exif.filter(|exif| !exif.is_empty()),
         }
+    }
+
+    /// The raw ICC profile.
+    pub fn icc(&self) -> Option<&[u8]> {
+        self.icc.as_deref()
+    }
+
+    /// The raw EXIF block, TIFF-structured.
+    pub fn exif(&self) -> Option<&[u8]> {
+        self.exif.as_deref()
+    }
+
+    /// The ICC profile's description (`Display P3`, `sRGB IEC61966-2.1`, ...).
+    pub fn icc_description(&self) -> Option<String> {
+        self.icc().and_then(icc_description)
+    }
+
+    /// What the EXIF block says, if it can be read.
+    pub fn exif_summary(&self) -> Option<ExifSummary> {
+        self.exif().and_then(exif_summary)
+    }
+
+    /// A new EXIF block (TIFF, little-endian) with only the source's `Copyright` and `Artist`
+    /// fields, for `keep:copyright`; `None` when the source has neither (or only blank ones).
+    pub fn copyright_exif(&self) -> Option<Vec<u8>> {
+        let exif = exif::Reader::new().read_raw(self.exif()?.to_vec()).ok()?;
+        let kept: Vec<Field> = [Tag::Copyright, Tag::Artist]
+            .into_iter()
+            .filter_map(|tag| {
+                let field = exif.get_field(tag, In::PRIMARY)?;
+                ascii(field)?;
+                Some(Field {
+                    tag,
+                    ifd_num: In::PRIMARY,
+                    value: field.value.clone(),
+                })
+            })
+            .collect();
+        if kept.is_empty() {
+            return None;
+        }
+        let mut writer = exif::experimental::Writer::new();
+        for field in &kept {
+            writer.push_field(field);
+        }
+        let mut out = std::io::Cursor::new(Vec::new());
+        writer.write(&mut out, true).ok()?;
+        Some(out.into_inner())
     }
 }
 
@@ -60,7 +119,6 @@ fn icc_description(icc: &[u8]) -> Option<String> {
 }
 
 fn exif_summary(raw: &[u8]) -> Option<ExifSummary> {
-    let raw = raw.strip_prefix(b"Exif\0\0").unwrap_or(raw);
     let exif = exif::Reader::new().read_raw(raw.to_vec()).ok()?;
     let text = |tag: Tag| exif.get_field(tag, In::PRIMARY).and_then(ascii);
     let camera = match (text(Tag::Make), text(Tag::Model)) {

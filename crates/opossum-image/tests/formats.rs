@@ -1,10 +1,12 @@
 //! AVIF, HEIC and JPEG XL input: real files decode to the right size and colours, alpha
-//! survives, and the pixel limit is applied from the header.
+//! survives, and the pixel limit is applied from the header. Metadata: what `analyze` reports,
+//! and what `keep:icc` and `keep:copyright` carry into every format that can hold it.
 
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, GenericImageView};
-use opossum_image::{ImageError, Limits, SourceFormat, decode};
+use opossum_image::{ImageError, Limits, SourceFormat, SourceMetadata, decode, decode_for};
+use opossum_ops::Chain;
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -187,4 +189,182 @@ fn analyze_reports_the_icc_profile_and_an_exif_summary_without_coordinates() {
         json.get("exif").is_none() && json.get("icc_profile").is_none(),
         "{json}"
     );
+}
+
+fn process(input: &[u8], chain: &str) -> opossum_image::Output {
+    let parsed = Chain::parse(chain).unwrap();
+    opossum_image::process(input, &parsed, &Limits::default())
+        .unwrap_or_else(|e| panic!("{chain}: {e}"))
+}
+
+/// The pixels of `bytes` as stored (not converted to sRGB), and the profile and EXIF it
+/// carries, read by the decoders (the image crate's for JPEG, PNG and WebP; libheif's for
+/// AVIF), not by the writers under test.
+fn as_stored(bytes: &[u8]) -> (DynamicImage, SourceMetadata) {
+    let keep = Chain::parse("keep:icc").unwrap();
+    let decoded = decode_for(bytes, &keep, &Limits::default()).unwrap();
+    (decoded.image, decoded.metadata)
+}
+
+/// The EXIF fields of a block, as (tag name, value) pairs.
+fn exif_fields(block: &[u8]) -> Vec<(String, String)> {
+    let exif = exif::Reader::new().read_raw(block.to_vec()).unwrap();
+    exif.fields()
+        .map(|f| (f.tag.to_string(), f.display_value().to_string()))
+        .collect()
+}
+
+/// The outputs that carry EXIF; all but AVIF carry a profile too (see `embed`).
+const WITH_METADATA: [&str; 4] = ["jpeg:95", "png", "webp:95", "avif:90"];
+
+#[test]
+fn keep_icc_embeds_the_profile_and_leaves_the_pixels_in_its_colour_space() {
+    let source = fixture("adobe_rgb.jpg");
+    let (in_adobe, metadata) = as_stored(&source);
+    let profile = metadata.icc().expect("the fixture has a profile").to_vec();
+    assert_eq!(
+        metadata.icc_description().as_deref(),
+        Some("Adobe RGB (1998)")
+    );
+    let in_srgb = decode(&source, &Limits::default(), None).unwrap().image;
+    let conversion = psnr(&in_adobe, &in_srgb);
+    assert!(
+        conversion < 34.0,
+        "Adobe RGB to sRGB moves the pixels: {conversion:.1} dB"
+    );
+    for format in WITH_METADATA.into_iter().filter(|f| !f.starts_with("avif")) {
+        let kept = process(&source, &format!("keep:icc,format:{format}"));
+        let (stored, back) = as_stored(&kept.bytes);
+        assert_eq!(
+            back.icc(),
+            Some(&profile[..]),
+            "{format}: the profile is embedded"
+        );
+        let (to_adobe, to_srgb) = (psnr(&stored, &in_adobe), psnr(&stored, &in_srgb));
+        eprintln!("{format}: {to_adobe:.1} dB to the Adobe RGB pixels, {to_srgb:.1} dB to sRGB");
+        assert!(
+            to_adobe > 33.0 && to_adobe > to_srgb + 5.0,
+            "{format}: pixels left in Adobe RGB ({to_adobe:.1} dB to them, {to_srgb:.1} dB to sRGB)"
+        );
+        // Shown through its profile, it looks as the default (sRGB) output does.
+        let shown = decode(&kept.bytes, &Limits::default(), None).unwrap().image;
+        let default = process(&source, &format!("format:{format}"));
+        let (default_pixels, default_metadata) = as_stored(&default.bytes);
+        assert_eq!(
+            default_metadata.icc(),
+            None,
+            "{format}: no profile by default"
+        );
+        let same = psnr(&shown, &default_pixels);
+        assert!(
+            same > 32.0,
+            "{format}: shown as the sRGB output is ({same:.1} dB)"
+        );
+    }
+}
+
+#[test]
+fn keep_icc_converts_where_the_format_cannot_carry_a_profile() {
+    // GIF has no profile: the pixels are converted to sRGB at the end instead of at decode,
+    // which gives the very same file when nothing comes between, and the same picture after a
+    // resize (which then ran on the unconverted pixels).
+    let source = fixture("adobe_rgb.jpg");
+    let kept = process(&source, "keep:icc,format:gif");
+    assert!(
+        kept.bytes == process(&source, "format:gif").bytes,
+        "keep:icc changed a GIF"
+    );
+    // Nor does AVIF, here (libheif-rs 0.20 cannot hand libheif a profile safely).
+    let kept = process(&source, "keep:icc,format:avif");
+    assert_eq!(as_stored(&kept.bytes).1.icc(), None);
+    assert!(
+        kept.bytes == process(&source, "format:avif").bytes,
+        "keep:icc changed an AVIF"
+    );
+    let kept = process(&source, "keep:icc,resize:300,format:gif");
+    let (stored, back) = as_stored(&kept.bytes);
+    assert_eq!(back.icc(), None);
+    let default = as_stored(&process(&source, "resize:300,format:gif").bytes).0;
+    let same = psnr(&stored, &default);
+    assert!(same > 30.0, "resized, then converted: {same:.1} dB");
+    // A source without a profile is unchanged by keep:icc.
+    let plain = fixture("kodim23.heic");
+    let kept = process(&plain, "keep:icc,format:png");
+    assert!(kept.bytes == process(&plain, "format:png").bytes);
+}
+
+#[test]
+fn keep_copyright_writes_only_the_copyright_and_artist() {
+    let source = fixture("exif_artist_copyright_gps.jpg");
+    let (_, metadata) = as_stored(&source);
+    let all = exif_fields(metadata.exif().unwrap());
+    let named = |name: &str| all.iter().find(|(tag, _)| tag == name).cloned();
+    let (artist, copyright) = (named("Artist").unwrap(), named("Copyright").unwrap());
+    assert!(named("GPSVersionID").is_some() && named("Model").is_some());
+    for format in WITH_METADATA {
+        let kept = process(
+            &source,
+            &format!("resize:100,keep:copyright,format:{format}"),
+        );
+        let (_, back) = as_stored(&kept.bytes);
+        let block = back
+            .exif()
+            .unwrap_or_else(|| panic!("{format}: no EXIF written"));
+        let fields = exif_fields(block);
+        assert_eq!(
+            fields,
+            vec![artist.clone(), copyright.clone()],
+            "{format}: exactly the two fields"
+        );
+        assert_eq!(back.icc(), None, "{format}: the profile was not asked for");
+        let default = process(&source, &format!("resize:100,format:{format}"));
+        assert_eq!(
+            as_stored(&default.bytes).1.exif(),
+            None,
+            "{format}: stripped by default"
+        );
+    }
+    // A source with an artist and no copyright keeps the one; one without EXIF gets none.
+    let (_, back) =
+        as_stored(&process(&fixture("adobe_rgb.jpg"), "keep:copyright,format:png").bytes);
+    let fields = exif_fields(back.exif().unwrap());
+    assert_eq!(fields.len(), 1, "{fields:?}");
+    assert_eq!(fields[0].0, "Artist");
+    let (_, back) =
+        as_stored(&process(&fixture("kodim23.heic"), "keep:copyright,format:jpeg").bytes);
+    assert_eq!(back.exif(), None);
+}
+
+#[test]
+fn keep_both_in_every_kind_of_webp_and_within_a_byte_budget() {
+    // A WebP source with a profile; outputs in lossy, lossless and alpha WebP, whose extended
+    // header libwebp's mux writes.
+    let source = fixture("adobe_rgb.webp");
+    let (_, metadata) = as_stored(&source);
+    let profile = metadata
+        .icc()
+        .expect("the WebP fixture has a profile")
+        .to_vec();
+    for chain in [
+        "keep:icc:copyright,format:webp",
+        "keep:icc:copyright,format:webp:lossless",
+        "keep:icc:copyright,round:40,format:webp",
+        "keep:icc:copyright,resize:200,max-bytes:12000,format:webp",
+    ] {
+        let output = process(&source, chain);
+        let (stored, back) = as_stored(&output.bytes);
+        assert_eq!(back.icc(), Some(&profile[..]), "{chain}");
+        let fields = exif_fields(back.exif().unwrap_or_else(|| panic!("{chain}: no EXIF")));
+        assert_eq!(fields[0].0, "Artist", "{chain}");
+        if chain.contains("round") {
+            assert!(stored.color().has_alpha(), "{chain}: alpha kept");
+        }
+        if chain.contains("max-bytes") {
+            assert!(
+                output.bytes.len() <= 12000,
+                "{chain}: {} bytes",
+                output.bytes.len()
+            );
+        }
+    }
 }

@@ -12,8 +12,8 @@ use crate::encoding::{
     Chroma, MAX_AVIF_SPEED, MAX_PALETTE_COLOURS, MAX_PNG_COMPRESSION, MAX_WEBP_EFFORT,
 };
 use crate::operation::{
-    Colour, Encoding, Extent, FlipAxis, Gravity, MAX_DIMENSION, Milli, Operation, OutputFormat,
-    Placement, ResizeMode, Rotation, Watermark,
+    Colour, Encoding, Extent, FlipAxis, Gravity, Keep, MAX_DIMENSION, Milli, Operation,
+    OutputFormat, Placement, ResizeMode, Rotation, Watermark,
 };
 
 /// Argument names of each operation, in positional order. The JSON form uses the same names.
@@ -39,6 +39,7 @@ pub(crate) fn spec(name: &str) -> Option<(&'static str, &'static [&'static str])
         "trim" => ("trim", &["threshold"]),
         "dpr" => ("dpr", &["factor"]),
         "max-bytes" | "max_bytes" | "maxbytes" => ("max-bytes", &["bytes"]),
+        "keep" | "keep-metadata" | "keep_metadata" => ("keep", KEEP_ARGS),
         "frame" => ("frame", &["index"]),
         "grayscale" | "greyscale" | "gray" | "grey" => ("grayscale", &[]),
         "blur" => ("blur", &["sigma"]),
@@ -77,6 +78,32 @@ const FORMAT_ARGS: &[&str] = &[
     "effort",
     "speed",
 ];
+
+/// What `keep` can keep, named in the string form (`keep:icc:copyright`) and as JSON booleans
+/// (`{"op":"keep","icc":true}`).
+const KEEP_ARGS: &[&str] = &["icc", "copyright"];
+
+/// `keep`'s string tokens are the names of what it keeps, in any order: each sets its slot.
+fn keep_slots(
+    position: usize,
+    tokens: Vec<Option<String>>,
+) -> Result<Vec<Option<String>>, OpsError> {
+    let mut slots: Vec<Option<String>> = vec![None; KEEP_ARGS.len()];
+    for token in tokens.into_iter().flatten() {
+        let slot = KEEP_ARGS
+            .iter()
+            .position(|name| token.eq_ignore_ascii_case(name))
+            .ok_or_else(|| OpsError::BadArgument {
+                position,
+                op: "keep",
+                arg: "metadata",
+                value: token.clone(),
+                reason: "expected icc or copyright".into(),
+            })?;
+        slots[slot] = Some("true".into());
+    }
+    Ok(slots)
+}
 
 /// Places `format`'s string tokens (after the format name) in their named slots: a first token
 /// that is a number up to 100 or `lossless` is the quality, a `true`/`false` second token is the
@@ -176,12 +203,17 @@ impl RawOp {
             }
             positional.push(Some(part).filter(|p| !p.is_empty()));
         }
-        if name == "format" {
+        if name == "format" || name == "keep" {
+            let args = if name == "format" {
+                format_slots(position, positional)?
+            } else {
+                keep_slots(position, positional)?
+            };
             return Ok(RawOp {
                 position,
                 name,
                 arg_names,
-                args: format_slots(position, positional)?,
+                args,
             });
         }
         if positional.len() > arg_names.len() {
@@ -634,7 +666,6 @@ impl RawOp {
         })
     }
 
-    /// The `dpr:N` step's factor, 1 to 8.
     /// `max-bytes:N`: a budget of at least 100 bytes (no image format fits in less) and at
     /// most the largest source allowed.
     pub(crate) fn byte_budget(&self) -> Result<u64, OpsError> {
@@ -644,6 +675,23 @@ impl RawOp {
             .ok_or_else(|| self.missing(0))? as u64)
     }
 
+    /// `keep:...`: what it keeps; it must name something.
+    pub(crate) fn kept(&self) -> Result<Keep, OpsError> {
+        let keep = Keep {
+            icc: self.flag(0)?.unwrap_or(false),
+            copyright: self.flag(1)?.unwrap_or(false),
+        };
+        if keep.is_nothing() {
+            return Err(OpsError::MissingArgument {
+                position: self.position,
+                op: "keep",
+                arg: "icc or copyright",
+            });
+        }
+        Ok(keep)
+    }
+
+    /// The `dpr:N` step's factor, 1 to 8.
     pub(crate) fn dpr_factor(&self) -> Result<Milli, OpsError> {
         let factor = self.milli(0, 8)?.ok_or_else(|| self.missing(0))?;
         if factor.0 < 1000 {

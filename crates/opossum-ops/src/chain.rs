@@ -6,7 +6,7 @@ use std::fmt;
 use crate::EncodingDefaults;
 use crate::OpsError;
 use crate::args::RawOp;
-use crate::operation::{Encoding, Milli, Operation, Rotation, Watermark};
+use crate::operation::{Encoding, Keep, Milli, Operation, Rotation, Watermark};
 use crate::preset::{NoPresets, PresetLookup, PresetRef};
 
 /// At most this many operations in one chain; longer chains are almost certainly abuse.
@@ -19,6 +19,8 @@ pub struct Chain {
     ops: Vec<Operation>,
     /// `max-bytes:N`: the encoded output's budget (written before the `format` step)
     max_bytes: Option<u64>,
+    /// `keep:...`: the source metadata the output carries (written first)
+    keep: Keep,
 }
 
 impl Chain {
@@ -72,7 +74,7 @@ impl Chain {
             .into_iter()
             .filter_map(|step| match step {
                 Step::Preset(_, reference) => Some(reference),
-                Step::Op(_) | Step::Dpr(..) | Step::MaxBytes(..) => None,
+                Step::Op(_) | Step::Dpr(..) | Step::MaxBytes(..) | Step::Keep(..) => None,
             })
             .collect())
     }
@@ -88,8 +90,16 @@ impl Chain {
         let mut ops = Vec::with_capacity(steps.len());
         let mut dpr = None;
         let mut max_bytes = None;
+        // A preset's own budget, which one written in the chain overrides.
+        let mut preset_budget = None;
+        // Where `keep` was first written (for errors) and everything the steps keep.
+        let mut keep: Option<(usize, Keep)> = None;
         for (index, step) in steps.into_iter().enumerate() {
             match step {
+                Step::Keep(position, kept) => {
+                    let (first, before) = keep.unwrap_or((position, Keep::default()));
+                    keep = Some((first, before.union(kept)));
+                }
                 Step::MaxBytes(position, _) if max_bytes.is_some() => {
                     return Err(OpsError::Misplaced {
                         position,
@@ -121,6 +131,11 @@ impl Chain {
                                 reference: reference.to_string(),
                             })?;
                     ops.extend(chain.ops.iter().map(|op| (position, op.clone())));
+                    preset_budget = preset_budget.or(chain.max_bytes.map(|b| (position, b)));
+                    if !chain.keep.is_nothing() {
+                        let (first, before) = keep.unwrap_or((position, Keep::default()));
+                        keep = Some((first, before.union(chain.keep)));
+                    }
                 }
             }
         }
@@ -129,7 +144,7 @@ impl Chain {
             ops = scale_by_dpr(ops, factor)?;
         }
         let mut chain = normalise(ops)?;
-        if let Some((position, bytes)) = max_bytes {
+        if let Some((position, bytes)) = max_bytes.or(preset_budget) {
             if chain.is_analysis() {
                 return Err(OpsError::Misplaced {
                     position,
@@ -139,6 +154,16 @@ impl Chain {
             }
             chain.max_bytes = Some(bytes);
         }
+        if let Some((position, kept)) = keep {
+            if chain.is_analysis() {
+                return Err(OpsError::Misplaced {
+                    position,
+                    op: "keep",
+                    reason: "cannot be combined with analyze",
+                });
+            }
+            chain.keep = kept;
+        }
         Ok(chain)
     }
 
@@ -146,6 +171,11 @@ impl Chain {
     /// size, until the output fits.
     pub fn max_bytes(&self) -> Option<u64> {
         self.max_bytes
+    }
+
+    /// The source metadata the output keeps (`keep:icc`, `keep:copyright`); nothing by default.
+    pub fn keep(&self) -> Keep {
+        self.keep
     }
 
     /// The watermarks the chain composites, in order.
@@ -177,6 +207,7 @@ impl Chain {
         Chain {
             ops,
             max_bytes: self.max_bytes,
+            keep: self.keep,
         }
     }
 
@@ -195,10 +226,16 @@ impl Chain {
         self.ops.is_empty()
     }
 
-    /// The chain of the first `n` operations: the key of an intermediate result.
+    /// The chain of the first `n` operations: the key of an intermediate result. It keeps
+    /// `keep:icc`, which decides the colour space of its pixels, and nothing that only the
+    /// encoder reads.
     pub fn prefix(&self, n: usize) -> Chain {
         Chain {
             max_bytes: None,
+            keep: Keep {
+                icc: self.keep.icc,
+                copyright: false,
+            },
             ops: self.ops[..n.min(self.ops.len())].to_vec(),
         }
     }
@@ -225,8 +262,8 @@ impl Chain {
     }
 }
 
-/// The operations in order, with `max-bytes:N` (which may be written anywhere) just before the
-/// `format` step, or last when there is none.
+/// The operations in order, with `keep:...` first and `max-bytes:N` just before the `format`
+/// step, or last when there is none (both may be written anywhere).
 impl fmt::Display for Chain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write(f, None)
@@ -272,6 +309,10 @@ impl Chain {
                 f.write_str(",")
             }
         };
+        if !self.keep.is_nothing() {
+            separate(f)?;
+            write!(f, "{}", self.keep)?;
+        }
         for (i, op) in self.ops.iter().enumerate() {
             if let Some(bytes) = self.max_bytes.filter(|_| i == budget_at) {
                 separate(f)?;
@@ -327,6 +368,7 @@ enum Step {
     Preset(usize, PresetRef),
     Dpr(usize, Milli),
     MaxBytes(usize, u64),
+    Keep(usize, Keep),
 }
 
 impl Step {
@@ -342,6 +384,9 @@ impl Step {
             return raw
                 .byte_budget()
                 .map(|bytes| Step::MaxBytes(raw.position, bytes));
+        }
+        if raw.name == "keep" {
+            return raw.kept().map(|keep| Step::Keep(raw.position, keep));
         }
         if raw.name != "preset" {
             return Ok(Step::Op(raw));
@@ -478,6 +523,7 @@ fn normalise(ops: Vec<(usize, Operation)>) -> Result<Chain, OpsError> {
     Ok(Chain {
         ops: out,
         max_bytes: None,
+        keep: Keep::default(),
     })
 }
 
@@ -569,6 +615,33 @@ mod tests {
         check(
             "max-bytes:1000,analyze",
             "error: cannot be combined with analyze",
+        );
+        check(
+            "resize:100,keep:copyright:ICC,format:jpeg",
+            "keep:icc:copyright,resize:100:0:fit,format:jpeg",
+        );
+        check(
+            "keep:icc,grayscale,keep:copyright,keep:icc",
+            "keep:icc:copyright,grayscale",
+        );
+        check("keep:icc", "keep:icc");
+        check(
+            r#"[{"op":"keep","copyright":true},{"op":"format","format":"png"}]"#,
+            "keep:copyright,format:png",
+        );
+        check(
+            r#"[{"op":"keep","icc":false,"copyright":true}]"#,
+            "keep:copyright",
+        );
+        check("keep", "error: operation 1 `keep`: missing argument");
+        check(r#"[{"op":"keep","icc":false}]"#, "error: missing argument");
+        check(
+            "keep:gps",
+            "error: bad metadata `gps`: expected icc or copyright",
+        );
+        check(
+            "keep:icc,analyze",
+            "error: operation 1 `keep`: cannot be combined with analyze",
         );
         check("rotate:-90", "rotate:270");
         check("rotate:90,rotate:90", "rotate:180");
@@ -955,6 +1028,14 @@ mod tests {
             &vec!["grayscale"; 33].join(","),
             "error: 33 operations, at most 32",
         );
+    }
+
+    #[test]
+    fn a_prefix_keeps_what_decides_its_pixels() {
+        let chain = Chain::parse("keep:icc:copyright,resize:100,blur:2,format:png").unwrap();
+        assert_eq!(chain.prefix(1).to_string(), "keep:icc,resize:100:0:fit");
+        let chain = Chain::parse("keep:copyright,resize:100,blur:2").unwrap();
+        assert_eq!(chain.prefix(1).to_string(), "resize:100:0:fit");
     }
 
     #[test]

@@ -51,8 +51,8 @@ pub use encoding::{
 pub use error::OpsError;
 pub use key::{CacheKey, Options, derive_key, derive_key_with_chain, image_hash, image_prefix};
 pub use operation::{
-    Colour, Encoding, Extent, FlipAxis, Gravity, MAX_DIMENSION, Milli, Operation, OutputFormat,
-    Placement, ResizeMode, Rotation, Watermark,
+    Colour, Encoding, Extent, FlipAxis, Gravity, Keep, MAX_DIMENSION, Milli, Operation,
+    OutputFormat, Placement, ResizeMode, Rotation, Watermark,
 };
 pub use preset::{NoPresets, Preset, PresetLookup, PresetRef, Presets};
 pub use ttl::{TtlInputs, adaptive_ttl};

@@ -325,6 +325,48 @@ impl fmt::Display for Placement {
     }
 }
 
+/// `keep:icc`, `keep:copyright` (or both): source metadata carried into the output, where by
+/// default every output is sRGB with no metadata. Not an operation on pixels but on the whole
+/// request, so a [`crate::Chain`] holds it beside its operations, as it holds `max-bytes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Keep {
+    /// the source's ICC profile is embedded in the output and its pixels left in that colour
+    /// space, instead of being converted to sRGB
+    pub icc: bool,
+    /// the EXIF `Copyright` and `Artist` fields are written into the output (nothing else of
+    /// the EXIF block: no camera, no position)
+    pub copyright: bool,
+}
+
+impl Keep {
+    /// Keeps nothing: the default.
+    pub fn is_nothing(self) -> bool {
+        !self.icc && !self.copyright
+    }
+
+    /// Everything either keeps.
+    pub fn union(self, other: Keep) -> Keep {
+        Keep {
+            icc: self.icc || other.icc,
+            copyright: self.copyright || other.copyright,
+        }
+    }
+}
+
+/// The canonical step, `keep:icc:copyright` (what it keeps, in that order).
+impl fmt::Display for Keep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("keep")?;
+        if self.icc {
+            f.write_str(":icc")?;
+        }
+        if self.copyright {
+            f.write_str(":copyright")?;
+        }
+        Ok(())
+    }
+}
+
 /// `watermark`: another image of the originals store composited over this one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Watermark {

@@ -250,6 +250,7 @@ mod tests {
             "avatar": {"version": 2, "ops": "thumbnail:128,format:webp", "family": "avatar"},
             "avatar-large": {"ops": [{"op": "thumbnail", "size": 512}], "family": "avatar"},
             "mono": {"ops": "grayscale"},
+            "print": {"ops": "keep:icc,resize:2000,max-bytes:500000,format:jpeg:90"},
         });
         Presets::from_config(&config).unwrap()
     }
@@ -267,6 +268,22 @@ mod tests {
         assert_eq!(
             mixed.to_string(),
             "grayscale,blur:2,thumbnail:128,format:webp"
+        );
+    }
+
+    #[test]
+    fn a_preset_brings_its_budget_and_what_it_keeps() {
+        let p = presets();
+        let chain = Chain::parse_with("preset:print", &p).unwrap();
+        assert_eq!(
+            chain.to_string(),
+            "keep:icc,resize:2000:0:fit,max-bytes:500000,format:jpeg:90"
+        );
+        // A budget written in the chain overrides the preset's; what is kept adds up.
+        let chain = Chain::parse_with("keep:copyright,preset:print,max-bytes:9000", &p).unwrap();
+        assert_eq!(
+            chain.to_string(),
+            "keep:icc:copyright,resize:2000:0:fit,max-bytes:9000,format:jpeg:90"
         );
     }
 

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opossum_cache::{Entry, Hierarchy, TierKind};
-use opossum_image::{ImageError, Limits, Overlays, Picture, SourceInfo};
+use opossum_image::{ImageError, Limits, Overlays, Picture};
 use opossum_ops::{
     CacheKey, Category, Chain, Options, TtlInputs, adaptive_ttl, derive_key_with_chain,
 };
@@ -543,15 +543,14 @@ impl Pipeline {
             Some((n, (image, original))) => (n, Picture::still(image), original),
             None => {
                 let bytes = load().await.map_err(Failed::Load)?;
-                let hint = opossum_image::decode_hint(chain);
-                let limits = limits.clone();
+                let (chain, limits) = (chain.clone(), limits.clone());
                 let decoded = blocking(background, move || {
-                    opossum_image::decode(&bytes, &limits, hint)
+                    opossum_image::decode_for(&bytes, &chain, &limits)
                 })
                 .await
                 .map_err(Failed::Engine)?;
-                let original = SourceInfo::from(&decoded);
-                (0, decoded.into_picture(), original)
+                let (picture, original) = decoded.into_parts();
+                (0, picture, original)
             }
         };
         let overlays = if watermarks.is_empty() {
