@@ -62,15 +62,19 @@ impl FontSet {
         let mut faces = 0;
         let mut digest = Sha256::new();
         for file in files {
-            // Counted by parsing it (memory-mapped by fontdb: no copy on the heap), then the
-            // probe is dropped: the set keeps only paths until a render asks for the fonts.
-            let mut probe = fontdb::Database::new();
-            if probe.load_font_file(&file).is_err() || probe.is_empty() {
-                continue; // unreadable, or not a font
-            }
-            let Ok((size, contents)) = file_digest(&file) else {
-                continue;
+            // Read once, for both the digest and a count of its faces (fontdb is built without
+            // memory mapping: it would read the whole file itself). The probe is then dropped:
+            // the set keeps only paths until a render asks for the fonts.
+            let Ok(data) = std::fs::read(&file) else {
+                continue; // unreadable
             };
+            let (size, contents): (u64, [u8; 32]) =
+                (data.len() as u64, Sha256::digest(&data).into());
+            let mut probe = fontdb::Database::new();
+            probe.load_font_data(data);
+            if probe.is_empty() {
+                continue; // not a font
+            }
             let name = file.strip_prefix(dir).unwrap_or(&file);
             digest.update((name.as_os_str().len() as u64).to_le_bytes());
             digest.update(name.as_os_str().as_encoded_bytes());
@@ -153,25 +157,6 @@ impl std::fmt::Debug for FontSet {
             .field("identity", &self.identity)
             .finish()
     }
-}
-
-/// The size and SHA-256 of a file, read through a small buffer (a font file is hundreds of
-/// kilobytes: reading it whole would leave the allocator's heap shaped by it).
-fn file_digest(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = [0u8; 16 << 10];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        size += n as u64;
-    }
-    Ok((size, hasher.finalize().into()))
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
