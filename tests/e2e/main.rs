@@ -3,7 +3,7 @@
 //! scheduler's warming strategies (`warming.rs`), the HTTP origin in embedded and fleet mode
 //! behind a real Varnish (`origin.rs`), gravity, the canvas steps and animations through every
 //! entry point (`gravity.rs`, `canvas.rs`, `animation.rs`), the newer input formats, encoder
-//! options and `max-bytes` (`formats.rs`),
+//! options and `max-bytes` (`formats.rs`), originals over HTTP and URL ids (`sources.rs`),
 //! and operations: metrics, OTLP, configuration and
 //! deploy/ validated offline (`operations.rs`).
 //!
@@ -12,11 +12,13 @@
 
 mod animation;
 mod canvas;
+mod cloud;
 mod fleet;
 mod formats;
 mod gravity;
 mod operations;
 mod origin;
 mod queue_cli;
+mod sources;
 mod support;
 mod warming;

@@ -35,7 +35,7 @@ fn originals() -> TempDir {
 }
 
 /// `opossum serve` embedded, with `yaml` as its configuration file.
-fn start_with_config(yaml: &str) -> Server {
+pub(crate) fn start_with_config(yaml: &str) -> Server {
     let config = TempDir::new("serve-config");
     let file = config.join("opossum.yaml");
     std::fs::write(&file, yaml).unwrap();
@@ -46,12 +46,23 @@ fn start_with_config(yaml: &str) -> Server {
 
 pub(crate) fn start(extra: &[&str], redis: Option<&str>) -> Server {
     let originals = originals();
+    let location = originals.path().to_str().unwrap().to_string();
+    start_over(originals, &location, extra, redis)
+}
+
+/// `opossum serve` embedded over the originals at `location` (a directory or an `http://`
+/// base), keeping `originals` alive with it.
+pub(crate) fn start_over(
+    originals: TempDir,
+    location: &str,
+    extra: &[&str],
+    redis: Option<&str>,
+) -> Server {
     let data = TempDir::new("serve-data");
     let mut command = Command::new(binary());
     command
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--originals")
-        .arg(originals.path())
+        .args(["--originals", location])
         .args(extra)
         .env("OPOSSUM_DATA_DIR", data.path())
         .env_remove("OPOSSUM_REDIS_URL")

@@ -75,7 +75,9 @@ struct BatchLine {
 /// Checks a request before it is queued, so a typo fails here and not in a worker. A chain
 /// naming a preset version this process does not know is left to the workers.
 fn validate(image_id: &str, ops: &str, config: &Config) -> anyhow::Result<()> {
-    validate_image_id(image_id)?;
+    if !opossum_fleet::is_url_id(image_id) {
+        validate_image_id(image_id)?;
+    }
     let references = Chain::preset_refs(ops).with_context(|| format!("invalid --ops `{ops}`"))?;
     let unknown_version = references.iter().any(|r| {
         r.version.is_some() && opossum_ops::PresetLookup::lookup(&config.presets, r).is_none()

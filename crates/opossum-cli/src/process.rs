@@ -19,7 +19,8 @@ use opossum_wiring::Wiring;
 pub(crate) struct ProcessArgs {
     /// The image file; its path, exactly as given, is the image id used for the key. With
     /// --originals (or OPOSSUM_ORIGINALS), the name of an object in that store instead, read
-    /// as the workers read it
+    /// as the workers read it. An `http://` or `https://` URL is fetched when
+    /// `sources.url_ids` allows it
     input: PathBuf,
     /// Operation chain, e.g. `resize:800:600:fit,grayscale,format:webp`, or its JSON form
     #[arg(long)]
@@ -137,9 +138,11 @@ enum OriginalSource {
 
 impl OriginalSource {
     /// A store when one was named on the command line or in the environment (the
-    /// configuration's `originals` is the services' default, not a reason to leave files).
+    /// configuration's `originals` is the services' default, not a reason to leave files), or
+    /// when the input is a URL (fetched under `sources:`, as the workers fetch it).
     fn new(args: &ProcessArgs, wiring: &Wiring) -> anyhow::Result<OriginalSource> {
-        Ok(if wiring.originals_named {
+        let url = opossum_fleet::is_url_id(&args.input.to_string_lossy());
+        Ok(if wiring.originals_named || url {
             OriginalSource::Store(wiring.originals()?)
         } else {
             OriginalSource::File(args.input.clone())
@@ -191,7 +194,14 @@ fn through_cache(
             .await
             .with_context(|| format!("invalid --ops `{ops}`"))?;
         let max_bytes = wiring.config.limits.max_source_size;
-        let mut pipeline = Pipeline::new(opened.hierarchy.clone(), settings, opened.leases);
+        let mut pipeline = Pipeline::new(opened.hierarchy.clone(), settings, opened.leases.clone());
+        // Originals fetched over HTTP are kept in the disk tier, as the workers keep them.
+        let source = match source {
+            OriginalSource::Store(store) => {
+                OriginalSource::Store(wiring.with_source_cache(store, &opened))
+            }
+            file => file,
+        };
         // Watermarks come from the originals store, even when the image is a file.
         let store = match &source {
             OriginalSource::Store(store) => Ok(store.clone()),

@@ -35,7 +35,7 @@ use env::apply_env;
 
 pub use sections::{
     AnalyticsSettings, AvifSettings, EncodingSettings, FontsSettings, JpegSettings, PngSettings,
-    QueuesSettings, WarmingSettings, WebpSettings,
+    QueuesSettings, SourcesSettings, WarmingSettings, WebpSettings,
 };
 pub use settings::{
     CachingSettings, CdnSettings, DiskCacheSettings, LimitsSettings, MemoryCacheSettings,
@@ -116,7 +116,8 @@ pub struct Config {
     pub caching: CachingSettings,
     /// prefix of keys, queues and events (flag `--prefix`; default `opossum`)
     pub prefix: Option<String>,
-    /// the originals store: a directory or `s3://bucket/prefix` (flag `--originals`)
+    /// the originals store: a directory, `s3://bucket/prefix` or `https://host/base/` (flag
+    /// `--originals`)
     pub originals: Option<String>,
     /// worker processes
     pub worker: WorkerSettings,
@@ -142,6 +143,8 @@ pub struct Config {
     pub fonts: FontsSettings,
     /// encoder settings a request leaves out
     pub encoding: EncodingSettings,
+    /// how originals are fetched over HTTP(S), and whether image ids may be URLs
+    pub sources: SourcesSettings,
 }
 
 impl Config {
@@ -243,6 +246,7 @@ impl Config {
             .validate(&self.presets)
             .map_err(|e| e.within("warming"))?;
         self.queues.validate().map_err(|e| e.within("queues"))?;
+        self.sources.validate().map_err(|e| e.within("sources"))?;
         self.encoding.validate().map_err(|e| e.within("encoding"))
     }
 
@@ -465,6 +469,41 @@ mod tests {
             "worker:\n  concurrency: 0\n",
             "configuration n.yaml: worker.concurrency: must be more than zero",
         );
+        check(
+            "sources:\n  allowed_hosts: [\"images.example.com\", \"a.*.com\"]\n",
+            "configuration n.yaml: sources.allowed_hosts: bad host pattern `a.*.com`",
+        );
+        check(
+            "sources:\n  allowed_networks: [\"10.0.0.0/33\"]\n",
+            "configuration n.yaml: sources.allowed_networks: `10.0.0.0/33` is not a network in CIDR form",
+        );
+        check(
+            "sources:\n  cache_min_ttl: 2d\n  cache_max_ttl: 1d\n",
+            "configuration n.yaml: sources.cache_min_ttl: is longer than sources.cache_max_ttl",
+        );
+        check(
+            "sources:\n  allowed_ports: [443, 0]\n",
+            "configuration n.yaml: sources.allowed_ports: 0 is not a port",
+        );
+    }
+
+    #[test]
+    fn sources_default_to_refusing_every_url_id() {
+        let sources = Config::parse("", "d.yaml").unwrap().sources;
+        assert!(!sources.url_ids);
+        assert!(sources.allowed_hosts.is_empty());
+        assert!(!sources.allow_private);
+        assert_eq!(sources.allowed_ports, [80, 443]);
+        let set = Config::parse(
+            "sources:\n  url_ids: true\n  allowed_hosts: [\"*.example.com\"]\n  min_rate: 8KiB\n  timeout: 10s\n",
+            "s.yaml",
+        )
+        .unwrap()
+        .sources;
+        assert!(set.url_ids);
+        assert_eq!(set.min_rate, 8192);
+        assert_eq!(set.timeout, std::time::Duration::from_secs(10));
+        assert_eq!(set.host_patterns().unwrap().len(), 1);
     }
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

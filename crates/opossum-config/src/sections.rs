@@ -416,3 +416,113 @@ impl EncodingSettings {
         )
     }
 }
+
+/// `sources:`: how originals are fetched over HTTP(S), from the `originals: https://…/` base
+/// and, when `url_ids` is on, from image ids that are URLs. Such ids are user input, so the
+/// defaults refuse everything a URL could be turned against: no host is allowed until listed,
+/// only ports 80 and 443, only public addresses.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourcesSettings {
+    /// image ids that are full `http://` or `https://` URLs are fetched (default false)
+    pub url_ids: bool,
+    /// hosts URL ids may name: exact names or addresses, and `*.example.com` for every name
+    /// below `example.com`; empty (the default) allows none
+    pub allowed_hosts: Vec<String>,
+    /// ports URL ids may name (default 80 and 443)
+    pub allowed_ports: Vec<u16>,
+    /// let URL ids and redirects reach loopback, private, link-local and other non-public
+    /// addresses (default false; for development only)
+    pub allow_private: bool,
+    /// non-public networks allowed all the same, as CIDR (`10.20.0.0/16`: an internal image
+    /// server's subnet); default none
+    pub allowed_networks: Vec<String>,
+    /// longest wait for a connection (default 5s)
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// longest a whole fetch may take, redirects and body included (default 30s)
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// slowest body accepted once `rate_grace` has passed, per second (default 32KiB); 0 turns
+    /// the check off
+    #[serde(deserialize_with = "crate::settings::size")]
+    pub min_rate: u64,
+    /// how long a body may take before `min_rate` applies (default 2s)
+    #[serde(deserialize_with = "duration")]
+    pub rate_grace: Duration,
+    /// redirects followed at most (default 3)
+    pub max_redirects: usize,
+    /// fetched originals are kept in the local disk tier for the origin's `Cache-Control`
+    /// max-age, but never less than this (default 1m) ...
+    #[serde(deserialize_with = "duration")]
+    pub cache_min_ttl: Duration,
+    /// ... nor more than this (default 7d)
+    #[serde(deserialize_with = "duration")]
+    pub cache_max_ttl: Duration,
+    /// how long an original without a max-age is kept before it is revalidated (default 1h)
+    #[serde(deserialize_with = "duration")]
+    pub cache_default_ttl: Duration,
+}
+
+impl Default for SourcesSettings {
+    fn default() -> SourcesSettings {
+        SourcesSettings {
+            url_ids: false,
+            allowed_hosts: Vec::new(),
+            allowed_ports: vec![80, 443],
+            allow_private: false,
+            allowed_networks: Vec::new(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+            min_rate: 32 * 1024,
+            rate_grace: Duration::from_secs(2),
+            max_redirects: 3,
+            cache_min_ttl: Duration::from_secs(60),
+            cache_max_ttl: Duration::from_secs(7 * 24 * 3600),
+            cache_default_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl SourcesSettings {
+    /// The host patterns, parsed.
+    pub fn host_patterns(&self) -> Result<Vec<opossum_fetch::HostPattern>, String> {
+        self.allowed_hosts
+            .iter()
+            .map(|pattern| opossum_fetch::HostPattern::parse(pattern))
+            .collect()
+    }
+
+    /// The allowed networks, parsed.
+    pub fn networks(&self) -> Result<Vec<opossum_fetch::IpNet>, String> {
+        self.allowed_networks
+            .iter()
+            .map(|net| {
+                net.trim()
+                    .parse()
+                    .map_err(|_| format!("`{net}` is not a network in CIDR form (`10.20.0.0/16`)"))
+            })
+            .collect()
+    }
+
+    /// Checks the patterns, networks, ports and bounds.
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        self.host_patterns()
+            .map_err(|message| Invalid::new("allowed_hosts", message))?;
+        self.networks()
+            .map_err(|message| Invalid::new("allowed_networks", message))?;
+        if self.allowed_ports.contains(&0) {
+            return Err(Invalid::new("allowed_ports", "0 is not a port"));
+        }
+        if self.timeout.is_zero() {
+            return Err(Invalid::new("timeout", "must be more than zero"));
+        }
+        if self.cache_min_ttl > self.cache_max_ttl {
+            return Err(Invalid::new(
+                "cache_min_ttl",
+                "is longer than sources.cache_max_ttl",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -24,6 +24,7 @@ mod originals;
 mod queue;
 mod runner;
 mod seam;
+mod source_cache;
 mod telemetry;
 mod tiers;
 
@@ -37,7 +38,7 @@ pub use opossum_pipeline::{
     ErrorKind, Lookup, Mode, PipelineError, Provenance, processing_version,
 };
 pub use opossum_redis::redact;
-pub use originals::{MAX_IMAGE_ID_LEN, Originals, OriginalsError, validate_image_id};
+pub use originals::{MAX_IMAGE_ID_LEN, Originals, OriginalsError, is_url_id, validate_image_id};
 pub use queue::{
     APALIS_TAG, DeadJob, Depth, JobStorage, MAX_DUE_CAP, PARK_BASE, PROMOTE_SCRIPT, QueueConfig,
     Queues, WAIT_TIMEOUT, check_queue_server, connect,

@@ -1,16 +1,33 @@
 //! The originals store: where workers load source images from.
 //!
-//! Backed by the `object_store` crate (the Apache Arrow project's), so the same code reads a
-//! local directory (`--originals DIR`, the default) or S3-compatible storage
-//! (`--originals s3://bucket/prefix`, credentials and endpoint from the usual `AWS_*`
-//! environment variables). An image id is an object name inside the store; ids that could
-//! leave it are rejected before any I/O.
+//! Three kinds of location, one `load`:
+//!
+//! - a directory (`--originals DIR`, the default), S3-compatible storage (`s3://bucket/prefix`),
+//!   Google Cloud Storage (`gs://bucket/prefix`) or Azure Blob Storage (`az://container/prefix`),
+//!   through the Arrow project's `object_store`, each configured as its documentation says
+//!   (`AWS_*`; `GOOGLE_SERVICE_ACCOUNT` or `GOOGLE_APPLICATION_CREDENTIALS`;
+//!   `AZURE_STORAGE_ACCOUNT_NAME` and a key or token);
+//! - an HTTP(S) base (`https://images.internal/base/`): the id's segments are appended to the
+//!   base, percent-encoded, and fetched by `opossum-fetch`'s guarded client. The operator named
+//!   the base, so its own scheme, host and port are trusted as configured; a redirect that
+//!   leaves it is checked like a user's URL;
+//! - with `sources.url_ids`, an image id that is itself an `http://` or `https://` URL is fetched
+//!   directly, whatever the location, under every check `sources:` sets (allowed hosts, ports,
+//!   public addresses only).
+//!
+//! An id that could leave the store is rejected before any I/O. What is fetched over HTTP is
+//! kept in the local disk tier (`source_cache.rs`) when the process has one, so the second
+//! variant of a remote image does not fetch it again.
 
 use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
+use opossum_config::SourcesSettings;
+use opossum_fetch::{FetchError, FetchLimits, Fetcher, Guard, Hosts, Origin, Url};
 use opossum_pipeline::{ErrorKind, PipelineError};
+
+use crate::source_cache::SourceCache;
 
 /// Longest image id accepted.
 pub const MAX_IMAGE_ID_LEN: usize = 1024;
@@ -42,6 +59,9 @@ pub enum OriginalsError {
     /// The store failed (I/O, network, timeout). Worth retrying.
     #[error("originals store: {0}")]
     Store(String),
+    /// An HTTP(S) fetch failed or was refused: permanent or transient as the failure is.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
     /// The store's location is not usable.
     #[error("originals store `{location}`: {reason}")]
     Config {
@@ -60,6 +80,17 @@ impl OriginalsError {
             OriginalsError::NotFound(_) => ErrorKind::NotFound,
             OriginalsError::TooLarge { .. } => ErrorKind::BadImage,
             OriginalsError::Store(_) => ErrorKind::Transient,
+            OriginalsError::Fetch(error) => match error {
+                FetchError::Refused(_) | FetchError::TooManyRedirects { .. } => {
+                    ErrorKind::BadRequest
+                }
+                FetchError::NotFound { .. } => ErrorKind::NotFound,
+                FetchError::TooLarge { .. } => ErrorKind::BadImage,
+                FetchError::Client(_) => ErrorKind::Internal,
+                // A 403 or 401: the image cannot be had, as good as missing.
+                other if other.is_permanent() => ErrorKind::NotFound,
+                _ => ErrorKind::Transient,
+            },
             OriginalsError::Config { .. } => ErrorKind::Internal,
         }
     }
@@ -69,6 +100,13 @@ impl From<OriginalsError> for PipelineError {
     fn from(error: OriginalsError) -> PipelineError {
         PipelineError::from_cause(error.kind(), error)
     }
+}
+
+/// True when `id` is written as an `http://` or `https://` URL (never a valid object name:
+/// `//` is an empty segment).
+pub fn is_url_id(id: &str) -> bool {
+    let start: String = id.chars().take(8).collect::<String>().to_ascii_lowercase();
+    start.starts_with("http://") || start.starts_with("https://")
 }
 
 /// Checks that `id` names an object inside the store: relative, no empty, `.` or `..`
@@ -103,10 +141,23 @@ pub fn validate_image_id(id: &str) -> Result<ObjectPath, OriginalsError> {
     ObjectPath::parse(id).map_err(|_| fail("not a valid object name"))
 }
 
+/// Where the objects of a location live.
+#[derive(Clone)]
+enum Backend {
+    /// a directory or S3, through object_store
+    Objects(Arc<dyn ObjectStore>),
+    /// an HTTP(S) base, its origin trusted as configured
+    Http { base: Url, fetcher: Fetcher },
+}
+
 /// A store of original images.
 #[derive(Clone)]
 pub struct Originals {
-    store: Arc<dyn ObjectStore>,
+    backend: Backend,
+    /// the fetcher of URL ids, when `sources.url_ids` is on
+    urls: Option<Fetcher>,
+    /// the local copies of what was fetched over HTTP
+    cache: Option<Arc<SourceCache>>,
     location: String,
 }
 
@@ -114,33 +165,94 @@ impl std::fmt::Debug for Originals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Originals")
             .field("location", &self.location)
+            .field("url_ids", &self.urls.is_some())
             .finish()
     }
 }
 
+/// The limits `sources:` sets on every fetch.
+fn fetch_limits(sources: &SourcesSettings) -> FetchLimits {
+    FetchLimits {
+        connect_timeout: sources.connect_timeout,
+        total_timeout: sources.timeout,
+        min_rate: sources.min_rate,
+        rate_grace: sources.rate_grace,
+        max_redirects: sources.max_redirects,
+    }
+}
+
+/// The guard of user URLs: `sources:`'s hosts, ports and networks.
+fn user_guard(sources: &SourcesSettings) -> Result<Guard, String> {
+    Ok(Guard {
+        hosts: Hosts::Only(sources.host_patterns()?),
+        ports: sources.allowed_ports.clone(),
+        allow_private: sources.allow_private,
+        allowed_networks: sources.networks()?,
+        trusted: None,
+    })
+}
+
 impl Originals {
-    /// Opens `location`: a directory, `file:///dir`, or `s3://bucket[/prefix]`.
-    pub fn open(location: &str) -> Result<Originals, OriginalsError> {
+    /// Opens `location` (a directory, `file:///dir`, `s3://bucket[/prefix]`,
+    /// `gs://bucket[/prefix]`, `az://container[/prefix]` or `http(s)://host/base/`) with the
+    /// HTTP rules of `sources`.
+    pub fn open(location: &str, sources: &SourcesSettings) -> Result<Originals, OriginalsError> {
         let config = |reason: String| OriginalsError::Config {
             location: location.to_string(),
             reason,
         };
-        let store: Arc<dyn ObjectStore> = if location.starts_with("s3://") {
+        let limits = fetch_limits(sources);
+        let cloud = ["s3://", "gs://", "az://"]
+            .into_iter()
+            .find(|scheme| location.starts_with(scheme));
+        let backend = if let Some(scheme) = cloud {
             let url = url::Url::parse(location).map_err(|e| config(e.to_string()))?;
             let bucket = url
                 .host_str()
-                .ok_or_else(|| config("no bucket".into()))?
+                .ok_or_else(|| config("no bucket or container".into()))?
                 .to_string();
-            let s3 = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| config(e.to_string()))?;
+            let store: Arc<dyn ObjectStore> = match scheme {
+                "s3://" => Arc::new(
+                    object_store::aws::AmazonS3Builder::from_env()
+                        .with_bucket_name(bucket)
+                        .build()
+                        .map_err(|e| config(e.to_string()))?,
+                ),
+                "gs://" => Arc::new(
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                        .with_bucket_name(bucket)
+                        .build()
+                        .map_err(|e| config(e.to_string()))?,
+                ),
+                _ => Arc::new(
+                    object_store::azure::MicrosoftAzureBuilder::from_env()
+                        .with_container_name(bucket)
+                        .build()
+                        .map_err(|e| config(e.to_string()))?,
+                ),
+            };
             let prefix = url.path().trim_matches('/');
-            if prefix.is_empty() {
-                Arc::new(s3)
+            Backend::Objects(if prefix.is_empty() {
+                store
             } else {
-                Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+                Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+            })
+        } else if is_url_id(location) {
+            let base = Url::parse(location).map_err(|e| config(e.to_string()))?;
+            if !base.username().is_empty() || base.password().is_some() {
+                return Err(config("credentials in the URL are not supported".into()));
             }
+            if base.query().is_some() || base.fragment().is_some() {
+                return Err(config("a base URL takes no query or fragment".into()));
+            }
+            // The base's own origin is trusted; anything a redirect leads to is checked as a
+            // user URL would be.
+            let guard = Guard {
+                trusted: Origin::of(&base),
+                ..user_guard(sources).map_err(config)?
+            };
+            let fetcher = Fetcher::new(guard, limits).map_err(|e| config(e.to_string()))?;
+            Backend::Http { base, fetcher }
         } else {
             let dir = location.strip_prefix("file://").unwrap_or(location);
             let dir = std::path::Path::new(dir);
@@ -149,12 +261,32 @@ impl Originals {
             }
             let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
                 .map_err(|e| config(e.to_string()))?;
-            Arc::new(local)
+            Backend::Objects(Arc::new(local))
+        };
+        let urls = if sources.url_ids {
+            let guard = user_guard(sources).map_err(config)?;
+            Some(Fetcher::new(guard, limits).map_err(|e| config(e.to_string()))?)
+        } else {
+            None
         };
         Ok(Originals {
-            store,
+            backend,
+            urls,
+            cache: None,
             location: location.to_string(),
         })
+    }
+
+    /// Keeps what is fetched over HTTP in `tier` (the process's disk tier, keys under
+    /// `namespace`), for the freshness `sources` bounds.
+    pub fn with_source_cache(
+        mut self,
+        tier: Arc<dyn opossum_cache::Tier>,
+        namespace: &str,
+        sources: &SourcesSettings,
+    ) -> Originals {
+        self.cache = Some(Arc::new(SourceCache::new(tier, namespace, sources)));
+        self
     }
 
     /// Where the store is, as given.
@@ -164,36 +296,90 @@ impl Originals {
 
     /// Reads the original `id`, refusing objects larger than `limit` bytes before reading them.
     pub async fn load(&self, id: &str, limit: u64) -> Result<Vec<u8>, OriginalsError> {
+        if is_url_id(id) {
+            let invalid = |reason| OriginalsError::InvalidId {
+                id: id.chars().take(120).collect(),
+                reason,
+            };
+            let fetcher = self.urls.as_ref().ok_or_else(|| {
+                invalid("image ids that are URLs are not enabled (sources.url_ids)")
+            })?;
+            if id.len() > MAX_IMAGE_ID_LEN {
+                return Err(invalid("longer than 1024 bytes"));
+            }
+            let url = Url::parse(id).map_err(|_| invalid("not a valid URL"))?;
+            return self.fetch(id, &url, fetcher, limit).await;
+        }
         let path = validate_image_id(id)?;
-        let classify = |e: object_store::Error| match e {
-            object_store::Error::NotFound { .. } => OriginalsError::NotFound(id.to_string()),
-            other => OriginalsError::Store(other.to_string()),
-        };
-        let meta = self.store.head(&path).await.map_err(classify)?;
-        if meta.size > limit {
-            return Err(OriginalsError::TooLarge {
-                id: id.to_string(),
-                size: meta.size,
-                limit,
-            });
+        match &self.backend {
+            Backend::Objects(store) => load_object(store.as_ref(), id, &path, limit).await,
+            Backend::Http { base, fetcher } => {
+                let url = opossum_fetch::join_id(base, path.as_ref()).map_err(|reason| {
+                    OriginalsError::Config {
+                        location: self.location.clone(),
+                        reason,
+                    }
+                })?;
+                self.fetch(id, &url, fetcher, limit).await
+            }
         }
-        let bytes = self
-            .store
-            .get(&path)
-            .await
-            .map_err(classify)?
-            .bytes()
-            .await
-            .map_err(classify)?;
-        if bytes.len() as u64 > limit {
-            return Err(OriginalsError::TooLarge {
-                id: id.to_string(),
-                size: bytes.len() as u64,
-                limit,
-            });
-        }
-        Ok(bytes.to_vec())
     }
+
+    /// Fetches `url` (the original `id`), through the source cache when there is one.
+    async fn fetch(
+        &self,
+        id: &str,
+        url: &Url,
+        fetcher: &Fetcher,
+        limit: u64,
+    ) -> Result<Vec<u8>, OriginalsError> {
+        match &self.cache {
+            Some(cache) => cache.load(id, url, fetcher, limit).await,
+            None => match fetcher.fetch(url, limit, None).await?.body {
+                Some(body) => Ok(body),
+                None => Err(OriginalsError::Store(format!(
+                    "`{url}` answered 304 to an unconditional request"
+                ))),
+            },
+        }
+    }
+}
+
+/// Reads `path` (the original `id`) from an object store, refusing objects larger than
+/// `limit` before reading them.
+async fn load_object(
+    store: &dyn ObjectStore,
+    id: &str,
+    path: &ObjectPath,
+    limit: u64,
+) -> Result<Vec<u8>, OriginalsError> {
+    let classify = |e: object_store::Error| match e {
+        object_store::Error::NotFound { .. } => OriginalsError::NotFound(id.to_string()),
+        other => OriginalsError::Store(other.to_string()),
+    };
+    let meta = store.head(path).await.map_err(classify)?;
+    if meta.size > limit {
+        return Err(OriginalsError::TooLarge {
+            id: id.to_string(),
+            size: meta.size,
+            limit,
+        });
+    }
+    let bytes = store
+        .get(path)
+        .await
+        .map_err(classify)?
+        .bytes()
+        .await
+        .map_err(classify)?;
+    if bytes.len() as u64 > limit {
+        return Err(OriginalsError::TooLarge {
+            id: id.to_string(),
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes.to_vec())
 }
 
 /// The store as the pipeline's source of watermarks: the same id validation and size limit
@@ -254,7 +440,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("opossum-originals-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("photos")).unwrap();
         std::fs::write(dir.join("photos/a.bin"), b"0123456789").unwrap();
-        let store = Originals::open(dir.to_str().unwrap()).unwrap();
+        let store = Originals::open(dir.to_str().unwrap(), &SourcesSettings::default()).unwrap();
         assert_eq!(
             store.load("photos/a.bin", 100).await.unwrap(),
             b"0123456789"
@@ -274,7 +460,7 @@ mod tests {
         );
         assert_eq!(escape.kind(), ErrorKind::BadRequest);
         assert_eq!(large.kind(), ErrorKind::BadImage);
-        assert!(Originals::open("/no/such/dir").is_err());
+        assert!(Originals::open("/no/such/dir", &SourcesSettings::default()).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -97,7 +97,11 @@ async fn embedded_backend() -> Backend {
         &tiers,
         &unique_namespace("seam"),
         opossum_ops::Presets::default(),
-        Originals::open(originals.path().to_str().unwrap()).unwrap(),
+        Originals::open(
+            originals.path().to_str().unwrap(),
+            &opossum_config::SourcesSettings::default(),
+        )
+        .unwrap(),
         opossum_image::Limits::default(),
     ));
     Backend {

@@ -25,17 +25,21 @@ pub enum Category {
     Resource,
     /// A request that failed on bad input, remembered so it is not reprocessed (5 min).
     Error,
+    /// An original fetched over HTTP(S), kept in the local disk tier (its TTL from the
+    /// origin's `Cache-Control`; 1 h without one).
+    Source,
 }
 
 impl Category {
     /// Every category, in display order.
-    pub const ALL: [Category; 6] = [
+    pub const ALL: [Category; 7] = [
         Category::Result,
         Category::Thumbnail,
         Category::Intermediate,
         Category::Analysis,
         Category::Resource,
         Category::Error,
+        Category::Source,
     ];
 
     /// The category of a complete request for `chain`.
@@ -63,7 +67,7 @@ impl Category {
         Duration::from_secs(match self {
             Category::Result | Category::Analysis | Category::Resource => 24 * HOUR,
             Category::Thumbnail => 7 * 24 * HOUR,
-            Category::Intermediate => HOUR,
+            Category::Intermediate | Category::Source => HOUR,
             Category::Error => 5 * 60,
         })
     }
@@ -82,6 +86,7 @@ impl Category {
             Category::Analysis => "analysis",
             Category::Resource => "resource",
             Category::Error => "error",
+            Category::Source => "source",
         }
     }
 }

@@ -54,7 +54,7 @@ pub use routes::serve_on;
 pub use sign::{sign, verify};
 
 use crate::negotiate::negotiate;
-use crate::routes::{Served, image, info, metrics, status_page};
+use crate::routes::{Served, image, image_by_url, info, metrics, status_page};
 
 /// How an origin request ended, for the counters and the status page.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -135,6 +135,7 @@ impl Origin {
     pub fn router(self: &Arc<Origin>) -> Router {
         Router::new()
             .route("/v1/img/{chain}/{*image_id}", get(image))
+            .route("/v1/url/{chain}/{encoded}", get(image_by_url))
             .route("/v1/info/{*image_id}", get(info))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/metrics", get(metrics))
@@ -180,8 +181,11 @@ impl Origin {
         accept: Option<&str>,
     ) -> Result<Served, Failure> {
         let started = Instant::now();
-        opossum_fleet::validate_image_id(image_id)
-            .map_err(|e| Failure::of_kind(e.kind(), e.to_string()))?;
+        // A URL id is checked by the fetcher (`sources:`), an object name here.
+        if !opossum_fleet::is_url_id(image_id) {
+            opossum_fleet::validate_image_id(image_id)
+                .map_err(|e| Failure::of_kind(e.kind(), e.to_string()))?;
+        }
         let submitted = chain_text;
         let chain = self.state.presets.resolve(submitted).await.map_err(|e| {
             Failure::of_kind(

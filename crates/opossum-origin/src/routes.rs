@@ -166,6 +166,47 @@ pub(crate) async fn image(
         .await
 }
 
+/// `/v1/url/{chain}/{base64url}`: an image id that is a URL, base64url-encoded (padding
+/// optional), as imgproxy's encoded source URLs are: nothing in it needs escaping in a path,
+/// and no proxy or CDN normalises it. The plain form is the URL percent-encoded in
+/// `/v1/img/{chain}/{id}`.
+pub(crate) async fn image_by_url(
+    State(origin): Shared,
+    Path((chain, encoded)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let image_id = match decode_url_id(&encoded) {
+        Ok(id) => id,
+        Err(message) => {
+            return failure_response(&Failure::new(StatusCode::BAD_REQUEST, message));
+        }
+    };
+    image(
+        State(origin),
+        Path((chain, image_id)),
+        RawQuery(query),
+        uri,
+        headers,
+    )
+    .await
+}
+
+/// The URL in a `/v1/url/` path segment.
+fn decode_url_id(encoded: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .map_err(|e| format!("the image URL is not base64url: {e}"))?;
+    let url = String::from_utf8(bytes).map_err(|_| "the image URL is not UTF-8".to_string())?;
+    if !opossum_fleet::is_url_id(&url) {
+        return Err("the encoded image id is not an http:// or https:// URL".into());
+    }
+    Ok(url)
+}
+
 pub(crate) async fn info(
     State(origin): Shared,
     Path(image_id): Path<String>,

@@ -47,7 +47,7 @@ pub struct CommonArgs {
     /// Directory of the local disk tier [default: $XDG_CACHE_HOME/opossum or ~/.cache/opossum]
     #[arg(long, global = true, env = "OPOSSUM_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The originals store: a directory, or s3://bucket/prefix [default: `originals`, else .]
+    /// The originals store: a directory, s3://bucket/prefix or https://host/base/ [default: `originals`, else .]
     #[arg(long, global = true, env = "OPOSSUM_ORIGINALS")]
     pub originals: Option<String>,
     /// Serve Prometheus /metrics here, e.g. 0.0.0.0:9464 (worker and scheduler; the origin
@@ -174,9 +174,19 @@ impl Wiring {
         Ok(Arc::new(Hierarchy::new(tiers, None)))
     }
 
-    /// The originals store.
+    /// The originals store, with the HTTP rules of `sources:`.
     pub fn originals(&self) -> anyhow::Result<Originals> {
-        Ok(Originals::open(&self.originals)?)
+        Ok(Originals::open(&self.originals, &self.config.sources)?)
+    }
+
+    /// `originals` keeping what it fetches over HTTP in `tiers`' disk tier, when it opened.
+    pub fn with_source_cache(&self, originals: Originals, tiers: &Tiers) -> Originals {
+        match &tiers.disk {
+            Some(disk) => {
+                originals.with_source_cache(disk.clone(), &self.prefix, &self.config.sources)
+            }
+            None => originals,
+        }
     }
 
     /// The analytics settings of this prefix.

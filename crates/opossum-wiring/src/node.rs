@@ -169,6 +169,7 @@ async fn open_handler(
 ) -> anyhow::Result<(Tiers, WorkerState)> {
     let originals = wiring.originals()?;
     let tiers = wiring.tiers().await;
+    let originals = wiring.with_source_cache(originals, &tiers);
     if settings.service
         && let Some(disk) = &tiers.disk
     {
