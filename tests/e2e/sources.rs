@@ -411,7 +411,7 @@ fn url_ids_through_process_and_submit_and_their_refusals() {
             refused.contains("refused to fetch") && refused.contains("loopback"),
             "{host}: {refused}"
         );
-        let event = json_lines(&opossum_in(
+        let event = json_lines(&crate::support::run_in(
             &data,
             &[
                 "submit",
