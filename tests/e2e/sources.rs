@@ -21,11 +21,14 @@ use opossum_testkit::{TempDir, json_lines};
 use crate::origin::{get as http_get, start_with_config};
 use crate::support::{corpus, opossum_fails_in, opossum_in};
 
+/// A request the image server saw: its path and the `If-None-Match` it sent.
+type Request = (String, Option<String>);
+
 /// What the image server saw.
 #[derive(Clone, Default)]
 struct Seen {
     /// every request: path and the `If-None-Match` it sent
-    requests: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    requests: Arc<Mutex<Vec<Request>>>,
     /// how many answered 304
     not_modified: Arc<AtomicUsize>,
     /// the `Cache-Control` its images carry
@@ -84,7 +87,7 @@ impl ImageServer {
         format!("http://{}/base/", self.addr)
     }
 
-    fn requests(&self) -> Vec<(String, Option<String>)> {
+    fn requests(&self) -> Vec<Request> {
         self.seen.requests.lock().unwrap().clone()
     }
 
