@@ -133,7 +133,8 @@ pub(crate) fn run(args: ProcessArgs, wiring: &Wiring) -> anyhow::Result<()> {
 #[derive(Clone)]
 enum OriginalSource {
     File(PathBuf),
-    Store(Originals),
+    /// boxed: a store with its fetchers is much larger than a path
+    Store(Box<Originals>),
 }
 
 impl OriginalSource {
@@ -143,7 +144,7 @@ impl OriginalSource {
     fn new(args: &ProcessArgs, wiring: &Wiring) -> anyhow::Result<OriginalSource> {
         let url = opossum_fleet::is_url_id(&args.input.to_string_lossy());
         Ok(if wiring.originals_named || url {
-            OriginalSource::Store(wiring.originals()?)
+            OriginalSource::Store(Box::new(wiring.originals()?))
         } else {
             OriginalSource::File(args.input.clone())
         })
@@ -198,13 +199,13 @@ fn through_cache(
         // Originals fetched over HTTP are kept in the disk tier, as the workers keep them.
         let source = match source {
             OriginalSource::Store(store) => {
-                OriginalSource::Store(wiring.with_source_cache(store, &opened))
+                OriginalSource::Store(Box::new(wiring.with_source_cache(*store, &opened)))
             }
             file => file,
         };
         // Watermarks come from the originals store, even when the image is a file.
         let store = match &source {
-            OriginalSource::Store(store) => Ok(store.clone()),
+            OriginalSource::Store(store) => Ok(store.as_ref().clone()),
             OriginalSource::File(_) => wiring.originals(),
         };
         match store {
