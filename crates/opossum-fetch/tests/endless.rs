@@ -31,7 +31,7 @@ async fn an_endless_body_is_aborted_at_the_limit_with_bounded_memory() {
     let before = peak_rss();
     let target = Url::parse(&server.url("/endless")).unwrap();
     for _ in 0..3 {
-        let error = fetcher.fetch(&target, limit, None).await.unwrap_err();
+        let error = fetcher.fetch(&target, limit).await.unwrap_err();
         assert!(matches!(error, FetchError::TooLarge { .. }), "{error}");
     }
     let grown = peak_rss().saturating_sub(before);

@@ -6,7 +6,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use opossum_fetch::{
-    FetchError, FetchLimits, Fetcher, Guard, HostPattern, Hosts, Origin, Url, Validators,
+    FetchError, FetchLimits, Fetcher, Guard, HostPattern, Hosts, Origin, Revalidated, Url,
+    Validators,
 };
 use support::{TestServer, image_bytes, raw_server};
 
@@ -86,7 +87,7 @@ async fn loopback_in_every_spelling_is_refused_and_the_server_sees_nothing() {
     let fetcher = Fetcher::new(guard, FetchLimits::default()).unwrap();
     for host in spellings {
         let target = format!("http://{host}:{port}/img.png");
-        let reason = refusal(fetcher.fetch(&url(&target), MAX, None).await);
+        let reason = refusal(fetcher.fetch(&url(&target), MAX).await);
         assert!(
             reason.contains("loopback")
                 || reason.contains("link-local")
@@ -109,13 +110,13 @@ async fn a_host_not_on_the_allow_list_is_refused_without_a_lookup() {
         "https://evil.example.org/a.jpg",
         "http://images.example.com.evil.org/a.jpg",
     ] {
-        let reason = refusal(fetcher.fetch(&url(target), MAX, None).await);
+        let reason = refusal(fetcher.fetch(&url(target), MAX).await);
         assert!(reason.contains("allowed_hosts"), "{target}: {reason}");
     }
     // The default allows no host at all.
     let none = Fetcher::new(Guard::none_allowed(), FetchLimits::default()).unwrap();
     let reason = refusal(
-        none.fetch(&url("https://images.example.com/a.jpg"), MAX, None)
+        none.fetch(&url("https://images.example.com/a.jpg"), MAX)
             .await,
     );
     assert!(reason.contains("allowed_hosts"), "{reason}");
@@ -127,12 +128,12 @@ async fn schemes_credentials_and_ports_are_refused_before_anything_is_sent() {
     let server = TestServer::start("127.0.0.1").await;
     let fetcher = private_fetcher(FetchLimits::default());
     let with_credentials = format!("http://user:secret@{}/img.png", server.addr);
-    let reason = refusal(fetcher.fetch(&url(&with_credentials), MAX, None).await);
+    let reason = refusal(fetcher.fetch(&url(&with_credentials), MAX).await);
     assert!(reason.contains("credentials"), "{reason}");
-    let reason = refusal(fetcher.fetch(&url("file:///etc/passwd"), MAX, None).await);
+    let reason = refusal(fetcher.fetch(&url("file:///etc/passwd"), MAX).await);
     assert!(reason.contains("scheme"), "{reason}");
     let ports = user_fetcher(&["127.0.0.1"]);
-    let reason = refusal(ports.fetch(&url(&server.url("/img.png")), MAX, None).await);
+    let reason = refusal(ports.fetch(&url(&server.url("/img.png")), MAX).await);
     assert!(
         reason.contains(&format!("port {}", server.addr.port())),
         "{reason}"
@@ -159,10 +160,10 @@ async fn a_redirect_from_an_allowed_host_to_loopback_is_refused() {
     let fetcher = Fetcher::new(guard, FetchLimits::default()).unwrap();
     // The allowed host itself is fetched.
     let fetched = fetcher
-        .fetch(&url(&allowed.url("/img.png")), MAX, None)
+        .fetch(&url(&allowed.url("/img.png")), MAX)
         .await
         .unwrap();
-    assert_eq!(fetched.body.unwrap(), image_bytes());
+    assert_eq!(fetched.body, image_bytes());
     for target in [
         victim.url("/img.png"),
         format!("http://localhost:{}/img.png", victim.addr.port()),
@@ -170,7 +171,7 @@ async fn a_redirect_from_an_allowed_host_to_loopback_is_refused() {
         "http://169.254.169.254/latest/meta-data/".to_string(),
     ] {
         let redirect = format!("{}?u={target}", allowed.url("/to"));
-        let reason = refusal(fetcher.fetch(&url(&redirect), MAX, None).await);
+        let reason = refusal(fetcher.fetch(&url(&redirect), MAX).await);
         assert!(
             reason.contains("loopback")
                 || reason.contains("allowed_hosts")
@@ -181,7 +182,7 @@ async fn a_redirect_from_an_allowed_host_to_loopback_is_refused() {
     assert_eq!(victim.requests(), 0, "the redirect reached loopback");
     // A redirect to another scheme is refused too.
     let redirect = format!("{}?u=ftp://127.0.0.2/x", allowed.url("/to"));
-    assert!(refusal(fetcher.fetch(&url(&redirect), MAX, None).await).contains("scheme"));
+    assert!(refusal(fetcher.fetch(&url(&redirect), MAX).await).contains("scheme"));
 }
 
 #[tokio::test]
@@ -195,18 +196,18 @@ async fn the_operators_base_is_trusted_but_its_redirects_are_not() {
     };
     let fetcher = Fetcher::new(guard, FetchLimits::default()).unwrap();
     let fetched = fetcher
-        .fetch(&url(&base_server.url("/img.png")), MAX, None)
+        .fetch(&url(&base_server.url("/img.png")), MAX)
         .await
         .unwrap();
-    assert_eq!(fetched.body.unwrap(), image_bytes());
+    assert_eq!(fetched.body, image_bytes());
     // Redirects within the base are followed; one leaving it is checked like a user URL.
     let chain = fetcher
-        .fetch(&url(&base_server.url("/redirect/2")), MAX, None)
+        .fetch(&url(&base_server.url("/redirect/2")), MAX)
         .await
         .unwrap();
-    assert_eq!(chain.body.unwrap(), image_bytes());
+    assert_eq!(chain.body, image_bytes());
     let away = format!("{}?u={}", base_server.url("/to"), elsewhere.url("/img.png"));
-    let reason = refusal(fetcher.fetch(&url(&away), MAX, None).await);
+    let reason = refusal(fetcher.fetch(&url(&away), MAX).await);
     assert!(reason.contains("allowed_hosts"), "{reason}");
     assert_eq!(elsewhere.requests(), 0);
 }
@@ -216,12 +217,12 @@ async fn at_most_three_redirects_are_followed() {
     let server = TestServer::start("127.0.0.1").await;
     let fetcher = private_fetcher(FetchLimits::default());
     let three = fetcher
-        .fetch(&url(&server.url("/redirect/2")), MAX, None)
+        .fetch(&url(&server.url("/redirect/2")), MAX)
         .await
         .unwrap();
-    assert_eq!(three.body.unwrap(), image_bytes());
+    assert_eq!(three.body, image_bytes());
     let four = fetcher
-        .fetch(&url(&server.url("/redirect/3")), MAX, None)
+        .fetch(&url(&server.url("/redirect/3")), MAX)
         .await
         .unwrap_err();
     assert!(
@@ -238,7 +239,7 @@ async fn statuses_are_permanent_or_transient_as_they_deserve() {
     let fetch = |path: &str| {
         let target = url(&server.url(path));
         let fetcher = fetcher.clone();
-        async move { fetcher.fetch(&target, MAX, None).await.unwrap_err() }
+        async move { fetcher.fetch(&target, MAX).await.unwrap_err() }
     };
     let missing = fetch("/status/404").await;
     assert!(
@@ -261,7 +262,7 @@ async fn a_declared_length_over_the_limit_is_refused_before_the_body() {
     let server = TestServer::start("127.0.0.1").await;
     let fetcher = private_fetcher(FetchLimits::default());
     let error = fetcher
-        .fetch(&url(&server.url("/declared-large")), MAX, None)
+        .fetch(&url(&server.url("/declared-large")), MAX)
         .await
         .unwrap_err();
     assert!(
@@ -276,7 +277,7 @@ async fn an_endless_body_is_cut_at_the_limit() {
     let server = TestServer::start("127.0.0.1").await;
     let fetcher = private_fetcher(FetchLimits::default());
     let error = fetcher
-        .fetch(&url(&server.url("/endless")), 4 * MAX, None)
+        .fetch(&url(&server.url("/endless")), 4 * MAX)
         .await
         .unwrap_err();
     assert!(
@@ -296,7 +297,7 @@ async fn a_trickling_server_is_cut_off_at_the_minimum_rate() {
     let fetcher = private_fetcher(limits);
     let started = Instant::now();
     let error = fetcher
-        .fetch(&url(&server.url("/slow")), MAX, None)
+        .fetch(&url(&server.url("/slow")), MAX)
         .await
         .unwrap_err();
     let took = started.elapsed();
@@ -318,7 +319,7 @@ async fn a_server_that_never_answers_times_out() {
         ..FetchLimits::default()
     };
     let error = private_fetcher(limits)
-        .fetch(&url(&server.url("/hang")), MAX, None)
+        .fetch(&url(&server.url("/hang")), MAX)
         .await
         .unwrap_err();
     assert!(matches!(error, FetchError::Timeout { .. }), "{error}");
@@ -332,7 +333,7 @@ async fn a_body_shorter_than_its_length_is_a_transient_error() {
     )
     .await;
     let error = private_fetcher(FetchLimits::default())
-        .fetch(&url(&format!("http://{addr}/img.png")), MAX, None)
+        .fetch(&url(&format!("http://{addr}/img.png")), MAX)
         .await
         .unwrap_err();
     assert!(matches!(error, FetchError::Network { .. }), "{error}");
@@ -346,7 +347,7 @@ async fn nothing_listening_is_a_transient_error() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let error = private_fetcher(FetchLimits::default())
-        .fetch(&url(&format!("http://{addr}/img.png")), MAX, None)
+        .fetch(&url(&format!("http://{addr}/img.png")), MAX)
         .await
         .unwrap_err();
     assert!(!error.is_permanent(), "{error}");
@@ -357,15 +358,17 @@ async fn validators_make_a_conditional_request() {
     let server = TestServer::start("127.0.0.1").await;
     let fetcher = private_fetcher(FetchLimits::default());
     let target = url(&server.url("/img.png"));
-    let first = fetcher.fetch(&target, MAX, None).await.unwrap();
+    let first = fetcher.fetch(&target, MAX).await.unwrap();
     assert_eq!(first.validators.etag.as_deref(), Some("\"v1\""));
     assert_eq!(first.freshness.max_age, Some(Duration::from_secs(60)));
     let again = fetcher
-        .fetch(&target, MAX, Some(&first.validators))
+        .revalidate(&target, MAX, &first.validators)
         .await
         .unwrap();
-    assert_eq!(again.body, None, "a 304 has no body");
-    assert_eq!(again.freshness.max_age, Some(Duration::from_secs(120)));
+    let Revalidated::NotModified { freshness, .. } = again else {
+        panic!("a 304 has no body, got {again:?}");
+    };
+    assert_eq!(freshness.max_age, Some(Duration::from_secs(120)));
     let headers = server.headers();
     assert_eq!(headers.len(), 2);
     assert_eq!(
@@ -378,8 +381,11 @@ async fn validators_make_a_conditional_request() {
         etag: Some("\"v0\"".into()),
         last_modified: None,
     };
-    let changed = fetcher.fetch(&target, MAX, Some(&stale)).await.unwrap();
-    assert_eq!(changed.body.unwrap(), image_bytes());
+    let changed = fetcher.revalidate(&target, MAX, &stale).await.unwrap();
+    let Revalidated::Changed(changed) = changed else {
+        panic!("changed validators answered {changed:?}");
+    };
+    assert_eq!(changed.body, image_bytes());
 }
 
 #[tokio::test]
@@ -388,7 +394,7 @@ async fn ids_are_sent_percent_encoded() {
     let base = url(&server.url("/base/"));
     let fetcher = private_fetcher(FetchLimits::default());
     let joined = opossum_fetch::join_id(&base, "a b/c?d.png").unwrap();
-    let fetched = fetcher.fetch(&joined, MAX, None).await.unwrap();
-    assert_eq!(fetched.body.unwrap(), b"path:base/a b/c?d.png");
+    let fetched = fetcher.fetch(&joined, MAX).await.unwrap();
+    assert_eq!(fetched.body, b"path:base/a b/c?d.png");
     assert_eq!(server.headers()[0].0, "/base/a%20b/c%3Fd.png");
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use opossum_cache::{Entry, Tier, unix_millis};
 use opossum_config::SourcesSettings;
-use opossum_fetch::{FetchError, Fetcher, Freshness, Url, Validators};
+use opossum_fetch::{FetchError, Fetcher, Freshness, Revalidated, Url, Validators};
 use opossum_ops::{Category, image_prefix};
 use opossum_pipeline::SingleFlight;
 
@@ -127,55 +127,33 @@ impl SourceCache {
                 .into()),
             };
         }
-        let known = stored
-            .as_ref()
-            .filter(|record| record.body.is_some() && record.validators.any())
-            .map(|record| &record.validators);
-        let fetched = match fetcher.fetch(url, limit, known).await {
-            Ok(fetched) => fetched,
-            Err(FetchError::NotFound { url, status }) => {
-                let remembered = Category::Error.default_ttl();
-                self.write(
-                    key,
-                    &RecordRef {
-                        fresh_until_ms: now + remembered.as_millis() as u64,
-                        validators: &Validators::default(),
-                        body: None,
-                        missing_status: status,
-                    },
-                    remembered,
-                )
-                .await;
-                return Err(FetchError::NotFound { url, status }.into());
-            }
-            Err(other) => return Err(other.into()),
-        };
-        let (body, validators) = match (fetched.body, stored) {
-            (Some(body), _) => (body, fetched.validators),
-            (
-                None,
-                Some(Record {
-                    body: Some(body),
+        // An expired copy with validators is revalidated; anything else is fetched whole.
+        let kept = stored.and_then(|record| match record.body {
+            Some(body) if record.validators.any() => Some((body, record.validators)),
+            _ => None,
+        });
+        let (body, validators, freshness) = match kept {
+            Some((body, old)) => match fetcher.revalidate(url, limit, &old).await {
+                Ok(Revalidated::Changed(fetched)) => {
+                    (fetched.body, fetched.validators, fetched.freshness)
+                }
+                Ok(Revalidated::NotModified {
                     validators,
-                    ..
-                }),
-            ) => {
-                // A 304 may send new validators; without them the old ones still hold.
-                let validators = if fetched.validators.any() {
-                    fetched.validators
-                } else {
-                    validators
-                };
-                (body, validators)
-            }
-            (None, _) => {
-                return Err(OriginalsError::Store(format!(
-                    "`{url}` answered 304 to a request without validators"
-                )));
-            }
+                    freshness,
+                }) => {
+                    // A 304 may send new validators; without them the old ones still hold.
+                    let validators = if validators.any() { validators } else { old };
+                    (body, validators, freshness)
+                }
+                Err(error) => return Err(self.failed(key, now, error).await),
+            },
+            None => match fetcher.fetch(url, limit).await {
+                Ok(fetched) => (fetched.body, fetched.validators, fetched.freshness),
+                Err(error) => return Err(self.failed(key, now, error).await),
+            },
         };
-        if !fetched.freshness.no_store {
-            let fresh = self.freshness(fetched.freshness);
+        if !freshness.no_store {
+            let fresh = self.freshness(freshness);
             let record = RecordRef {
                 fresh_until_ms: now + fresh.as_millis() as u64,
                 validators: &validators,
@@ -185,6 +163,21 @@ impl SourceCache {
             self.write(key, &record, fresh + self.max_ttl).await;
         }
         Ok(Arc::new(body))
+    }
+
+    /// A failed fetch as the caller sees it; a 404 or 410 is remembered first.
+    async fn failed(&self, key: &str, now: u64, error: FetchError) -> OriginalsError {
+        if let FetchError::NotFound { status, .. } = &error {
+            let remembered = Category::Error.default_ttl();
+            let record = RecordRef {
+                fresh_until_ms: now + remembered.as_millis() as u64,
+                validators: &Validators::default(),
+                body: None,
+                missing_status: *status,
+            };
+            self.write(key, &record, remembered).await;
+        }
+        error.into()
     }
 
     /// How long an answer with `freshness` stays fresh here.
