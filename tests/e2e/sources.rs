@@ -593,7 +593,7 @@ async fn a_fleet_of_workers_reads_an_http_base_and_url_ids() {
     for (event, names) in events.iter().zip([
         "allowed_hosts",
         "allowed_ports",
-        "invalid image id",
+        "scheme `file` is not http or https",
         "credentials",
     ]) {
         assert_eq!(event.status, Status::Error, "{event:?}");

@@ -46,12 +46,23 @@ impl HostPattern {
             }
             return Ok(HostPattern::Subdomains(suffix.to_string()));
         }
+        let bad =
+            || format!("bad host pattern `{pattern}`: expected a name, `*.name` or an address");
         if normal.is_empty() || normal.contains('*') || normal.contains('/') {
-            return Err(format!(
-                "bad host pattern `{pattern}`: expected a name, `*.name` or an address"
-            ));
+            return Err(bad());
         }
-        Ok(HostPattern::Exact(normal))
+        // Held as a URL's host is written (`[::ffff:127.0.0.1]` as `[::ffff:7f00:1]`,
+        // `0x7f000001` as `127.0.0.1`), so a pattern matches every spelling of its host.
+        let bracketed = if normal.contains(':') && !normal.starts_with('[') {
+            format!("[{normal}]")
+        } else {
+            normal
+        };
+        let parsed = Url::parse(&format!("http://{bracketed}/")).map_err(|_| bad())?;
+        match parsed.host_str() {
+            Some(host) if parsed.port().is_none() => Ok(HostPattern::Exact(host.to_string())),
+            _ => Err(bad()),
+        }
     }
 
     fn matches(&self, host: &str) -> bool {
@@ -413,6 +424,21 @@ mod tests {
         assert!(HostPattern::parse("*.").is_err());
         assert!(HostPattern::parse("a.*.com").is_err());
         assert!(HostPattern::parse("").is_err());
+        assert!(HostPattern::parse("images.example.com:8080").is_err());
+        // Addresses are held as a URL writes them, so every spelling of one matches.
+        for (pattern, held) in [
+            ("[::ffff:127.0.0.1]", "[::ffff:7f00:1]"),
+            ("::1", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("0x7f000001", "127.0.0.1"),
+            ("127.1", "127.0.0.1"),
+        ] {
+            assert_eq!(
+                HostPattern::parse(pattern),
+                Ok(HostPattern::Exact(held.into())),
+                "{pattern}"
+            );
+        }
     }
 
     #[test]

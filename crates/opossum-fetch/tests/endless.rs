@@ -35,6 +35,11 @@ async fn an_endless_body_is_aborted_at_the_limit_with_bounded_memory() {
         assert!(matches!(error, FetchError::TooLarge { .. }), "{error}");
     }
     let grown = peak_rss().saturating_sub(before);
+    eprintln!(
+        "three endless bodies cut at {} MiB: peak RSS grew by {:.1} MiB",
+        limit >> 20,
+        grown as f64 / (1 << 20) as f64
+    );
     // The body buffer is at most the limit; a fetcher that doubled a Vec past it, or kept
     // reading, would show more.
     assert!(

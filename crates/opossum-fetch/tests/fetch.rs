@@ -301,6 +301,7 @@ async fn a_trickling_server_is_cut_off_at_the_minimum_rate() {
         .await
         .unwrap_err();
     let took = started.elapsed();
+    eprintln!("a 10 B/s server against a 1024 B/s minimum: cut off after {took:?}: {error}");
     assert!(
         matches!(error, FetchError::TooSlow { min_rate: 1024, .. }),
         "{error}"

@@ -103,10 +103,26 @@ impl From<OriginalsError> for PipelineError {
     }
 }
 
-/// True when `id` is written as an `http://` or `https://` URL (never a valid object name:
-/// `//` is an empty segment).
+/// True when `id` is written as a URL, `scheme://…` (never a valid object name: `//` is an
+/// empty segment). Only `http` and `https` are ever fetched; an id in any other scheme
+/// (`file:///etc/passwd`, `gopher://…`) goes to the guard too, which refuses it by name.
 pub fn is_url_id(id: &str) -> bool {
-    let start: String = id.chars().take(8).collect::<String>().to_ascii_lowercase();
+    id.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.len() <= 32
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
+/// True when `location` is an `http://` or `https://` base URL.
+fn is_http_location(location: &str) -> bool {
+    let start: String = location
+        .chars()
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase();
     start.starts_with("http://") || start.starts_with("https://")
 }
 
@@ -238,7 +254,7 @@ impl Originals {
             } else {
                 Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
             })
-        } else if is_url_id(location) {
+        } else if is_http_location(location) {
             let base = Url::parse(location).map_err(|e| config(e.to_string()))?;
             if !base.username().is_empty() || base.password().is_some() {
                 return Err(config("credentials in the URL are not supported".into()));
@@ -409,6 +425,32 @@ impl Originals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_written_as_urls_in_any_scheme_are_url_ids() {
+        for id in [
+            "http://a.example/x.png",
+            "HTTPS://a.example/x.png",
+            "file:///etc/passwd",
+            "gopher://127.0.0.1:70/",
+            "svn+ssh://a/b",
+            "a://b",
+        ] {
+            assert!(is_url_id(id), "{id}");
+        }
+        for id in [
+            "a.png",
+            "photos/b c.png",
+            "1http://x",
+            "://x",
+            "x:/y",
+            "a b://c",
+        ] {
+            assert!(!is_url_id(id), "{id}");
+        }
+        assert!(!is_http_location("s3://bucket/prefix"));
+        assert!(is_http_location("HTTP://images.example/base/"));
+    }
 
     #[test]
     fn ids_that_leave_the_store_are_rejected() {
