@@ -4,6 +4,7 @@
 
 mod http;
 mod latency;
+mod policies;
 mod queue;
 mod replay;
 mod shared_tier;
@@ -108,6 +109,17 @@ enum Command {
         #[arg(long, default_value_t = 0.8)]
         target: f64,
     },
+    /// Hit rates of the eviction policies a memory tier could use (moka's, foyer's,
+    /// quick_cache's) on key traces, beside exact LRU, ARC and Belady's optimal from the same
+    /// run, and a summary against ARC
+    Policies {
+        /// traces in `opossum cache simulate`'s formats (the ARC traces, the LIRS traces)
+        #[arg(long = "trace", required = true)]
+        traces: Vec<PathBuf>,
+        /// capacities in entries
+        #[arg(long, value_delimiter = ',', required = true)]
+        capacities: Vec<usize>,
+    },
     /// Uncached then cached p50 latency of an HTTP origin over one keep-alive connection
     HttpLatency {
         /// URL with `{i}` standing for the variant's number, 1..=count (distinct uncached
@@ -211,6 +223,7 @@ fn main() -> anyhow::Result<()> {
             rates,
             target,
         } => mrc_accuracy(&trace, &rates, target)?,
+        Command::Policies { traces, capacities } => policies::run(&traces, &capacities)?,
         Command::HttpLatency { url, count, repeat } => http::run(&url, count, repeat)?,
         Command::Queue { redis, args } => queue::run(args, redis)?,
         Command::Replay { redis, args } => replay::run(args, redis)?,

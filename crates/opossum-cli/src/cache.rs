@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use opossum_cache::simulate::{Trace, belady_hit_rate, lru_hit_rate, moka_hit_rate};
+use opossum_cache::simulate::{Trace, arc_hit_rate, belady_hit_rate, lru_hit_rate, moka_hit_rate};
 use opossum_cache::{EvictionPolicy, RedisConfig, RedisTier};
 use opossum_ops::{Category, image_hash};
 use opossum_origin::CdnPurger;
@@ -419,6 +419,8 @@ struct SimulationReport {
     policy: &'static str,
     policy_hit_rate: f64,
     lru_hit_rate: f64,
+    /// ARC (Megiddo and Modha), the reference the memory tier's policy is held to
+    arc_hit_rate: f64,
     optimal_hit_rate: f64,
 }
 
@@ -449,6 +451,7 @@ fn simulate(
         },
         policy_hit_rate: moka_hit_rate(&trace, capacity, policy),
         lru_hit_rate: lru_hit_rate(&trace, capacity as usize),
+        arc_hit_rate: arc_hit_rate(&trace, capacity as usize),
         optimal_hit_rate: belady_hit_rate(&trace, capacity as usize),
     };
     if as_json {
@@ -468,6 +471,11 @@ fn simulate(
             "{:<22} {:>9}",
             "lru (exact)",
             rate(Some(report.lru_hit_rate))
+        );
+        println!(
+            "{:<22} {:>9}",
+            "arc (reference)",
+            rate(Some(report.arc_hit_rate))
         );
         println!(
             "{:<22} {:>9}",

@@ -430,7 +430,7 @@ fn bad_input_is_cached_as_an_error_result() {
 }
 
 #[test]
-fn simulate_reports_the_policy_beside_lru_and_optimal() {
+fn simulate_reports_the_policy_beside_lru_arc_and_optimal() {
     let temp = TempDir::new("cli-simulate");
     let trace = temp.join("trace.txt");
     // A hot set of 20 keys, each followed by three one-off keys.
@@ -454,15 +454,19 @@ fn simulate_reports_the_policy_beside_lru_and_optimal() {
     ])
     .json();
     assert_eq!(report["requests"], 16_000);
-    let (tiny, lru, opt) = (
+    let (tiny, lru, arc, opt) = (
         report["policy_hit_rate"].as_f64().unwrap(),
         report["lru_hit_rate"].as_f64().unwrap(),
+        report["arc_hit_rate"].as_f64().unwrap(),
         report["optimal_hit_rate"].as_f64().unwrap(),
     );
     assert!(
-        tiny > lru && opt >= tiny,
-        "tinylfu {tiny} lru {lru} optimal {opt}"
+        tiny > lru && opt >= tiny && opt >= arc && arc >= lru,
+        "tinylfu {tiny} lru {lru} arc {arc} optimal {opt}"
     );
+    let text = ok(&["cache", "simulate", "--trace", &trace, "--capacity", "30"]);
+    let text = text.stdout_text();
+    assert!(text.contains("arc (reference)"), "{text}");
     fails(
         &[
             "cache",
