@@ -19,7 +19,7 @@ use axum::routing::get;
 use opossum_testkit::{TempDir, json_lines};
 
 use crate::origin::{get as http_get, start_with_config};
-use crate::support::{corpus, opossum_fails_in, opossum_in};
+use crate::support::{corpus, opossum_fails_in, opossum_in, process_args};
 
 /// A request the image server saw: its path and the `If-None-Match` it sent.
 type Request = (String, Option<String>);
@@ -158,29 +158,6 @@ fn percent_encoded(text: &str) -> String {
 fn base64url(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
-}
-
-/// The arguments of `opossum process IMAGE --originals STORE --ops OPS --out OUT`, then
-/// `extra`.
-fn process_args<'a>(
-    image: &'a str,
-    store: &'a str,
-    ops: &'a str,
-    out: &'a str,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut args = vec![
-        "process",
-        image,
-        "--originals",
-        store,
-        "--ops",
-        ops,
-        "--out",
-        out,
-    ];
-    args.extend_from_slice(extra);
-    args
 }
 
 fn process_json(data: &TempDir, args: &[&str]) -> serde_json::Value {

@@ -71,6 +71,20 @@ pub(crate) fn process_in(
     extra: &[&str],
 ) -> serde_json::Value {
     let out = out.to_str().unwrap();
+    let mut args = process_args(image, store, ops, out, &["--json"]);
+    args.extend(extra);
+    opossum_testkit::json_lines(&opossum_in(data, &args)).remove(0)
+}
+
+/// The arguments of `opossum process IMAGE --originals STORE --ops OPS --out OUT`, then
+/// `extra`.
+pub(crate) fn process_args<'a>(
+    image: &'a str,
+    store: &'a str,
+    ops: &'a str,
+    out: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut args = vec![
         "process",
         image,
@@ -80,8 +94,7 @@ pub(crate) fn process_in(
         ops,
         "--out",
         out,
-        "--json",
     ];
-    args.extend(extra);
-    opossum_testkit::json_lines(&opossum_in(data, &args)).remove(0)
+    args.extend_from_slice(extra);
+    args
 }
