@@ -498,7 +498,13 @@ impl Fetcher {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
         while let Some(current) = cause {
             if let Some(refused) = current.downcast_ref::<Refused>() {
-                return FetchError::Refused(refused.clone());
+                let mut refused = refused.clone();
+                // The resolver knows only the name (its reason says which); the error names
+                // the URL asked for. A redirect hop's refusal keeps the hop's URL.
+                if !refused.url.contains("://") {
+                    refused.url = url.to_string();
+                }
+                return FetchError::Refused(refused);
             }
             if current.downcast_ref::<RedirectLimit>().is_some() {
                 return FetchError::TooManyRedirects {

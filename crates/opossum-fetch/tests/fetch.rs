@@ -97,8 +97,17 @@ async fn loopback_in_every_spelling_is_refused_and_the_server_sees_nothing() {
         );
     }
     assert_eq!(server.requests(), 0, "the loopback server was reached");
+    // A name refused at resolution is reported with the URL asked for and the name.
+    let target = format!("http://localhost:{port}/img.png");
+    let error = fetcher.fetch(&url(&target), MAX).await.unwrap_err();
+    assert!(
+        error.to_string().starts_with(&format!(
+            "refused to fetch `{target}`: `localhost` resolves to"
+        )),
+        "{error}"
+    );
     // `localhost` was resolved (and its addresses refused); no literal was.
-    assert_eq!(fetcher.lookups(), 1);
+    assert_eq!(fetcher.lookups(), 2);
 }
 
 #[tokio::test]
