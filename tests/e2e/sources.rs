@@ -37,8 +37,9 @@ struct Seen {
 }
 
 /// An HTTP server of the files in a directory under `/base/`, with an `ETag` and a
-/// `Cache-Control` on each, answering `If-None-Match` with 304. Runs on its own thread and
-/// runtime until the test ends.
+/// `Cache-Control` on each, answering `If-None-Match` with 304. A file whose name starts with
+/// `flaky-` is answered 503 the first time it is asked for, as an overloaded origin would.
+/// Runs on its own thread and runtime until the test ends.
 struct ImageServer {
     addr: SocketAddr,
     seen: Seen,
@@ -104,6 +105,16 @@ async fn serve_file(
     let Ok(bytes) = std::fs::read(seen.dir.join(&path)) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    let asked = seen
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| *p == path)
+        .count();
+    if path.starts_with("flaky-") && asked == 1 {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let etag = format!("\"{}\"", bytes.len());
     let cache_control = seen.cache_control.lock().unwrap().clone();
     if if_none_match.as_deref() == Some(etag.as_str()) {
@@ -480,8 +491,8 @@ fn the_origin_serves_url_ids_plain_and_base64_and_an_http_base() {
     });
 }
 
-/// Real `opossum-worker` processes over a real Redis: an HTTP base store and URL ids, and the
-/// refusals as final `bad_request` events; a second round of the same variants is answered by
+/// Real `opossum-worker` processes over a real Redis: an HTTP base store and URL ids, a 503
+/// retried as a transient failure, and the refusals as final `bad_request` events; a second round of the same variants is answered by
 /// the cache without asking the image server again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_of_workers_reads_an_http_base_and_url_ids() {
@@ -505,12 +516,19 @@ async fn a_fleet_of_workers_reads_an_http_base_and_url_ids() {
             )
         })
         .collect();
+    std::fs::copy(
+        corpus().join("photos/kodim23.png"),
+        server.seen.dir.join("flaky-a.png"),
+    )
+    .unwrap();
     let url = format!("{base}a.png");
     let round = || {
         vec![
             Job::new("a.png", "thumbnail:64", Priority::User),
             Job::new("photos/b c.png", "resize:50:50", Priority::User),
             Job::new(url.as_str(), "thumbnail:32,format:webp", Priority::User),
+            // 503 on the first request: a transient failure, retried, then done
+            Job::new("flaky-a.png", "thumbnail:48", Priority::User),
         ]
     };
     let refused = vec![
@@ -552,7 +570,18 @@ async fn a_fleet_of_workers_reads_an_http_base_and_url_ids() {
         assert_eq!(event.source, Some(Provenance::Computed), "{event:?}");
     }
     let asked = server.requests().len();
-    assert!((3..=6).contains(&asked), "{:?}", server.requests());
+    assert!((5..=8).contains(&asked), "{:?}", server.requests());
+    let flaky = server
+        .requests()
+        .iter()
+        .filter(|(path, _)| path == "flaky-a.png")
+        .count();
+    assert_eq!(
+        flaky,
+        2,
+        "the 503 was not retried once: {:?}",
+        server.requests()
+    );
     for event in run(round()).await {
         assert_eq!(event.status, Status::Ok, "{event:?}");
         assert!(
