@@ -21,7 +21,6 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use opossum_config::SourcesSettings;
@@ -358,8 +357,7 @@ impl Originals {
 }
 
 /// Reads `path` (the original `id`) from an object store in one GET, refusing an object
-/// larger than `limit` from the size the response declares, before its body, and cutting the
-/// body off at `limit` in case the store's declaration was wrong. One request rather than a
+/// larger than `limit` from the size the response declares, before its body. One request rather than a
 /// HEAD and a GET: half the round trips, no window for the object to change between them, and
 /// stores (and emulators) without HEAD still serve.
 async fn load_object(
@@ -382,16 +380,14 @@ async fn load_object(
     if declared > limit {
         return Err(too_large(declared));
     }
-    let mut body = Vec::with_capacity(declared as usize);
-    let mut chunks = found.into_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(classify)?;
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(too_large((body.len() + chunk.len()) as u64));
-        }
-        body.extend_from_slice(&chunk);
+    // The body is bounded by the declared size (object_store takes it from the response's
+    // Content-Length, which the HTTP client enforces, or from the file's metadata), so reading
+    // it whole is safe; `bytes()` keeps object_store's one-read path for local files.
+    let bytes = found.bytes().await.map_err(classify)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
     }
-    Ok(body)
+    Ok(bytes.to_vec())
 }
 
 /// The store as the pipeline's source of watermarks: the same id validation and size limit
