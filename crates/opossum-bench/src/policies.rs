@@ -39,12 +39,18 @@ const CANDIDATES: &[Candidate] = &[
     ("quick_cache", quick),
 ];
 
-/// Counts the hits of `get`-then-`insert` over `trace`.
-fn replay(trace: &Trace, mut hit_or_insert: impl FnMut(u32) -> bool) -> f64 {
+/// Counts the hits over `trace` of asking (`get`) and, on a miss, inserting.
+fn replay(trace: &Trace, get: impl Fn(u32) -> bool, insert: impl Fn(u32)) -> f64 {
     let hits = trace
         .requests
         .iter()
-        .filter(|&&key| hit_or_insert(key))
+        .filter(|&&key| {
+            let hit = get(key);
+            if !hit {
+                insert(key);
+            }
+            hit
+        })
         .count();
     hits as f64 / trace.requests.len().max(1) as f64
 }
@@ -59,13 +65,11 @@ fn moka(trace: &Trace, capacity: usize, lru: bool) -> f64 {
         .max_capacity(capacity as u64)
         .eviction_policy(policy)
         .build();
-    replay(trace, |key| {
-        let hit = cache.get(&key).is_some();
-        if !hit {
-            cache.insert(key, ());
-        }
-        hit
-    })
+    replay(
+        trace,
+        |key| cache.get(&key).is_some(),
+        |key| cache.insert(key, ()),
+    )
 }
 
 fn foyer(trace: &Trace, capacity: usize, config: foyer_memory::EvictionConfig) -> f64 {
@@ -73,24 +77,23 @@ fn foyer(trace: &Trace, capacity: usize, config: foyer_memory::EvictionConfig) -
         .with_shards(1)
         .with_eviction_config(config)
         .build();
-    replay(trace, |key| {
-        let hit = cache.get(&key).is_some();
-        if !hit {
+    replay(
+        trace,
+        |key| cache.get(&key).is_some(),
+        |key| {
             cache.insert(key, ());
-        }
-        hit
-    })
+        },
+    )
 }
 
 fn quick(trace: &Trace, capacity: usize) -> f64 {
-    let mut cache = quick_cache::unsync::Cache::<u32, ()>::new(capacity);
-    replay(trace, |key| {
-        let hit = cache.get(&key).is_some();
-        if !hit {
-            cache.insert(key, ());
-        }
-        hit
-    })
+    // The single-threaded cache: one shard, so the whole capacity is one policy's.
+    let cache = std::cell::RefCell::new(quick_cache::unsync::Cache::<u32, ()>::new(capacity));
+    replay(
+        trace,
+        |key| cache.borrow_mut().get(&key).is_some(),
+        |key| cache.borrow_mut().insert(key, ()),
+    )
 }
 
 pub(crate) fn run(traces: &[PathBuf], capacities: &[usize]) -> anyhow::Result<()> {
