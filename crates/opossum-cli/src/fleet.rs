@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use opossum_config::Config;
-use opossum_fleet::{Event, Job, JobQueue, Priority, Status, submit_and_wait, validate_image_id};
+use opossum_fleet::{Event, Job, JobQueue, Priority, Status, parse_image_id, submit_and_wait};
 use opossum_ops::Chain;
 use serde::Serialize;
 
@@ -75,9 +75,7 @@ struct BatchLine {
 /// Checks a request before it is queued, so a typo fails here and not in a worker. A chain
 /// naming a preset version this process does not know is left to the workers.
 fn validate(image_id: &str, ops: &str, config: &Config) -> anyhow::Result<()> {
-    if !opossum_fleet::is_url_id(image_id) {
-        validate_image_id(image_id)?;
-    }
+    parse_image_id(image_id)?;
     let references = Chain::preset_refs(ops).with_context(|| format!("invalid --ops `{ops}`"))?;
     let unknown_version = references.iter().any(|r| {
         r.version.is_some() && opossum_ops::PresetLookup::lookup(&config.presets, r).is_none()

@@ -38,7 +38,10 @@ pub use opossum_pipeline::{
     ErrorKind, Lookup, Mode, PipelineError, Provenance, processing_version,
 };
 pub use opossum_redis::redact;
-pub use originals::{MAX_IMAGE_ID_LEN, Originals, OriginalsError, is_url_id, validate_image_id};
+pub use originals::{
+    ImageRef, MAX_IMAGE_ID_LEN, Originals, OriginalsError, is_url_id, parse_image_id,
+    validate_image_id,
+};
 pub use queue::{
     APALIS_TAG, DeadJob, Depth, JobStorage, MAX_DUE_CAP, PARK_BASE, PROMOTE_SCRIPT, QueueConfig,
     Queues, WAIT_TIMEOUT, check_queue_server, connect,

@@ -125,6 +125,35 @@ fn is_http_location(location: &str) -> bool {
     start.starts_with("http://") || start.starts_with("https://")
 }
 
+/// What an image id names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRef {
+    /// an object in the originals store
+    Object(ObjectPath),
+    /// a URL to fetch (whether it may be fetched is the fetcher's call, under `sources:`)
+    Url(Url),
+}
+
+/// Checks `id` as a request carries it: written as a URL ([`is_url_id`]), at most
+/// [`MAX_IMAGE_ID_LEN`] bytes that parse as a URL; otherwise an object name
+/// ([`validate_image_id`]). Producers call it to refuse a bad id before it is queued; the
+/// store calls it again before reading.
+pub fn parse_image_id(id: &str) -> Result<ImageRef, OriginalsError> {
+    if !is_url_id(id) {
+        return validate_image_id(id).map(ImageRef::Object);
+    }
+    let invalid = |reason| OriginalsError::InvalidId {
+        id: id.chars().take(120).collect(),
+        reason,
+    };
+    if id.len() > MAX_IMAGE_ID_LEN {
+        return Err(invalid("longer than 1024 bytes"));
+    }
+    Url::parse(id)
+        .map(ImageRef::Url)
+        .map_err(|_| invalid("not a valid URL"))
+}
+
 /// Checks that `id` names an object inside the store: relative, no empty, `.` or `..`
 /// segments, no backslashes or control characters, at most [`MAX_IMAGE_ID_LEN`] bytes.
 pub fn validate_image_id(id: &str) -> Result<ObjectPath, OriginalsError> {
@@ -312,21 +341,19 @@ impl Originals {
 
     /// Reads the original `id`, refusing objects larger than `limit` bytes before reading them.
     pub async fn load(&self, id: &str, limit: u64) -> Result<Vec<u8>, OriginalsError> {
-        if is_url_id(id) {
-            let invalid = |reason| OriginalsError::InvalidId {
-                id: id.chars().take(120).collect(),
-                reason,
-            };
-            let fetcher = self.urls.as_ref().ok_or_else(|| {
-                invalid("image ids that are URLs are not enabled (sources.url_ids)")
-            })?;
-            if id.len() > MAX_IMAGE_ID_LEN {
-                return Err(invalid("longer than 1024 bytes"));
+        let path = match parse_image_id(id)? {
+            ImageRef::Url(url) => {
+                let fetcher = self
+                    .urls
+                    .as_ref()
+                    .ok_or_else(|| OriginalsError::InvalidId {
+                        id: id.chars().take(120).collect(),
+                        reason: "image ids that are URLs are not enabled (sources.url_ids)",
+                    })?;
+                return self.fetch(id, &url, fetcher, limit).await;
             }
-            let url = Url::parse(id).map_err(|_| invalid("not a valid URL"))?;
-            return self.fetch(id, &url, fetcher, limit).await;
-        }
-        let path = validate_image_id(id)?;
+            ImageRef::Object(path) => path,
+        };
         match &self.backend {
             Backend::Objects(store) => load_object(store.as_ref(), id, &path, limit).await,
             Backend::Http { base, fetcher } => {
@@ -446,6 +473,26 @@ mod tests {
         }
         assert!(!is_http_location("s3://bucket/prefix"));
         assert!(is_http_location("HTTP://images.example/base/"));
+    }
+
+    #[test]
+    fn request_ids_are_objects_or_urls() {
+        assert_eq!(
+            parse_image_id("photos/a.png"),
+            Ok(ImageRef::Object(ObjectPath::from("photos/a.png")))
+        );
+        assert!(matches!(
+            parse_image_id("https://a.example/x.png"),
+            Ok(ImageRef::Url(url)) if url.host_str() == Some("a.example")
+        ));
+        let reason = |id: &str| match parse_image_id(id) {
+            Err(OriginalsError::InvalidId { reason, .. }) => reason,
+            other => panic!("{id}: {other:?}"),
+        };
+        assert_eq!(reason("http://[::1/x.png"), "not a valid URL");
+        let long = format!("https://a.example/{}", "x".repeat(MAX_IMAGE_ID_LEN));
+        assert_eq!(reason(&long), "longer than 1024 bytes");
+        assert_eq!(reason("../etc/passwd"), reason("a/../b"));
     }
 
     #[test]

@@ -181,11 +181,9 @@ impl Origin {
         accept: Option<&str>,
     ) -> Result<Served, Failure> {
         let started = Instant::now();
-        // A URL id is checked by the fetcher (`sources:`), an object name here.
-        if !opossum_fleet::is_url_id(image_id) {
-            opossum_fleet::validate_image_id(image_id)
-                .map_err(|e| Failure::of_kind(e.kind(), e.to_string()))?;
-        }
+        // Whether a URL id may be fetched is the fetcher's call (`sources:`).
+        opossum_fleet::parse_image_id(image_id)
+            .map_err(|e| Failure::of_kind(e.kind(), e.to_string()))?;
         let submitted = chain_text;
         let chain = self.state.presets.resolve(submitted).await.map_err(|e| {
             Failure::of_kind(
