@@ -252,12 +252,12 @@ const RELATED: &str = "presets:\n  thumb-s:\n    ops: thumbnail:64,format:webp\n
 
 #[test]
 fn related_variants_follow_completion_events() {
-    related_variants(Fleet::new(RELATED, &["a.png"]));
+    related_variants(Fleet::new(RELATED, &["a.png", "b.png"]));
 }
 
 #[test]
 fn related_variants_follow_completion_events_on_a_cluster() {
-    related_variants(Fleet::on_a_cluster(RELATED, &["a.png"]));
+    related_variants(Fleet::on_a_cluster(RELATED, &["a.png", "b.png"]));
 }
 
 fn related_variants(fleet: Fleet) {
@@ -271,16 +271,24 @@ fn related_variants(fleet: Fleet) {
     // The scheduler reads events from the time it starts: give it a moment.
     std::thread::sleep(Duration::from_millis(1500));
 
+    // Users ask for thumb-m (of another image); nobody asks for PNG thumbnails.
+    assert_eq!(fleet.request("b.png", "preset:thumb-m")["status"], "ok");
+    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(fleet.request("a.png", "preset:thumb-s")["status"], "ok");
-    let events = fleet.wait_for_warm_events(2);
-    let mut warmed: Vec<&str> = events.iter().map(|e| e["ops"].as_str().unwrap()).collect();
-    warmed.sort();
-    assert_eq!(warmed, vec!["preset:thumb-m", "thumbnail:64,format:png"]);
+    let events = fleet.wait_for_warm_events(1);
+    assert_eq!(events[0]["ops"], "preset:thumb-m", "{events:?}");
+    assert_eq!(events[0]["image_id"], "a.png", "{events:?}");
 
     let sibling = fleet.request("a.png", "preset:thumb-m");
     assert!(is_cache_hit(&sibling), "{sibling}");
+    // The PNG sibling is a chain nobody asked for: not warmed, computed when asked.
     let other_format = fleet.request("a.png", "thumbnail:64,format:png");
-    assert!(is_cache_hit(&other_format), "{other_format}");
+    assert_eq!(other_format["source"], "computed", "{other_format}");
+    let warm: Vec<serde_json::Value> = json_lines(&fleet.opossum(&["events", "--count", "50"]))
+        .into_iter()
+        .filter(|e| e["priority"] == "warm")
+        .collect();
+    assert_eq!(warm.len(), 1, "{warm:?}");
 
     // SIGTERM stops it cleanly.
     nix::sys::signal::kill(
@@ -304,7 +312,7 @@ fn preset_requests_through_the_origin_warm_their_family() {
     // The origin resolves `preset:thumb-s` to compute it; the job and its event must still
     // say `preset:thumb-s`, or related-variant warming cannot find the family.
     let config = "presets:\n  thumb-s:\n    ops: thumbnail:64,format:webp\n    family: thumbs\n  thumb-m:\n    ops: thumbnail:128,format:webp\n    family: thumbs\nwarming:\n  related_formats: []\n";
-    let fleet = Fleet::new(config, &["a.png"]);
+    let fleet = Fleet::new(config, &["a.png", "b.png"]);
     let _worker = fleet.worker();
     let _scheduler = Process(
         fleet
@@ -333,6 +341,9 @@ fn preset_requests_through_the_origin_warm_their_family() {
         .to_string();
     std::thread::sleep(Duration::from_millis(1500));
 
+    // Users ask for thumb-m (of another image), so it is a sibling worth warming.
+    assert_eq!(http_get(&base, "/v1/img/preset:thumb-m/b.png").status, 200);
+    std::thread::sleep(Duration::from_millis(1500));
     let first = http_get(&base, "/v1/img/preset:thumb-s/a.png");
     assert_eq!(first.status, 200, "{first:?}");
     assert_eq!(first.header("x-opossum-source"), "computed");
@@ -341,7 +352,7 @@ fn preset_requests_through_the_origin_warm_their_family() {
     // The user's event names the preset as asked.
     let user: Vec<serde_json::Value> = json_lines(&fleet.opossum(&["events", "--count", "20"]))
         .into_iter()
-        .filter(|e| e["priority"] == "user")
+        .filter(|e| e["priority"] == "user" && e["image_id"] == "a.png")
         .collect();
     assert_eq!(user.len(), 1, "{user:?}");
     assert_eq!(user[0]["ops"], "preset:thumb-s");

@@ -3,12 +3,16 @@
 //! A worker writes one entry per finished job, after the cache write, so a consumer that sees
 //! the event finds the variant cached. Delivery is at-least-once (a worker killed between the
 //! write and its acknowledgement runs the job again and writes a second event); every entry
-//! carries the job id so consumers drop duplicates.
+//! carries the job id so consumers drop duplicates. A worker process writes through one
+//! [`EventWriter`] (group commit): the events of jobs that finish while a write is in flight
+//! go out together in the next pipeline, and each job is acknowledged after the write that
+//! carried its event.
 //!
 //! Blocking reads (`XREAD BLOCK`) get a connection of their own: on the shared multiplexed
 //! connection they would hold up every command queued behind them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opossum_analytics::Answer;
@@ -137,33 +141,39 @@ impl Event {
         self.error.as_ref().map_or("", |e| e.message.as_str())
     }
 
-    fn fields(&self) -> [(&'static str, String); 12] {
-        [
-            ("job_id", self.job_id.clone()),
-            ("image_id", self.image_id.clone()),
-            ("key", self.key.clone()),
-            ("status", self.status.name().to_string()),
-            (
-                "source",
-                self.source.map_or("", Provenance::name).to_string(),
-            ),
-            ("bytes", self.bytes.to_string()),
-            (
-                "quality",
-                self.quality.map_or_else(String::new, |q| q.to_string()),
-            ),
-            ("duration_ms", format!("{:.3}", self.duration_ms)),
-            ("error", self.error_message().to_string()),
-            (
-                "error_kind",
-                self.error
-                    .as_ref()
-                    .map_or("", |e| e.kind.name())
-                    .to_string(),
-            ),
-            ("ops", self.ops.clone()),
-            ("priority", self.priority.name().to_string()),
-        ]
+    /// Appends the entry's field-value pairs to `cmd` (an `XADD`): borrowed strings and
+    /// numbers formatted in place, no per-field allocation.
+    fn write_fields(&self, cmd: &mut redis::Pipeline) {
+        cmd.arg("job_id")
+            .arg(&self.job_id)
+            .arg("image_id")
+            .arg(&self.image_id)
+            .arg("key")
+            .arg(&self.key)
+            .arg("status")
+            .arg(self.status.name())
+            .arg("source")
+            .arg(self.source.map_or("", Provenance::name))
+            .arg("bytes")
+            .arg(self.bytes)
+            .arg("quality");
+        match self.quality {
+            Some(quality) => cmd.arg(u16::from(quality)),
+            None => cmd.arg(""),
+        };
+        // Microsecond precision, as `{:.3}` milliseconds always wrote.
+        let mut duration = [0u8; 32];
+        let duration = format_millis(self.duration_ms, &mut duration);
+        cmd.arg("duration_ms")
+            .arg(duration)
+            .arg("error")
+            .arg(self.error_message())
+            .arg("error_kind")
+            .arg(self.error.as_ref().map_or("", |e| e.kind.name()))
+            .arg("ops")
+            .arg(&self.ops)
+            .arg("priority")
+            .arg(self.priority.name());
     }
 
     fn from_fields(map: &HashMap<String, redis::Value>) -> Option<Event> {
@@ -204,6 +214,16 @@ impl Event {
             },
         })
     }
+}
+
+/// `millis` with three decimals, written into `buffer` without allocating.
+fn format_millis(millis: f64, buffer: &mut [u8; 32]) -> &[u8] {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    // 32 bytes hold any f64 at three decimals up to 1e27 ms; beyond that, the prefix written.
+    let _ = write!(cursor, "{millis:.3}");
+    let written = cursor.position() as usize;
+    &buffer[..written]
 }
 
 /// How the analytics count an answer from `provenance`.
@@ -267,9 +287,7 @@ impl Events {
                 .arg("~")
                 .arg(self.max_len)
                 .arg("*");
-            for (name, value) in event.fields() {
-                pipe.arg(name).arg(value);
-            }
+            event.write_fields(&mut pipe);
             pipe.ignore();
         }
         let mut connection = self.connection.clone();
@@ -333,6 +351,73 @@ impl Events {
             stream: self.stream.clone(),
             block,
         })
+    }
+}
+
+/// Events waiting for the writer, with who waits for each.
+type Waiting = (
+    Event,
+    tokio::sync::oneshot::Sender<Result<(), Arc<FleetError>>>,
+);
+
+/// Most events one round trip of the writer carries.
+const MAX_EVENTS_PER_WRITE: usize = 256;
+
+/// A worker process's one writer of completion events: group commit. Jobs hand their event
+/// over and wait until the round trip that carries it has returned; the writer sends
+/// everything that queued up during its previous round trip in the next one, so an idle
+/// worker writes each event at once and a busy one writes many per `XADD` pipeline instead
+/// of one pipeline per job. A job is still acknowledged only after its event is written.
+#[derive(Clone)]
+pub struct EventWriter {
+    sender: tokio::sync::mpsc::Sender<Waiting>,
+    writes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventWriter {
+    /// Starts the writer task over `events`; it ends when every `EventWriter` clone is dropped.
+    pub fn spawn(events: Events) -> EventWriter {
+        let (sender, mut receiver) =
+            tokio::sync::mpsc::channel::<Waiting>(4 * MAX_EVENTS_PER_WRITE);
+        let writes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = writes.clone();
+        tokio::spawn(async move {
+            let mut received = Vec::with_capacity(MAX_EVENTS_PER_WRITE);
+            while receiver
+                .recv_many(&mut received, MAX_EVENTS_PER_WRITE)
+                .await
+                > 0
+            {
+                let (batch, waiters): (Vec<Event>, Vec<_>) = received.drain(..).unzip();
+                let result = events.publish(&batch).await.map_err(Arc::new);
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                for waiter in waiters {
+                    // A job that stopped waiting (its worker shutting down) needs no answer.
+                    let _ = waiter.send(result.clone());
+                }
+            }
+        });
+        EventWriter { sender, writes }
+    }
+
+    /// Round trips written so far (each carrying one or more events).
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Writes `event` with whatever else is waiting, and returns once it is in the stream
+    /// (or the round trip that carried it failed).
+    pub async fn publish(&self, event: Event) -> Result<(), FleetError> {
+        let (done, written) = tokio::sync::oneshot::channel();
+        let stopped = || FleetError::Queue("the completion-event writer has stopped".into());
+        self.sender
+            .send((event, done))
+            .await
+            .map_err(|_| stopped())?;
+        written
+            .await
+            .map_err(|_| stopped())?
+            .map_err(FleetError::Events)
     }
 }
 

@@ -22,9 +22,9 @@ use apalis::prelude::{AbortError, BoxDynError};
 use opossum_analytics::{Access, Answer, Recorder, Variant};
 use opossum_image::Limits;
 use opossum_ops::{Category, Chain, Options};
-use opossum_pipeline::{ErrorKind, Mode, Pipeline, PipelineError, PresetStore, Response};
+use opossum_pipeline::{ErrorKind, Mode, Pipeline, PipelineError, PresetStore, Response, UserWork};
 
-use crate::events::{Event, Events};
+use crate::events::{Event, EventWriter};
 use crate::originals::Originals;
 use crate::{Job, Priority};
 
@@ -76,8 +76,11 @@ pub struct WorkerState {
     pub analytics: Option<Recorder>,
     /// user jobs running in this process now; warm jobs wait for zero (see [`WARM_YIELD`])
     user_in_flight: Arc<AtomicUsize>,
-    /// user jobs due fleet-wide (waiting for any worker), as the last promote tick saw them
-    pub(crate) user_due: AtomicU64,
+    /// user jobs due fleet-wide (waiting for or running on any worker), as the last promote
+    /// tick saw them
+    pub(crate) user_due: Arc<AtomicU64>,
+    /// whether either of the two counts user work now
+    user_work: UserWork,
 }
 
 /// Longest a warm job waits for user work before it runs anyway. Warming yields to user work:
@@ -87,16 +90,16 @@ pub struct WorkerState {
 pub const WARM_YIELD: Duration = Duration::from_secs(10);
 
 /// Counts user work as running in this process while alive (warm jobs wait for none).
-struct UserWork(Arc<AtomicUsize>);
+struct CountedUserWork(Arc<AtomicUsize>);
 
-impl UserWork {
-    fn new(counter: &Arc<AtomicUsize>) -> UserWork {
+impl CountedUserWork {
+    fn new(counter: &Arc<AtomicUsize>) -> CountedUserWork {
         counter.fetch_add(1, Ordering::SeqCst);
-        UserWork(counter.clone())
+        CountedUserWork(counter.clone())
     }
 }
 
-impl Drop for UserWork {
+impl Drop for CountedUserWork {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -121,9 +124,19 @@ impl WorkerState {
             &config.version,
         ));
         let limits = config.limits.clone();
+        let user_in_flight = Arc::new(AtomicUsize::new(0));
+        let user_due = Arc::new(AtomicU64::new(0));
+        // Warm computations pause between steps for the same user work warm jobs wait for.
+        let user_work: UserWork = {
+            let (in_flight, due) = (user_in_flight.clone(), user_due.clone());
+            Arc::new(move || {
+                in_flight.load(Ordering::SeqCst) > 0 || due.load(Ordering::Relaxed) > 0
+            })
+        };
         let pipeline = Arc::new(
             Pipeline::new(tiers.hierarchy.clone(), config, tiers.leases.clone())
-                .with_resources(originals.as_resources(limits.max_bytes)),
+                .with_resources(originals.as_resources(limits.max_bytes))
+                .yielding_to(user_work.clone()),
         );
         WorkerState {
             pipeline,
@@ -131,19 +144,20 @@ impl WorkerState {
             originals,
             limits,
             analytics: None,
-            user_in_flight: Arc::new(AtomicUsize::new(0)),
-            user_due: AtomicU64::new(0),
+            user_in_flight,
+            user_due,
+            user_work,
         }
     }
 
     /// True while user work runs here or waits anywhere: what warm jobs yield to.
     fn user_work_pending(&self) -> bool {
-        self.user_in_flight.load(Ordering::SeqCst) > 0 || self.user_due.load(Ordering::Relaxed) > 0
+        (self.user_work)()
     }
 
     /// Marks user work as running until the guard is dropped: warm jobs yield to it.
-    fn user_work(&self) -> UserWork {
-        UserWork::new(&self.user_in_flight)
+    fn user_work(&self) -> CountedUserWork {
+        CountedUserWork::new(&self.user_in_flight)
     }
 
     /// Records user requests with `recorder`.
@@ -242,6 +256,8 @@ impl WorkerState {
         options: &Options,
         mode: Mode,
     ) -> Result<Response, PipelineError> {
+        // The origin calls this directly: its requests are user work too.
+        let _counted = (!mode.background).then(|| self.user_work());
         let limit = self.limits.max_bytes;
         let originals = self.originals.clone();
         let id = image_id.to_string();
@@ -262,7 +278,7 @@ impl WorkerState {
         &self,
         job: &Job,
         attempt: usize,
-        events: &Events,
+        events: &EventWriter,
     ) -> Result<(), BoxDynError> {
         use tracing::Instrument;
         let queue = job.priority.queue_suffix();
@@ -290,7 +306,7 @@ impl WorkerState {
                         return Err(error.into());
                     }
                     Retry::GiveUp => {
-                        events.publish(&[Event::gave_up(job, attempt, &error)]).await?;
+                        events.publish(Event::gave_up(job, attempt, &error)).await?;
                         finish("gave_up");
                         return Err(AbortError::new(error).into());
                     }
@@ -298,8 +314,9 @@ impl WorkerState {
             };
             // A failed publish fails the job: it runs again (now a cache hit) and the event is
             // written then. At-least-once, never silently dropped.
-            events.publish(std::slice::from_ref(&event)).await?;
-            finish(job_outcome(&event));
+            let outcome = job_outcome(&event);
+            events.publish(event).await?;
+            finish(outcome);
             Ok(())
         }
         .instrument(span)

@@ -29,7 +29,9 @@ mod telemetry;
 mod tiers;
 
 pub use embedded::Embedded;
-pub use events::{Event, EventReader, Events, JobError, Status, StreamEntry, answer_of};
+pub use events::{
+    Event, EventReader, EventWriter, Events, JobError, Status, StreamEntry, answer_of,
+};
 pub use handler::{MAX_ATTEMPTS, Outcome, Retry, WARM_YIELD, WorkerState};
 pub use invalidation::{announce_invalidation, invalidation_channel};
 pub use job::{Job, Priority, new_job_id};
@@ -111,6 +113,10 @@ pub enum FleetError {
     /// Redis failed or is unreachable.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The round trip that carried a batch of completion events failed (one error, shared by
+    /// every job in the batch).
+    #[error("completion events: {0}")]
+    Events(std::sync::Arc<FleetError>),
     /// The queue backend failed.
     #[error("queue: {0}")]
     Queue(String),

@@ -13,7 +13,7 @@ use apalis::prelude::{
 };
 use futures::StreamExt;
 
-use crate::events::Events;
+use crate::events::{EventWriter, Events};
 use crate::queue::Queues;
 use crate::{Job, Priority};
 
@@ -141,6 +141,9 @@ pub async fn run_worker(
         invalidation_channel(&queues.config().prefix),
         state.pipeline.hierarchy().clone(),
     ));
+    // One writer for both queues' events: the more jobs finish at once, the more events
+    // each round trip carries.
+    let events = EventWriter::spawn(events);
     let mut monitor = Monitor::new();
     for priority in Priority::ALL {
         let state = state.clone();
@@ -196,7 +199,7 @@ async fn handle_job(
     job: Job,
     attempt: Attempt,
     state: Data<Arc<WorkerState>>,
-    events: Data<Events>,
+    events: Data<EventWriter>,
 ) -> Result<(), BoxDynError> {
     state.handle(&job, attempt.current(), &events).await
 }

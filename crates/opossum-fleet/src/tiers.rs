@@ -70,6 +70,7 @@ pub async fn open_tiers(
                     path: path.clone(),
                     max_bytes: disk_settings.max_size,
                     cleanup_interval: disk_settings.cleanup_interval,
+                    memory_bytes: disk_settings.memory,
                 })
                 .map_err(|e| e.to_string())
             }) {

@@ -2,6 +2,10 @@
 //! `SET {key}:lease token NX PX ttl` takes it; a script deletes it only if the token still
 //! matches, so a holder whose lease expired can never release someone else's. The lease key
 //! carries the entry key's hash tag, so on a cluster it lives in the image's slot.
+//!
+//! A warm computation's token starts with [`BACKGROUND_TOKEN`]: a user request that finds
+//! one holding the lease computes the answer itself instead of waiting on work that runs at
+//! the lowest CPU priority on purpose.
 
 use std::time::Duration;
 
@@ -13,6 +17,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 "#;
+
+/// How the tokens of leases held by background (warm) computations begin.
+pub const BACKGROUND_TOKEN: &str = "bg-";
 
 /// Lease handling on one Redis.
 #[derive(Clone)]
@@ -37,9 +44,18 @@ impl Leases {
         self.ttl
     }
 
-    /// Takes the lease on `key`: `Some(token)` when this caller holds it now.
-    pub async fn acquire(&self, key: &str) -> Result<Option<String>, redis::RedisError> {
-        let token = format!("{:032x}", rand::random::<u128>());
+    /// Takes the lease on `key` for a computation at user or `background` priority:
+    /// `Some(token)` when this caller holds it now.
+    pub async fn acquire(
+        &self,
+        key: &str,
+        background: bool,
+    ) -> Result<Option<String>, redis::RedisError> {
+        let token = format!(
+            "{}{:032x}",
+            if background { BACKGROUND_TOKEN } else { "" },
+            rand::random::<u128>()
+        );
         let mut connection = self.connection.clone();
         let reply: Option<String> = redis::cmd("SET")
             .arg(format!("{key}:lease"))
@@ -50,6 +66,17 @@ impl Leases {
             .query_async(&mut connection)
             .await?;
         Ok(reply.map(|_| token))
+    }
+
+    /// Whether the lease on `key` is held by a background computation now. A failed read
+    /// says no: the caller then waits for the holder, as it would have.
+    pub async fn held_in_background(&self, key: &str) -> bool {
+        let mut connection = self.connection.clone();
+        let holder: Result<Option<String>, _> = redis::cmd("GET")
+            .arg(format!("{key}:lease"))
+            .query_async(&mut connection)
+            .await;
+        matches!(holder, Ok(Some(token)) if token.starts_with(BACKGROUND_TOKEN))
     }
 
     /// Releases the lease if `token` still holds it. Failures are logged: the lease expires on

@@ -27,8 +27,10 @@ mod presets;
 mod raw;
 mod resources;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opossum_cache::{Entry, Hierarchy, TierKind};
@@ -39,7 +41,7 @@ use opossum_ops::{
 
 pub use error::{Cause, ErrorKind, PipelineError};
 pub use flight::SingleFlight;
-pub use lease::Leases;
+pub use lease::{BACKGROUND_TOKEN, Leases};
 pub use presets::{PRESET_MEDIA_TYPE, PresetStore};
 pub use resources::{Resources, load_watermarks};
 
@@ -226,7 +228,23 @@ pub struct Pipeline {
     leases: Option<Leases>,
     resources: Option<resources::ResourceCache>,
     in_flight: SingleFlight<Shared>,
+    /// Background computations running here, by key, each with its priority: a user request
+    /// that joins one raises it, so the steps left run at user priority and the user never
+    /// waits on work the kernel starves on purpose (priority inversion).
+    background_flights: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// how many background computations user requests raised
+    raised: AtomicU64,
+    /// whether user work is running or waiting (see [`Pipeline::yielding_to`])
+    user_work: Option<UserWork>,
 }
+
+/// Says whether user work is running or waiting, in this process or the fleet: what a
+/// background computation pauses for between its steps.
+pub type UserWork = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Longest one step of a background computation waits for user work before it runs anyway,
+/// so a steady stream of user work cannot starve warming forever.
+pub const STEP_YIELD: Duration = Duration::from_secs(10);
 
 impl Pipeline {
     /// A pipeline over `hierarchy`; with `leases`, misses are coordinated across processes.
@@ -241,6 +259,9 @@ impl Pipeline {
             leases,
             resources: None,
             in_flight: SingleFlight::default(),
+            background_flights: Mutex::default(),
+            raised: AtomicU64::new(0),
+            user_work: None,
         }
     }
 
@@ -371,6 +392,9 @@ impl Pipeline {
             fresh_until_ms,
             background,
         };
+        if !background {
+            self.raise_priority(&key_text);
+        }
         let (shared, led) = self
             .in_flight
             .run(&key_text, || self.compute_once(&miss, load))
@@ -382,6 +406,67 @@ impl Pipeline {
             Provenance::Coalesced
         };
         answer(key, entry, provenance)
+    }
+
+    /// Background computations pause before each step (decode, each operation, encode) while
+    /// `user_work` says user work is running or waiting, up to [`STEP_YIELD`] a step: on a
+    /// machine whose cores share execution units (hyperthreads) even a nice-19 thread slows a
+    /// user's, so warm work runs only in the gaps, and a user job that arrives meanwhile waits
+    /// behind one step at most, never a whole computation.
+    pub fn yielding_to(mut self, user_work: UserWork) -> Pipeline {
+        self.user_work = Some(user_work);
+        self
+    }
+
+    /// One step of a computation: at user priority at once; at background priority after
+    /// user work is done (or the step's wait is up, or a user request raised it).
+    async fn step<T: Send + 'static>(
+        &self,
+        priority: &AtomicBool,
+        work: impl FnOnce() -> Result<T, ImageError> + Send + 'static,
+    ) -> Result<T, PipelineError> {
+        if let Some(user_work) = &self.user_work {
+            let started = Instant::now();
+            while priority.load(Ordering::Relaxed) && user_work() && started.elapsed() < STEP_YIELD
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        blocking(priority, work).await
+    }
+
+    /// The priority a computation of `key` starts at: a background one is registered, so a
+    /// user request that joins it can raise it ([`Pipeline::raise_priority`]).
+    fn flight_priority(&self, key: &str, background: bool) -> Arc<AtomicBool> {
+        let priority = Arc::new(AtomicBool::new(background));
+        if background {
+            let mut flights = self
+                .background_flights
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            flights.insert(key.to_string(), priority.clone());
+        }
+        priority
+    }
+
+    /// A user request for `key`: a background computation of it running here finishes at user
+    /// priority.
+    fn raise_priority(&self, key: &str) {
+        let flights = self
+            .background_flights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(priority) = flights.get(key)
+            && priority.swap(false, Ordering::Relaxed)
+        {
+            self.raised.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many background (warm) computations a user request joined and raised to user
+    /// priority in this process.
+    pub fn raised_priorities(&self) -> u64 {
+        self.raised.load(Ordering::Relaxed)
     }
 
     /// The leader's path: take the cross-process lease (or wait for its holder's result),
@@ -402,8 +487,9 @@ impl Pipeline {
             return self.compute(miss, load).await;
         };
         let started = Instant::now();
+        let mut first_wait = true;
         loop {
-            match leases.acquire(key).await {
+            match leases.acquire(key, miss.background).await {
                 Ok(Some(token)) => {
                     // Another process may have finished between our miss and the lease. The
                     // request's miss is already counted; re-checks are not lookups of their own.
@@ -418,6 +504,12 @@ impl Pipeline {
                     return result;
                 }
                 Ok(None) => {
+                    // A warm computation in another process runs at the lowest priority: a
+                    // user request computes its answer itself rather than wait on it.
+                    if first_wait && !miss.background && leases.held_in_background(key).await {
+                        return self.compute(miss, load).await;
+                    }
+                    first_wait = false;
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     if let Some(hit) = self.hierarchy.get_uncounted(key).await
                         && fresh(&hit)
@@ -453,10 +545,20 @@ impl Pipeline {
             ..
         } = *miss;
         let started = Instant::now();
-        match self
-            .compute_inner(image_id, chain, watermarks, options, background, load)
-            .await
-        {
+        let priority = self.flight_priority(key, background);
+        let computed = self
+            .compute_inner(image_id, chain, watermarks, options, &priority, load)
+            .await;
+        if background {
+            let mut flights = self
+                .background_flights
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if flights.get(key).is_some_and(|p| Arc::ptr_eq(p, &priority)) {
+                flights.remove(key);
+            }
+        }
+        match computed {
             Ok(output) => {
                 let compute_ms = started.elapsed().as_millis() as u64;
                 let inputs = TtlInputs {
@@ -504,7 +606,7 @@ impl Pipeline {
         chain: &Chain,
         watermarks: &[resources::Loaded],
         options: &Options,
-        background: bool,
+        priority: &AtomicBool,
         load: L,
     ) -> Result<opossum_image::Output, Failed>
     where
@@ -544,11 +646,12 @@ impl Pipeline {
             None => {
                 let bytes = load().await.map_err(Failed::Load)?;
                 let (chain, limits) = (chain.clone(), limits.clone());
-                let decoded = blocking(background, move || {
-                    opossum_image::decode_for(&bytes, &chain, &limits)
-                })
-                .await
-                .map_err(Failed::Engine)?;
+                let decoded = self
+                    .step(priority, move || {
+                        opossum_image::decode_for(&bytes, &chain, &limits)
+                    })
+                    .await
+                    .map_err(Failed::Engine)?;
                 let (picture, original) = decoded.into_parts();
                 (0, picture, original)
             }
@@ -558,7 +661,7 @@ impl Pipeline {
         } else {
             let (loaded, limits) = (watermarks.to_vec(), limits.clone());
             Arc::new(
-                blocking(background, move || {
+                self.step(priority, move || {
                     let mut overlays = Overlays::none();
                     for watermark in loaded {
                         overlays.decode(watermark.id, &watermark.bytes, &limits)?;
@@ -571,7 +674,8 @@ impl Pipeline {
         };
         for (index, op) in pixel_ops.iter().enumerate().skip(start) {
             let (op, limits, overlays) = (op.clone(), limits.clone(), overlays.clone());
-            picture = blocking(background, move || picture.apply(&op, &limits, &overlays))
+            picture = self
+                .step(priority, move || picture.apply(&op, &limits, &overlays))
                 .await
                 .map_err(Failed::Engine)?;
             let done = index + 1;
@@ -596,7 +700,7 @@ impl Pipeline {
             }
         }
         let chain = chain.clone();
-        blocking(background, move || {
+        self.step(priority, move || {
             opossum_image::finish(&picture, &chain, original, &limits)
         })
         .await
@@ -611,13 +715,13 @@ enum Failed {
     Engine(PipelineError),
 }
 
-/// CPU work runs on the blocking pool, never on the async threads; at `background`
-/// priority, on the low-priority background pool.
+/// CPU work runs on the blocking pool, never on the async threads; while `background` is
+/// set (a warm computation nobody else waits for), on the low-priority background pool.
 async fn blocking<T: Send + 'static>(
-    background: bool,
+    background: &AtomicBool,
     work: impl FnOnce() -> Result<T, ImageError> + Send + 'static,
 ) -> Result<T, PipelineError> {
-    if background {
+    if background.load(Ordering::Relaxed) {
         return match background::run(work).await {
             Ok(result) => result.map_err(PipelineError::from_image),
             Err(e) => Err(PipelineError::new(ErrorKind::Internal, e)),
@@ -645,4 +749,21 @@ fn answer(
         entry,
         provenance,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_step_runs_on_the_pool_its_flag_says_when_it_starts() {
+        let thread = || Ok(std::thread::current().name().unwrap_or("").to_string());
+        let background = AtomicBool::new(true);
+        let name = blocking(&background, thread).await.unwrap();
+        assert!(name.starts_with("opossum-background-"), "{name}");
+        // Raised (a user request joined): the next step runs on tokio's blocking pool.
+        background.store(false, Ordering::Relaxed);
+        let name = blocking(&background, thread).await.unwrap();
+        assert!(!name.starts_with("opossum-background-"), "{name}");
+    }
 }

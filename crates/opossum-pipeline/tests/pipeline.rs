@@ -1,5 +1,6 @@
 //! The pipeline against real tiers: prefix resumption, error results, coalescing, leases.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -35,6 +36,7 @@ fn local_pipeline(dir: &TempDir, namespace: &str) -> Pipeline {
             path: dir.join("rocksdb"),
             max_bytes: 256 << 20,
             cleanup_interval: Duration::from_secs(3600),
+            memory_bytes: DiskConfig::DEFAULT_MEMORY_BYTES,
         })
         .unwrap(),
     );
@@ -53,7 +55,7 @@ fn local_pipeline(dir: &TempDir, namespace: &str) -> Pipeline {
 fn counting(
     calls: &Arc<AtomicUsize>,
     bytes: Vec<u8>,
-) -> impl FnOnce() -> std::future::Ready<Result<Vec<u8>, PipelineError>> {
+) -> impl FnOnce() -> std::future::Ready<Result<Vec<u8>, PipelineError>> + use<> {
     let calls = calls.clone();
     move || {
         calls.fetch_add(1, Ordering::SeqCst);
@@ -260,6 +262,216 @@ async fn compute_once_through_the_lease(url: &str) {
     assert_eq!(bodies.len(), 1);
 }
 
+/// What a gated loader returns.
+type Loading = std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, PipelineError>> + Send>>;
+
+/// A loader that waits for `gate` before answering with the photo.
+fn gated(gate: &Arc<tokio::sync::Notify>) -> impl FnOnce() -> Loading + use<> {
+    let gate = gate.clone();
+    move || {
+        Box::pin(async move {
+            gate.notified().await;
+            Ok(photo())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_request_that_joins_a_warm_computation_raises_its_priority() {
+    let dir = TempDir::new("raise");
+    let pipeline = Arc::new(local_pipeline(&dir, "raise"));
+    let chain = Chain::parse("thumbnail:120,format:webp").unwrap();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let warm = {
+        let (pipeline, chain, load) = (pipeline.clone(), chain.clone(), gated(&gate));
+        tokio::spawn(async move {
+            pipeline
+                .respond(
+                    "harvesters.jpeg",
+                    &chain,
+                    &Options::new(),
+                    Mode::warm(0),
+                    load,
+                )
+                .await
+        })
+    };
+    // The warm computation is waiting for its original; a user asks for the same variant.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(pipeline.raised_priorities(), 0);
+    let user = {
+        let (pipeline, chain) = (pipeline.clone(), chain.clone());
+        tokio::spawn(async move {
+            pipeline
+                .run("harvesters.jpeg", &chain, &Options::new(), never)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(pipeline.raised_priorities(), 1);
+    gate.notify_one();
+    let user = user.await.unwrap().unwrap();
+    let warm = warm.await.unwrap().unwrap();
+    assert_eq!(user.provenance, Provenance::Coalesced);
+    assert_eq!(warm.provenance, Provenance::Computed);
+    assert_eq!(user.entry.body, warm.entry.body);
+    // A warm computation nobody joins stays at background priority.
+    let other = Chain::parse("thumbnail:90,format:webp").unwrap();
+    pipeline
+        .respond(
+            "harvesters.jpeg",
+            &other,
+            &Options::new(),
+            Mode::warm(0),
+            counting(&Arc::new(AtomicUsize::new(0)), photo()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pipeline.raised_priorities(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_computation_pauses_between_steps_while_user_work_runs() {
+    let dir = TempDir::new("yield");
+    let busy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let pipeline = {
+        let busy = busy.clone();
+        Arc::new(
+            local_pipeline(&dir, "yield")
+                .yielding_to(Arc::new(move || busy.load(Ordering::SeqCst))),
+        )
+    };
+    let chain = Chain::parse("thumbnail:120,format:webp").unwrap();
+    let warm = {
+        let (pipeline, chain) = (pipeline.clone(), chain.clone());
+        tokio::spawn(async move {
+            let load = counting(&Arc::new(AtomicUsize::new(0)), photo());
+            pipeline
+                .respond(
+                    "harvesters.jpeg",
+                    &chain,
+                    &Options::new(),
+                    Mode::warm(0),
+                    load,
+                )
+                .await
+        })
+    };
+    // While user work runs, the warm computation does not get past its first step.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !warm.is_finished(),
+        "a warm computation ran beside user work"
+    );
+    // User requests are never held back, whatever the user-work signal says.
+    let user = Chain::parse("thumbnail:100,format:webp").unwrap();
+    let answered = tokio::time::timeout(
+        Duration::from_secs(10),
+        pipeline.run(
+            "harvesters.jpeg",
+            &user,
+            &Options::new(),
+            counting(&Arc::new(AtomicUsize::new(0)), photo()),
+        ),
+    )
+    .await
+    .expect("a user request waited");
+    assert_eq!(answered.unwrap().provenance, Provenance::Computed);
+    assert!(!warm.is_finished());
+    // The user work is done: the warm computation goes on.
+    busy.store(false, Ordering::SeqCst);
+    let warm = tokio::time::timeout(Duration::from_secs(10), warm)
+        .await
+        .expect("the warm computation did not resume")
+        .unwrap()
+        .unwrap();
+    assert_eq!(warm.provenance, Provenance::Computed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_request_does_not_wait_on_another_processes_warm_computation() {
+    let server = RedisServer::start();
+    let namespace = unique_namespace("warm-lease");
+    let worker = || {
+        let redis = Arc::new(RedisTier::new(&RedisConfig::new(server.url())).unwrap());
+        let leases = Leases::new(redis.connection(), Duration::from_secs(30));
+        let tiers: Vec<Arc<dyn Tier>> =
+            vec![Arc::new(MemoryTier::new(MemoryConfig::default())), redis];
+        Arc::new(Pipeline::new(
+            Arc::new(Hierarchy::new(tiers, None)),
+            config(&namespace),
+            Some(leases),
+        ))
+    };
+    let (warmer, serving) = (worker(), worker());
+    let chain = Chain::parse("thumbnail:160,format:jpeg").unwrap();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    // The warm job holds the lease while it waits for its original (as long as we like).
+    let warm = {
+        let (pipeline, chain, load) = (warmer.clone(), chain.clone(), gated(&gate));
+        tokio::spawn(async move {
+            pipeline
+                .respond(
+                    "harvesters.jpeg",
+                    &chain,
+                    &Options::new(),
+                    Mode::warm(0),
+                    load,
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let user = tokio::time::timeout(
+        Duration::from_secs(10),
+        serving.run(
+            "harvesters.jpeg",
+            &chain,
+            &Options::new(),
+            counting(&calls, photo()),
+        ),
+    )
+    .await
+    .expect("the user request waited for the warm computation's lease")
+    .unwrap();
+    assert_eq!(user.provenance, Provenance::Computed);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    gate.notify_one();
+    assert!(warm.await.unwrap().is_ok());
+
+    // A user computation's lease is still waited for: the second user coalesces.
+    let other = Chain::parse("thumbnail:161,format:jpeg").unwrap();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let first = {
+        let (pipeline, chain, load) = (warmer.clone(), other.clone(), gated(&gate));
+        tokio::spawn(async move {
+            pipeline
+                .run("harvesters.jpeg", &chain, &Options::new(), load)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = {
+        let (pipeline, chain) = (serving.clone(), other.clone());
+        tokio::spawn(async move {
+            pipeline
+                .run("harvesters.jpeg", &chain, &Options::new(), never)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.notify_one();
+    assert_eq!(
+        first.await.unwrap().unwrap().provenance,
+        Provenance::Computed
+    );
+    assert_eq!(
+        second.await.unwrap().unwrap().provenance,
+        Provenance::Coalesced
+    );
+}
+
 #[tokio::test]
 async fn a_version_bump_makes_old_entries_unreachable() {
     let dir = TempDir::new("version");
@@ -268,6 +480,7 @@ async fn a_version_bump_makes_old_entries_unreachable() {
             path: dir.join("rocksdb"),
             max_bytes: 64 << 20,
             cleanup_interval: Duration::from_secs(3600),
+            memory_bytes: DiskConfig::DEFAULT_MEMORY_BYTES,
         })
         .unwrap(),
     );
@@ -430,6 +643,7 @@ fn disk_only(dir: &TempDir) -> Arc<Hierarchy> {
             path: dir.join("rocksdb"),
             max_bytes: 64 << 20,
             cleanup_interval: Duration::from_secs(3600),
+            memory_bytes: DiskConfig::DEFAULT_MEMORY_BYTES,
         })
         .unwrap(),
     );

@@ -14,7 +14,9 @@
 //!   5. the jobs go to the warm queue only, which workers serve with a separate, smaller pool.
 //! - [`Warmer::run`]: the long-running scheduler: predictive every `interval`; background on
 //!   the cron `schedule` and whenever traffic is low (at most once per analytics bucket);
-//!   related-variant continuously, from the completion events of user jobs.
+//!   related-variant continuously, from the completion events of user jobs: a request's
+//!   siblings, but only those whose chain users ask for (of any image, in the analytics
+//!   window or since the last predictive run), so nothing is warmed that nobody requests.
 //! - [`WarmerParts::target`]: where the jobs go, a [`JobQueue`]: a fleet's Redis queues and
 //!   event stream, or the embedded queue of `opossum serve` without Redis, where the one
 //!   process is the fleet: the same strategies and funnel, with claims in this process's

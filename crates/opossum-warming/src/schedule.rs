@@ -1,5 +1,6 @@
 //! The long-running scheduler ([`Warmer::run`]): predictive every `interval`, background on the
-//! cron schedule and in low traffic, related-variant from completion events.
+//! cron schedule and in low traffic, related-variant from completion events (siblings of a
+//! request, among the chains users ask for).
 
 use crate::{Strategy, Summary, WarmError, Warmer};
 
@@ -30,6 +31,7 @@ impl Warmer {
         let bucket_ms = self.parts.analytics.config().bucket.as_millis() as u64;
         let mut last_quiet_bucket = None;
         let mut related_total = Summary::default();
+        let mut asked = std::collections::HashSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         tracing::info!(schedule = %s.schedule, interval = ?s.interval, "scheduler started");
         loop {
@@ -37,6 +39,10 @@ impl Warmer {
             if now >= next_predictive {
                 next_predictive = now + s.interval.as_millis() as u64;
                 self.logged(Strategy::Predictive, "interval").await;
+                match self.asked_chains(now).await {
+                    Ok(chains) => asked = chains,
+                    Err(e) => tracing::warn!(error = %e, "chains asked for unavailable"),
+                }
                 match self.traffic(now).await {
                     Ok(level) if level.is_low(s.low_traffic_fraction) => {
                         let bucket = now / bucket_ms.max(1);
@@ -63,7 +69,10 @@ impl Warmer {
                 events = follower.next() => events,
                 () = &mut shutdown => break,
             };
-            let candidates = self.related_candidates(&events, opossum_cache::unix_millis());
+            // What users ask for: the analytics window (refreshed with each predictive run)
+            // and every user request seen since.
+            self.note_asked(&events, &mut asked);
+            let candidates = self.related_candidates(&events, &asked, opossum_cache::unix_millis());
             if !candidates.is_empty() {
                 match self.enqueue(candidates, false, &|_| {}).await {
                     Ok(summary) => {

@@ -14,6 +14,10 @@ use opossum_ops::{Chain, Options, OutputFormat, Presets, derive_key};
 use crate::policy::{Candidate, Predictive, TrafficLevel, background, related};
 use crate::{CHECK_BATCH, Strategy, Summary, WarmError};
 
+/// Variants read from the analytics to learn which chains users ask for, and the most chains
+/// remembered from completion events between two reads.
+const ASKED_VARIANTS: usize = 10_000;
+
 /// Everything a [`Warmer`] works with.
 pub struct WarmerParts {
     /// the strategies' settings
@@ -94,19 +98,59 @@ impl Warmer {
             Strategy::Related => {
                 let count = s.jobs_per_run.max(1);
                 let events = self.parts.target.latest_events(count).await?;
-                self.related_candidates(&events, now_ms)
+                let mut asked = self.asked_chains(now_ms).await?;
+                self.note_asked(&events, &mut asked);
+                self.related_candidates(&events, &asked, now_ms)
             }
         })
     }
 
-    /// Siblings of the successful user requests among `events`.
-    pub fn related_candidates(&self, events: &[Event], now_ms: u64) -> Vec<Candidate> {
+    /// The chains users asked for (of any image) in the analytics window, resolved as the
+    /// workers record them: what a related variant must be to be worth warming.
+    pub async fn asked_chains(&self, now_ms: u64) -> Result<HashSet<String>, WarmError> {
+        let variants = self
+            .parts
+            .analytics
+            .top_variants(now_ms, self.parts.settings.window, ASKED_VARIANTS)
+            .await?;
+        Ok(variants
+            .into_iter()
+            .map(|(variant, _)| variant.chain)
+            .collect())
+    }
+
+    /// Adds the chains of the user requests among `events` to `asked` (up to
+    /// [`ASKED_VARIANTS`] of them; the next refresh from the analytics starts over).
+    pub fn note_asked(&self, events: &[Event], asked: &mut HashSet<String>) {
+        for event in events {
+            if event.priority != Priority::User || asked.len() >= ASKED_VARIANTS {
+                continue;
+            }
+            if let Ok(chain) = Chain::parse_any_with(&event.ops, &self.parts.presets) {
+                asked.insert(chain.to_string());
+            }
+        }
+    }
+
+    /// Siblings of the successful user requests among `events` whose chain users ask for
+    /// (`asked`, from [`Warmer::asked_chains`]): a sibling nobody requests, such as the JPEG
+    /// of a thumbnail only ever served as WebP, would take CPU and cache for nothing.
+    pub fn related_candidates(
+        &self,
+        events: &[Event],
+        asked: &HashSet<String>,
+        now_ms: u64,
+    ) -> Vec<Candidate> {
         let mut out = Vec::new();
         for event in events {
             if event.status != Status::Ok || event.priority != Priority::User {
                 continue;
             }
             for ops in related(&event.ops, &self.parts.presets, &self.formats) {
+                let resolved = Chain::parse_any_with(&ops, &self.parts.presets);
+                if !resolved.is_ok_and(|chain| asked.contains(&chain.to_string())) {
+                    continue;
+                }
                 out.push(Candidate {
                     image_id: event.image_id.clone(),
                     ops,
