@@ -59,6 +59,7 @@ pub(crate) fn run(redis_url: &str, size: usize, lookups: usize) -> anyhow::Resul
             path: dir.clone(),
             max_bytes: 1 << 30,
             cleanup_interval: Duration::from_secs(3600),
+            memory_bytes: DiskConfig::DEFAULT_MEMORY_BYTES,
         })?;
         let redis = RedisTier::new(&RedisConfig::new(redis_url))?;
         for tier in [&memory as &dyn Tier, &disk, &redis] {

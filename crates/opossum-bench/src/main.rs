@@ -8,6 +8,7 @@ mod policies;
 mod queue;
 mod replay;
 mod shared_tier;
+mod soak;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -148,6 +149,12 @@ enum Command {
         #[command(flatten)]
         args: replay::ReplayArgs,
     },
+    /// RSS of `opossum serve` and a worker, sampled every second, under many requests over
+    /// many variants: where memory settles and whether it grows
+    Soak {
+        #[command(flatten)]
+        args: soak::SoakArgs,
+    },
     /// PSNR of thumbnails against a full-decode Lanczos3 reference of the same source
     Psnr {
         /// the full-size source the thumbnails were made from
@@ -227,6 +234,7 @@ fn main() -> anyhow::Result<()> {
         Command::HttpLatency { url, count, repeat } => http::run(&url, count, repeat)?,
         Command::Queue { redis, args } => queue::run(args, redis)?,
         Command::Replay { redis, args } => replay::run(args, redis)?,
+        Command::Soak { args } => soak::run(args)?,
         Command::Psnr { source, thumbnails } => {
             let full =
                 image::open(&source).with_context(|| format!("opening {}", source.display()))?;

@@ -36,7 +36,14 @@ const CANDIDATES: &[Candidate] = &[
             foyer_memory::EvictionConfig::S3Fifo(Default::default()),
         )
     }),
-    ("quick_cache", quick),
+    ("quick_cache", |t, c| quick(t, c, 0.97, 0.5)),
+    ("quick_cache hot=90%", |t, c| quick(t, c, 0.9, 0.5)),
+    ("quick_cache hot=90% ghost=100%", |t, c| {
+        quick(t, c, 0.9, 1.0)
+    }),
+    ("quick_cache hot=75% ghost=100%", |t, c| {
+        quick(t, c, 0.75, 1.0)
+    }),
 ];
 
 /// Counts the hits over `trace` of asking (`get`) and, on a miss, inserting.
@@ -86,9 +93,26 @@ fn foyer(trace: &Trace, capacity: usize, config: foyer_memory::EvictionConfig) -
     )
 }
 
-fn quick(trace: &Trace, capacity: usize) -> f64 {
+/// quick_cache with `hot` of its capacity for hot entries (the rest is its probation queue)
+/// and ghost keys for `ghost` of the capacity (its defaults: 97% and 50%).
+fn quick(trace: &Trace, capacity: usize, hot: f64, ghost: f64) -> f64 {
     // The single-threaded cache: one shard, so the whole capacity is one policy's.
-    let cache = std::cell::RefCell::new(quick_cache::unsync::Cache::<u32, ()>::new(capacity));
+    let options = quick_cache::OptionsBuilder::new()
+        .estimated_items_capacity(capacity)
+        .weight_capacity(capacity as u64)
+        .hot_allocation(hot)
+        .ghost_allocation(ghost)
+        .build();
+    let Ok(options) = options else {
+        return f64::NAN;
+    };
+    let cache: quick_cache::unsync::Cache<u32, ()> = quick_cache::unsync::Cache::with_options(
+        options,
+        quick_cache::UnitWeighter,
+        Default::default(),
+        Default::default(),
+    );
+    let cache = std::cell::RefCell::new(cache);
     replay(
         trace,
         |key| cache.borrow_mut().get(&key).is_some(),

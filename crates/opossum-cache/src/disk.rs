@@ -8,13 +8,22 @@
 //! Every value is framed as `OPO1 | crc32(payload) | payload`: a torn or bit-flipped value reads
 //! as a miss, is deleted and counted, and is never served. One process owns a data directory
 //! (RocksDB locks it); a second process finds the tier unavailable and runs without it.
+//!
+//! What RocksDB keeps in memory is bounded by one figure, [`DiskConfig::memory_bytes`]: the
+//! block cache, the table files' index and filter blocks (held in that cache rather than beside
+//! it) and the memtables (charged to the same cache by a write-buffer manager). Left to its
+//! defaults RocksDB keeps two 64 MiB memtables and every open file's index outside any bound,
+//! which is most of what a long run adds to a process's memory beyond the memory tier.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rocksdb::{DB, DBCompactionStyle, FifoCompactOptions, IteratorMode, Options, WriteBatch};
+use rocksdb::{
+    BlockBasedOptions, Cache, DB, DBCompactionStyle, FifoCompactOptions, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteBufferManager,
+};
 
 use crate::{Entry, Tier, TierError, TierKind, TierUsage, unix_millis};
 
@@ -32,13 +41,34 @@ pub struct DiskConfig {
     pub max_bytes: u64,
     /// how often expired values are deleted
     pub cleanup_interval: Duration,
+    /// memory RocksDB may hold: block cache, index and filter blocks, and memtables together
+    pub memory_bytes: u64,
+}
+
+impl DiskConfig {
+    /// The default of [`DiskConfig::memory_bytes`]: 32 MiB. Values are whole images, read
+    /// once per memory-tier miss; the memory tier in front is the cache that matters.
+    pub const DEFAULT_MEMORY_BYTES: u64 = 32 << 20;
 }
 
 /// The disk tier.
 pub struct DiskTier {
     db: DB,
+    /// the block cache, which the memtables are charged to as well
+    cache: Cache,
     config: DiskConfig,
     corrupt: AtomicU64,
+}
+
+/// What RocksDB holds in memory now, in bytes ([`DiskTier::memory_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskMemory {
+    /// the memtables (charged to the block cache as well)
+    pub memtables: u64,
+    /// index and filter blocks held by open table files outside the cache
+    pub table_readers: u64,
+    /// the block cache, memtable charges included
+    pub block_cache: u64,
 }
 
 impl DiskTier {
@@ -50,9 +80,24 @@ impl DiskTier {
         let mut fifo = FifoCompactOptions::default();
         fifo.set_max_table_files_size(config.max_bytes);
         options.set_fifo_compaction_options(&fifo);
-        // Smaller memtables make the size limit bite in finer steps.
-        let write_buffer = (config.max_bytes / 16).clamp(1 << 20, 64 << 20);
+        // One bound for everything RocksDB holds in memory (see the module documentation).
+        let budget = config.memory_bytes.max(4 << 20);
+        let cache = Cache::new_lru_cache(budget as usize);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        options.set_block_based_table_factory(&table);
+        let memtables = WriteBufferManager::new_write_buffer_manager_with_cache(
+            (budget / 2) as usize,
+            false,
+            cache.clone(),
+        );
+        options.set_write_buffer_manager(&memtables);
+        // Smaller memtables make the size limit bite in finer steps; two of them (one being
+        // flushed) fit in the memtables' half of the budget.
+        let write_buffer = (config.max_bytes / 16).clamp(1 << 20, budget / 4);
         options.set_write_buffer_size(write_buffer as usize);
+        options.set_max_write_buffer_number(2);
         // FIFO compaction requires every table file open (max_open_files = -1, the default).
         let db = DB::open(&options, &config.path).map_err(|e| {
             TierError::context(
@@ -63,6 +108,7 @@ impl DiskTier {
         })?;
         Ok(DiskTier {
             db,
+            cache,
             config,
             corrupt: AtomicU64::new(0),
         })
@@ -78,7 +124,10 @@ impl DiskTier {
         let now = unix_millis();
         let mut batch = WriteBatch::default();
         let mut removed = 0;
-        for item in self.db.iterator(IteratorMode::Start) {
+        // A sweep reads every value once: it must not push the hot blocks out of the cache.
+        let mut sweep = ReadOptions::default();
+        sweep.fill_cache(false);
+        for item in self.db.iterator_opt(IteratorMode::Start, sweep) {
             let (key, value) = item.map_err(|e| self.error(e))?;
             if key.first() == Some(&0) {
                 continue;
@@ -108,6 +157,18 @@ impl DiskTier {
                     Err(e) => tracing::warn!(tier = "disk", error = %e, "cleanup panicked"),
                 }
             }
+        })
+    }
+
+    /// What RocksDB holds in memory now: within [`DiskConfig::memory_bytes`] (the block
+    /// cache and the memtables charged to it) plus what table files keep outside the cache.
+    pub fn memory_usage(&self) -> Result<DiskMemory, TierError> {
+        let stats = rocksdb::perf::get_memory_usage_stats(Some(&[&self.db]), Some(&[&self.cache]))
+            .map_err(|e| self.error(e))?;
+        Ok(DiskMemory {
+            memtables: stats.mem_table_total,
+            table_readers: stats.mem_table_readers_total,
+            block_cache: stats.cache_total,
         })
     }
 
@@ -270,6 +331,7 @@ mod tests {
             path: path.clone(),
             max_bytes: 1 << 20,
             cleanup_interval: Duration::from_secs(3600),
+            memory_bytes: DiskConfig::DEFAULT_MEMORY_BYTES,
         })
         .err()
         .expect("opened a database under a regular file");

@@ -24,7 +24,7 @@ mod redis_tier;
 pub mod simulate;
 mod stats;
 
-pub use disk::{DiskConfig, DiskTier};
+pub use disk::{DiskConfig, DiskMemory, DiskTier};
 pub use entry::{Entry, unix_millis};
 pub use hierarchy::{Hierarchy, Hit};
 pub use memory::{EvictionPolicy, MemoryConfig, MemoryTier};

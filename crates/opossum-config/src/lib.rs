@@ -418,6 +418,8 @@ mod tests {
         assert_eq!(size("512MiB").unwrap(), 512 << 20);
         assert_eq!(size("1.5 GiB").unwrap(), 3 << 29);
         assert_eq!(size("4096").unwrap(), 4096);
+        let disk_memory = Config::parse("caching:\n  disk_cache:\n    memory: 16MiB\n", "s.yaml");
+        assert_eq!(disk_memory.unwrap().caching.disk_cache.memory, 16 << 20);
         let err = size("lots").unwrap_err().to_string();
         assert!(
             err.starts_with(

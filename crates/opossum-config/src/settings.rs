@@ -325,6 +325,10 @@ pub struct DiskCacheSettings {
     /// how often expired entries are removed (default 1h)
     #[serde(deserialize_with = "duration")]
     pub cleanup_interval: Duration,
+    /// memory RocksDB may hold: block cache, index blocks and memtables together
+    /// (default 32MiB)
+    #[serde(deserialize_with = "size")]
+    pub memory: u64,
 }
 
 impl Default for DiskCacheSettings {
@@ -334,6 +338,7 @@ impl Default for DiskCacheSettings {
             path: None,
             max_size: 20 << 30,
             cleanup_interval: Duration::from_secs(3600),
+            memory: 32 << 20,
         }
     }
 }

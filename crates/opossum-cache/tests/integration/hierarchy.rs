@@ -84,6 +84,42 @@ async fn disk_tier_cleanup_deletes_expired_values() {
 }
 
 #[tokio::test]
+async fn the_disk_tier_keeps_to_its_memory_budget() {
+    let dir = TempDir::new("disk-memory");
+    let budget = 8u64 << 20;
+    let tier = DiskTier::open(opossum_cache::DiskConfig {
+        memory_bytes: budget,
+        ..disk_config(&dir)
+    })
+    .unwrap();
+    // 64 MiB of distinct values, then every one read back: far more than the budget passes
+    // through the memtables and the block cache.
+    let value = vec![7u8; 64 << 10];
+    for i in 0..1024 {
+        tier.put(
+            &format!("n:{{i{i}}}:v"),
+            entry(&value, Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    }
+    for i in 0..1024 {
+        assert!(
+            tier.get(&format!("n:{{i{i}}}:v")).await.unwrap().is_some(),
+            "{i}"
+        );
+    }
+    let used = tier.memory_usage().unwrap();
+    // The memtables get half the budget (plus one arena block of slack); the cache, with the
+    // memtables charged to it, the whole budget (plus its shards' rounding).
+    assert!(used.memtables <= budget / 2 + (1 << 20), "{used:?}");
+    assert!(used.block_cache <= budget + (1 << 20), "{used:?}");
+    assert!(used.block_cache > 0, "{used:?}");
+    // Index and filter blocks live in the cache, not beside it.
+    assert!(used.table_readers < 1 << 20, "{used:?}");
+}
+
+#[tokio::test]
 async fn a_second_process_on_the_same_data_dir_gets_a_clear_error() {
     let dir = TempDir::new("disk-lock");
     let _first = disk(&dir);

@@ -27,6 +27,7 @@ pub(crate) fn disk_config(dir: &TempDir) -> DiskConfig {
         path: dir.join("rocksdb"),
         max_bytes: 64 << 20,
         cleanup_interval: Duration::from_secs(3600),
+        memory_bytes: DiskConfig::DEFAULT_MEMORY_BYTES,
     }
 }
 
