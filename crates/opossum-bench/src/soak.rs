@@ -13,7 +13,8 @@
 //! hits and the tail keeps computing. The figures: where RSS settles (the median of the second
 //! half), its peak, and how much it grew over the second half (the mean of its last tenth
 //! against the mean of the tenth around the midpoint). The goal: settled at or below the
-//! memory tier's size plus 150 MiB, and no growth over the second half.
+//! memory tier's size plus 150 MiB, and no growth over the second half (at most 1%, the
+//! sampling's noise).
 //!
 //! `--env NAME=VALUE` sets variables of the measured process, such as `LD_PRELOAD` of another
 //! allocator or glibc's `MALLOC_ARENA_MAX`, so allocators are compared on the same binary.
@@ -337,6 +338,7 @@ fn spawn(
         .args(extra)
         .envs(args.env.iter().cloned())
         .env("OPOSSUM_LOG", "warn")
+        .stdout(std::process::Stdio::null())
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
     Ok(Measured(child))
