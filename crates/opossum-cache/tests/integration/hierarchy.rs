@@ -87,8 +87,10 @@ async fn disk_tier_cleanup_deletes_expired_values() {
 async fn the_disk_tier_keeps_to_its_memory_budget() {
     let dir = TempDir::new("disk-memory");
     let budget = 8u64 << 20;
+    // Room on disk for everything written: FIFO must not drop any of it.
     let tier = DiskTier::open(opossum_cache::DiskConfig {
         memory_bytes: budget,
+        max_bytes: 1 << 30,
         ..disk_config(&dir)
     })
     .unwrap();
