@@ -466,6 +466,13 @@ async fn embedded_preset_requests_warm_their_family() {
         "presets:\n  thumb-s:\n    ops: thumbnail:64,format:webp\n    family: thumbs\n  thumb-m:\n    ops: thumbnail:128,format:webp\n    family: thumbs\nwarming:\n  related_formats: []\n",
     );
     let url = |preset: &str| format!("{}/v1/img/preset:{preset}/a.png", server.base);
+    // Users ask for thumb-m (of another image), so it is a sibling worth warming.
+    expect_computed(&format!(
+        "{}/v1/img/preset:thumb-m/photos/b%20c.png",
+        server.base
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     expect_computed(&url("thumb-s")).await;
     wait_for_sample(
         &server.base,
@@ -479,7 +486,7 @@ async fn embedded_preset_requests_warm_their_family() {
     assert_eq!(header(&sibling, "x-opossum-source"), "memory");
     assert_eq!(
         metric(&server.base, "opossum_origin_computations_total").await,
-        1.0
+        2.0
     );
 }
 
