@@ -301,22 +301,35 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Samples the RSS of `pid` every second until `stop` is set; returns the samples.
-fn sampler(
-    pid: u32,
+/// Samples the RSS of a process every second, from [`Sampler::start`] to [`Sampler::finish`].
+struct Sampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> tokio::task::JoinHandle<Vec<f64>> {
-    tokio::spawn(async move {
-        let mut samples = Vec::new();
-        let mut interval = tokio::time::interval(Duration::from_secs(1));
-        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-            interval.tick().await;
-            if let Some(rss) = rss_mib(pid) {
-                samples.push(rss);
+    task: tokio::task::JoinHandle<Vec<f64>>,
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Sampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                interval.tick().await;
+                if let Some(rss) = rss_mib(pid) {
+                    samples.push(rss);
+                }
             }
-        }
-        samples
-    })
+            samples
+        });
+        Sampler { stop, task }
+    }
+
+    /// Stops sampling; the samples, oldest first.
+    async fn finish(self) -> anyhow::Result<Vec<f64>> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(self.task.await?)
+    }
 }
 
 fn spawn(
@@ -376,8 +389,7 @@ async fn soak_serve(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let samples = sampler(process.0.id(), stop.clone());
+    let sampler = Sampler::start(process.0.id());
     let started = Instant::now();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let requests = std::sync::Arc::new(requests.to_vec());
@@ -411,8 +423,7 @@ async fn soak_serve(
         errors += client.await?;
     }
     let elapsed = started.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let samples = samples.await?;
+    let samples = sampler.finish().await?;
     drop(process);
     Ok((errors, elapsed, samples))
 }
@@ -462,8 +473,7 @@ async fn feed_worker(
         opossum_fleet::Fleet::connect(client, prefix).await?;
     let mut reader = events.reader(Duration::from_millis(200)).await?;
     let mut after = events.last_id().await?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let samples = sampler(pid, stop.clone());
+    let sampler = Sampler::start(pid);
     let started = Instant::now();
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut next = 0;
@@ -501,8 +511,7 @@ async fn feed_worker(
         }
     }
     let elapsed = started.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    Ok((errors, elapsed, samples.await?))
+    Ok((errors, elapsed, sampler.finish().await?))
 }
 
 #[cfg(test)]

@@ -17,14 +17,20 @@ fn event(n: usize) -> Event {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_finishing_together_share_round_trips_and_all_arrive() {
-    let server = RedisServer::start();
+/// A fleet on `server` under a prefix of its own, and a writer of its events.
+async fn writer_on(server: &RedisServer) -> (Fleet, EventWriter) {
     let client = opossum_redis::Redis::open(server.url().as_str()).unwrap();
     let fleet = Fleet::connect(&client, &unique_namespace("writer"))
         .await
         .unwrap();
     let writer = EventWriter::spawn(fleet.events.clone());
+    (fleet, writer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_finishing_together_share_round_trips_and_all_arrive() {
+    let server = RedisServer::start();
+    let (fleet, writer) = writer_on(&server).await;
     let events: Vec<Event> = (0..300).map(event).collect();
     let ids: HashSet<String> = events.iter().map(|e| e.job_id.clone()).collect();
     let tasks: Vec<_> = events
@@ -52,11 +58,7 @@ async fn events_finishing_together_share_round_trips_and_all_arrive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_fails_its_jobs_and_the_writer_goes_on() {
     let server = RedisServer::start();
-    let client = opossum_redis::Redis::open(server.url().as_str()).unwrap();
-    let fleet = Fleet::connect(&client, &unique_namespace("writer"))
-        .await
-        .unwrap();
-    let writer = EventWriter::spawn(fleet.events.clone());
+    let (fleet, writer) = writer_on(&server).await;
     writer.publish(event(0)).await.unwrap();
     server.kill();
     let failed = tokio::time::timeout(Duration::from_secs(30), writer.publish(event(1)))

@@ -19,7 +19,7 @@ return 0
 "#;
 
 /// How the tokens of leases held by background (warm) computations begin.
-pub const BACKGROUND_TOKEN: &str = "bg-";
+const BACKGROUND_TOKEN: &str = "bg-";
 
 /// Lease handling on one Redis.
 #[derive(Clone)]

@@ -41,7 +41,7 @@ use opossum_ops::{
 
 pub use error::{Cause, ErrorKind, PipelineError};
 pub use flight::SingleFlight;
-pub use lease::{BACKGROUND_TOKEN, Leases};
+pub use lease::Leases;
 pub use presets::{PRESET_MEDIA_TYPE, PresetStore};
 pub use resources::{Resources, load_watermarks};
 

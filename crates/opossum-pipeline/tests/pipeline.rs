@@ -216,20 +216,23 @@ async fn identical_misses_compute_once_through_the_lease_on_a_cluster() {
     compute_once_through_the_lease(&cluster.url()).await;
 }
 
+/// A worker's pipeline: its own memory tier and in-flight map, sharing only the Redis at `url`
+/// (the shared tier and leases lasting `ttl`).
+fn lease_worker(url: &str, namespace: &str, ttl: Duration) -> Arc<Pipeline> {
+    let redis = Arc::new(RedisTier::new(&RedisConfig::new(url)).unwrap());
+    let leases = Leases::new(redis.connection(), ttl);
+    let tiers: Vec<Arc<dyn Tier>> = vec![Arc::new(MemoryTier::new(MemoryConfig::default())), redis];
+    Arc::new(Pipeline::new(
+        Arc::new(Hierarchy::new(tiers, None)),
+        config(namespace),
+        Some(leases),
+    ))
+}
+
 async fn compute_once_through_the_lease(url: &str) {
     let namespace = unique_namespace("lease");
     // Two workers: each its own memory tier and in-flight map, sharing only Redis.
-    let worker = || {
-        let redis = Arc::new(RedisTier::new(&RedisConfig::new(url)).unwrap());
-        let leases = Leases::new(redis.connection(), Duration::from_secs(10));
-        let tiers: Vec<Arc<dyn Tier>> =
-            vec![Arc::new(MemoryTier::new(MemoryConfig::default())), redis];
-        Arc::new(Pipeline::new(
-            Arc::new(Hierarchy::new(tiers, None)),
-            config(&namespace),
-            Some(leases),
-        ))
-    };
+    let worker = || lease_worker(url, &namespace, Duration::from_secs(10));
     let (one, two) = (worker(), worker());
     let calls = Arc::new(AtomicUsize::new(0));
     let chain = Chain::parse("thumbnail:160,format:jpeg").unwrap();
@@ -392,17 +395,7 @@ async fn a_warm_computation_pauses_between_steps_while_user_work_runs() {
 async fn a_user_request_does_not_wait_on_another_processes_warm_computation() {
     let server = RedisServer::start();
     let namespace = unique_namespace("warm-lease");
-    let worker = || {
-        let redis = Arc::new(RedisTier::new(&RedisConfig::new(server.url())).unwrap());
-        let leases = Leases::new(redis.connection(), Duration::from_secs(30));
-        let tiers: Vec<Arc<dyn Tier>> =
-            vec![Arc::new(MemoryTier::new(MemoryConfig::default())), redis];
-        Arc::new(Pipeline::new(
-            Arc::new(Hierarchy::new(tiers, None)),
-            config(&namespace),
-            Some(leases),
-        ))
-    };
+    let worker = || lease_worker(&server.url(), &namespace, Duration::from_secs(30));
     let (warmer, serving) = (worker(), worker());
     let chain = Chain::parse("thumbnail:160,format:jpeg").unwrap();
     let gate = Arc::new(tokio::sync::Notify::new());
