@@ -51,6 +51,9 @@ enum Command {
     },
 }
 
+#[global_allocator]
+static ALLOCATOR: opossum_wiring::Allocator = opossum_wiring::Allocator;
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     opossum_wiring::main("opossum-scheduler", &args.common, |wiring| {

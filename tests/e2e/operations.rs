@@ -288,6 +288,19 @@ async fn worker_scheduler_and_origin_metrics_pass_promtool() {
         );
     }
     assert!(sample(&worker, "opossum_cache_memory_bytes{tier=\"redis\"}").is_some_and(|m| m > 0.0));
+    // What RocksDB keeps in the worker's memory (block cache, memtables), within its bound.
+    let disk_memory = sample(&worker, "opossum_cache_memory_bytes{tier=\"disk\"}");
+    assert!(
+        disk_memory.is_some_and(|m| m > 0.0 && m <= 40.0 * 1024.0 * 1024.0),
+        "{disk_memory:?}"
+    );
+    // The binaries run on jemalloc and export its totals (allocated within resident).
+    let allocated = sample(&worker, "opossum_allocator_bytes{state=\"allocated\"}");
+    let resident = sample(&worker, "opossum_allocator_bytes{state=\"resident\"}");
+    assert!(
+        allocated.is_some_and(|a| a > 0.0 && resident.is_some_and(|r| r >= a)),
+        "{allocated:?} {resident:?}"
+    );
     assert!(sample(&worker, "opossum_cache_evictions_total{tier=\"memory\"}").is_some());
     // The job leaves the in-flight set when apalis acks it, just after the handler published
     // the completion event the origin answered on: on a loaded machine a scrape can fall
@@ -332,6 +345,10 @@ async fn worker_scheduler_and_origin_metrics_pass_promtool() {
     assert_eq!(
         sample(&origin, "opossum_origin_computations_total"),
         Some(1.0)
+    );
+    assert!(
+        sample(&origin, "opossum_allocator_bytes{state=\"allocated\"}").is_some_and(|a| a > 0.0),
+        "{origin}"
     );
 
     // Labels are bounded: no image id or key anywhere.

@@ -37,6 +37,9 @@ struct Args {
     name: Option<String>,
 }
 
+#[global_allocator]
+static ALLOCATOR: opossum_wiring::Allocator = opossum_wiring::Allocator;
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     opossum_wiring::main("opossum-worker", &args.common, |wiring| run(&args, wiring))

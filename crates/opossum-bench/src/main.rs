@@ -2,6 +2,7 @@
 //! fleet's load generators (`queue`, `replay`) against real worker processes. The timing of
 //! single commands is done by hyperfine and criterion in the scripts beside this crate.
 
+mod cpu;
 mod http;
 mod latency;
 mod policies;

@@ -8,6 +8,10 @@
 //!
 //! With `--cached` every job asks for a variant computed beforehand, so the figure is the
 //! queue and cache-hit path; without it each job computes a new variant of a small image.
+//!
+//! Both throughput runs also report their CPU per job by process (`cpu.rs`: the Redis server,
+//! this load generator, the workers) and the Redis commands a job costs, because on a small
+//! machine the ratio is set by all of them together.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +21,8 @@ use anyhow::{Context, bail};
 use apalis::prelude::{BackendExt, Data, TaskSink, WorkerBuilder, WorkerBuilderExt};
 use opossum_fleet::{Events, Fleet, Job, Priority, QueueConfig, Queues};
 use serde::Serialize;
+
+use crate::cpu::{CpuPerJob, Snapshot};
 
 #[derive(clap::Args)]
 pub(crate) struct QueueBenchArgs {
@@ -64,6 +70,8 @@ struct Report {
     cached: bool,
     baseline_noop_apalis: Figures,
     opossum_worker: Figures,
+    baseline_cpu: CpuPerJob,
+    opossum_cpu: CpuPerJob,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -111,8 +119,9 @@ async fn baseline(
     latency_jobs: usize,
     concurrency: usize,
     batch_size: usize,
-) -> anyhow::Result<Figures> {
+) -> anyhow::Result<(Figures, CpuPerJob)> {
     let connection = opossum_fleet::connect(client).await?;
+    let mut meter = connection.clone();
     let queues = QueueConfig {
         prefix: prefix.into(),
         batch_size,
@@ -134,6 +143,7 @@ async fn baseline(
     let handle = tokio::spawn(async move { worker.run().await });
     // The baseline is fed while it runs, never more than 4,000 jobs ahead: a larger due
     // backlog makes apalis-redis's fetch fail (the failure the fleet's parking avoids).
+    let before = Snapshot::take(&mut meter, &[]).await?;
     let started = Instant::now();
     for start in (0..jobs).step_by(1000) {
         while start > done.load(Ordering::SeqCst) + 3000 {
@@ -154,6 +164,7 @@ async fn baseline(
         }
     }
     let throughput = jobs as f64 / started.elapsed().as_secs_f64();
+    let cpu = before.per_job(&Snapshot::take(&mut meter, &[]).await?, jobs);
     let mut samples = Vec::with_capacity(latency_jobs);
     for n in 0..latency_jobs {
         let target = done.load(Ordering::SeqCst) + 1;
@@ -175,7 +186,7 @@ async fn baseline(
         samples.push(sent.elapsed().as_secs_f64() * 1000.0);
     }
     handle.abort();
-    Ok(latency_figures(samples, throughput))
+    Ok((latency_figures(samples, throughput), cpu))
 }
 
 async fn fleet_run(
@@ -185,8 +196,9 @@ async fn fleet_run(
     args: &QueueBenchArgs,
     image: &str,
     originals: &str,
-) -> anyhow::Result<Figures> {
+) -> anyhow::Result<(Figures, CpuPerJob)> {
     let Fleet { queues, events, .. } = Fleet::connect(client, prefix).await?;
+    let meter = opossum_fleet::connect(client).await?;
     let worker_binary = std::env::current_exe()?.with_file_name("opossum-worker");
     let mut workers = Vec::new();
     for n in 0..args.workers.max(1) {
@@ -203,7 +215,8 @@ async fn fleet_run(
             .with_context(|| format!("starting {}", worker_binary.display()))?;
         workers.push((worker, data));
     }
-    let result = fleet_measure(&queues, &events, args, image).await;
+    let pids: Vec<u32> = workers.iter().map(|(worker, _)| worker.id()).collect();
+    let result = fleet_measure(&queues, &events, meter, &pids, args, image).await;
     for (mut worker, data) in workers {
         let _ = worker.kill();
         let _ = worker.wait();
@@ -228,9 +241,11 @@ fn variant(n: usize, cached: bool) -> String {
 async fn fleet_measure(
     queues: &Queues,
     events: &Events,
+    mut meter: opossum_redis::Connection,
+    workers: &[u32],
     args: &QueueBenchArgs,
     image: &str,
-) -> anyhow::Result<Figures> {
+) -> anyhow::Result<(Figures, CpuPerJob)> {
     let mut reader = events.reader(Duration::from_secs(1)).await?;
     if args.cached {
         let warm: Vec<Job> = (0..64)
@@ -251,6 +266,7 @@ async fn fleet_measure(
         .collect();
     let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
     let start = events.last_id().await?;
+    let before = Snapshot::take(&mut meter, workers).await?;
     let started = Instant::now();
     queues.submit(jobs).await?;
     let (found, _) = reader
@@ -265,6 +281,7 @@ async fn fleet_measure(
         );
     }
     let throughput = ids.len() as f64 / elapsed;
+    let cpu = before.per_job(&Snapshot::take(&mut meter, workers).await?, ids.len());
     let mut samples = Vec::with_capacity(args.latency_jobs);
     for n in 0..args.latency_jobs {
         let job = Job::new(image, variant(n + args.jobs, args.cached), Priority::User);
@@ -278,7 +295,7 @@ async fn fleet_measure(
         }
         samples.push(sent.elapsed().as_secs_f64() * 1000.0);
     }
-    Ok(latency_figures(samples, throughput))
+    Ok((latency_figures(samples, throughput), cpu))
 }
 
 /// Deletes every key the run made (queues, job data, events, analytics, cache entries), on
@@ -317,7 +334,7 @@ async fn queue_bench(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
         }
         _ => bail!("give both --originals and --image, or neither"),
     };
-    let noop = baseline(
+    let (noop, baseline_cpu) = baseline(
         &client,
         &prefix,
         args.jobs,
@@ -331,7 +348,7 @@ async fn queue_bench(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
     if let Err(e) = remove_prefix(&client, &prefix).await {
         eprintln!("warning: the benchmark's keys under {prefix}: were not all removed: {e}");
     }
-    let ours = ours?;
+    let (ours, opossum_cpu) = ours?;
     let report = Report {
         jobs: args.jobs,
         concurrency: args.concurrency,
@@ -339,6 +356,8 @@ async fn queue_bench(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
         cached: args.cached,
         baseline_noop_apalis: noop,
         opossum_worker: ours,
+        baseline_cpu,
+        opossum_cpu,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -366,6 +385,32 @@ async fn queue_bench(args: QueueBenchArgs, url: String) -> anyhow::Result<()> {
                 "every job computed"
             },
             ours.jobs_per_second / noop.jobs_per_second
+        );
+        println!(
+            "\nCPU per job in the throughput runs (µs; {} cores here):",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        println!("| run | Redis server | load generator | worker process(es) | total |");
+        println!("|---|---|---|---|---|");
+        for (name, cpu) in [
+            (
+                "no-op baseline (its worker is in the load generator)",
+                &report.baseline_cpu,
+            ),
+            ("opossum-worker", &report.opossum_cpu),
+        ] {
+            println!(
+                "| {name} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                cpu.redis_micros,
+                cpu.generator_micros,
+                cpu.workers_micros,
+                cpu.total_micros()
+            );
+        }
+        println!(
+            "Redis commands per job (calls, µs inside Redis):\n  baseline: {}\n  opossum:  {}",
+            report.baseline_cpu.commands_line(6),
+            report.opossum_cpu.commands_line(6)
         );
     }
     Ok(())

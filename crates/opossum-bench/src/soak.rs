@@ -167,11 +167,13 @@ struct SoakFigures {
     seconds: f64,
     requests_per_second: f64,
     memory_cache_mib: f64,
+    rss_idle_mib: f64,
     rss_settled_mib: f64,
     rss_peak_mib: f64,
     rss_last_mib: f64,
     second_half_growth_percent: f64,
     within_goal: bool,
+    breakdown: Option<Breakdown>,
     samples: Vec<f64>,
 }
 
@@ -203,11 +205,13 @@ fn figures(
         seconds: elapsed.as_secs_f64(),
         requests_per_second: requests as f64 / elapsed.as_secs_f64(),
         memory_cache_mib: cap_mib,
+        rss_idle_mib: f64::NAN,
         rss_settled_mib: settled,
         rss_peak_mib: samples.iter().copied().fold(0.0, f64::max),
         rss_last_mib: samples.last().copied().unwrap_or(f64::NAN),
         second_half_growth_percent: growth,
         within_goal: settled <= cap_mib + 150.0 && growth <= 1.0,
+        breakdown: None,
         samples,
     }
 }
@@ -243,15 +247,18 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
                 "serve" => soak_serve(&args, &config, &originals, &data, &requests).await,
                 _ => soak_worker(&args, &config, &originals, &data, &requests).await,
             };
-            let (errors, elapsed, samples) = run.with_context(|| format!("soaking {target}"))?;
-            all.push(figures(
+            let soaked = run.with_context(|| format!("soaking {target}"))?;
+            let mut figures = figures(
                 target,
                 requests.len(),
-                errors,
-                elapsed,
+                soaked.errors,
+                soaked.elapsed,
                 cap_mib,
-                samples,
-            ));
+                soaked.samples,
+            );
+            figures.rss_idle_mib = soaked.idle_mib;
+            figures.breakdown = soaked.breakdown;
+            all.push(figures);
         }
         anyhow::Ok(all)
     });
@@ -293,6 +300,33 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
             f.second_half_growth_percent,
             if f.within_goal { "met" } else { "missed" }
         );
+    }
+    println!(
+        "\nwhere the memory was at the end (MiB; jemalloc is every `malloc`, so its allocated bytes include the memory tier and RocksDB):"
+    );
+    println!(
+        "| target | RSS idle | RSS last | jemalloc resident | allocated | of it the memory tier | of it RocksDB | kept by jemalloc | rest (code, stacks, mappings) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for f in &all {
+        match &f.breakdown {
+            Some(b) => println!(
+                "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                f.target,
+                f.rss_idle_mib,
+                f.rss_last_mib,
+                b.allocator_resident,
+                b.allocated,
+                b.memory_tier,
+                b.rocksdb,
+                b.allocator_resident - b.allocated,
+                f.rss_last_mib - b.allocator_resident
+            ),
+            None => println!(
+                "| {} | {:.0} | {:.0} | (no allocator figures in its /metrics) |||||",
+                f.target, f.rss_idle_mib, f.rss_last_mib
+            ),
+        }
     }
     println!(
         "\n{} requests over {} variants of {} images, {} clients, memory tier {} MiB",
@@ -339,6 +373,7 @@ fn spawn(
     originals: &Path,
     data: &Path,
     extra: &[String],
+    envs: &[(String, String)],
 ) -> anyhow::Result<Measured> {
     let binary = std::env::current_exe()?.with_file_name(binary);
     let child = std::process::Command::new(&binary)
@@ -350,6 +385,7 @@ fn spawn(
         .arg(data)
         .args(extra)
         .envs(args.env.iter().cloned())
+        .envs(envs.iter().cloned())
         .env("OPOSSUM_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -357,7 +393,55 @@ fn spawn(
     Ok(Measured(child))
 }
 
-type Soaked = (usize, Duration, Vec<f64>);
+/// What one soaked process did: errors, time, RSS samples, and where its memory was.
+struct Soaked {
+    errors: usize,
+    elapsed: Duration,
+    samples: Vec<f64>,
+    /// RSS once the process answered, before the first request
+    idle_mib: f64,
+    /// the process's own figures at the end, from its `/metrics`
+    breakdown: Option<Breakdown>,
+}
+
+/// Where a process's memory was at the end of the run, from its `/metrics` (MiB).
+#[derive(Serialize, Debug, Clone, Copy)]
+struct Breakdown {
+    /// the memory tier's entries
+    memory_tier: f64,
+    /// what RocksDB holds (block cache, memtables, index blocks)
+    rocksdb: f64,
+    /// what the process holds through jemalloc, its every `malloc` (the memory tier and RocksDB included)
+    allocated: f64,
+    /// pages jemalloc holds, allocated or kept for reuse
+    allocator_resident: f64,
+}
+
+/// Reads the breakdown from a Prometheus text exposition.
+fn breakdown(metrics: &str) -> Option<Breakdown> {
+    let sample = |name: &str| -> Option<f64> {
+        metrics.lines().find_map(|line| {
+            let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+            value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .map(|v| v / (1024.0 * 1024.0))
+        })
+    };
+    Some(Breakdown {
+        memory_tier: sample("opossum_cache_memory_bytes{tier=\"memory\"}")?,
+        rocksdb: sample("opossum_cache_memory_bytes{tier=\"disk\"}")?,
+        allocated: sample("opossum_allocator_bytes{state=\"allocated\"}")?,
+        allocator_resident: sample("opossum_allocator_bytes{state=\"resident\"}")?,
+    })
+}
+
+/// The process's `/metrics`, if it answers.
+async fn scrape(client: &reqwest::Client, url: &str) -> Option<Breakdown> {
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    breakdown(&text)
+}
 
 async fn soak_serve(
     args: &SoakArgs,
@@ -377,6 +461,7 @@ async fn soak_serve(
         originals,
         data,
         &["serve".into(), "--listen".into(), listen.clone()],
+        &[],
     )?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
@@ -389,6 +474,7 @@ async fn soak_serve(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let idle_mib = rss_mib(process.0.id()).unwrap_or(f64::NAN);
     let sampler = Sampler::start(process.0.id());
     let started = Instant::now();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -424,8 +510,15 @@ async fn soak_serve(
     }
     let elapsed = started.elapsed();
     let samples = sampler.finish().await?;
+    let breakdown = scrape(&client, &format!("{base}/metrics")).await;
     drop(process);
-    Ok((errors, elapsed, samples))
+    Ok(Soaked {
+        errors,
+        elapsed,
+        samples,
+        idle_mib,
+        breakdown,
+    })
 }
 
 async fn soak_worker(
@@ -438,6 +531,10 @@ async fn soak_worker(
     let url = args.redis.clone().context("--redis")?;
     let client = opossum_redis::Redis::open(url.as_str()).context("invalid --redis URL")?;
     let prefix = format!("soak{}", opossum_fleet::new_job_id());
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
     let process = spawn(
         args,
         "opossum-worker",
@@ -452,13 +549,36 @@ async fn soak_worker(
             "--concurrency".into(),
             args.clients.to_string(),
         ],
+        &[("OPOSSUM_TELEMETRY__METRICS_LISTEN".into(), metrics.clone())],
     )?;
-    let result = feed_worker(args, &client, &prefix, process.0.id(), requests).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let metrics_url = format!("http://{metrics}/metrics");
+    let ready = Instant::now();
+    while http.get(&metrics_url).send().await.is_err() {
+        if ready.elapsed() > Duration::from_secs(30) {
+            bail!("opossum-worker did not answer {metrics_url} within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let idle_mib = rss_mib(process.0.id()).unwrap_or(f64::NAN);
+    let result = feed_worker(args, &client, &prefix, process.0.id(), requests)
+        .await
+        .map(|(errors, elapsed, samples)| (errors, elapsed, samples, idle_mib));
+    let breakdown = scrape(&http, &metrics_url).await;
     drop(process);
     if let Err(e) = crate::queue::remove_prefix(&client, &prefix).await {
         eprintln!("warning: the soak's keys under {prefix}: were not all removed: {e}");
     }
-    result
+    let (errors, elapsed, samples, idle_mib) = result?;
+    Ok(Soaked {
+        errors,
+        elapsed,
+        samples,
+        idle_mib,
+        breakdown,
+    })
 }
 
 /// Keeps `--clients` jobs in flight: a new one as each completion event arrives.
@@ -468,7 +588,7 @@ async fn feed_worker(
     prefix: &str,
     pid: u32,
     requests: &[Request],
-) -> anyhow::Result<Soaked> {
+) -> anyhow::Result<(usize, Duration, Vec<f64>)> {
     let opossum_fleet::Fleet { queues, events, .. } =
         opossum_fleet::Fleet::connect(client, prefix).await?;
     let mut reader = events.reader(Duration::from_millis(200)).await?;
@@ -544,6 +664,28 @@ mod tests {
         let chains: HashSet<&str> = requests.iter().map(|r| r.chain.as_str()).collect();
         assert!(chains.len() > 90, "{} chains", chains.len());
         assert!(chains.iter().all(|c| opossum_ops::Chain::parse(c).is_ok()));
+    }
+
+    #[test]
+    fn the_breakdown_is_read_from_the_exposition() {
+        let mib = 1024.0 * 1024.0;
+        let text = format!(
+            "# HELP x y\nopossum_cache_memory_bytes{{tier=\"memory\"}} {}\n\
+             opossum_cache_memory_bytes{{tier=\"disk\"}} {}\n\
+             opossum_allocator_bytes{{state=\"allocated\"}} {}\n\
+             opossum_allocator_bytes{{state=\"resident\"}} {}\n",
+            64.0 * mib,
+            20.0 * mib,
+            90.0 * mib,
+            120.0 * mib
+        );
+        let b = breakdown(&text).unwrap();
+        assert_eq!(
+            (b.memory_tier, b.rocksdb, b.allocated, b.allocator_resident),
+            (64.0, 20.0, 90.0, 120.0)
+        );
+        // A process without the allocator's figures (not on jemalloc) gives none.
+        assert!(breakdown("opossum_cache_memory_bytes{tier=\"memory\"} 1\n").is_none());
     }
 
     #[test]

@@ -71,6 +71,13 @@ pub struct DiskMemory {
     pub block_cache: u64,
 }
 
+impl DiskMemory {
+    /// All of it: the block cache (which the memtables are charged to) and the table readers.
+    pub fn total(&self) -> u64 {
+        self.block_cache.max(self.memtables) + self.table_readers
+    }
+}
+
 impl DiskTier {
     /// Opens (creating if needed) the RocksDB at `config.path`.
     pub fn open(config: DiskConfig) -> Result<DiskTier, TierError> {
@@ -284,6 +291,7 @@ impl Tier for DiskTier {
             capacity: self.config.max_bytes,
             evictions: None,
             corrupt: self.corrupt.load(Ordering::Relaxed),
+            memory: Some(self.memory_usage()?.total()),
         })
     }
 }

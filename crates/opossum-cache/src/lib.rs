@@ -115,6 +115,11 @@ pub struct TierUsage {
     pub evictions: Option<u64>,
     /// entries found corrupt (checksum mismatch) and dropped
     pub corrupt: u64,
+    /// memory the tier holds, in bytes: the memory tier its entries, Redis its servers'
+    /// `used_memory`, the disk tier what RocksDB keeps in this process's memory (block cache,
+    /// memtables, index and filter blocks), which is not the bytes it holds on disk
+    #[serde(default)]
+    pub memory: Option<u64>,
 }
 
 impl TierUsage {

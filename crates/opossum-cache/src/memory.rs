@@ -187,6 +187,7 @@ impl Tier for MemoryTier {
             capacity: self.config.max_bytes,
             evictions: Some(self.evictions.load(Ordering::Relaxed)),
             corrupt: 0,
+            memory: Some(self.cache.weighted_size()),
         })
     }
 }

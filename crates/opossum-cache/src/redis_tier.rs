@@ -210,6 +210,7 @@ impl RedisTier {
                     capacity: info_field(&info, "maxmemory"),
                     evictions: Some(info_field(&info, "evicted_keys")),
                     corrupt: 0,
+                    memory: Some(info_field(&info, "used_memory")),
                 },
             ));
         }
@@ -426,6 +427,7 @@ impl Tier for RedisTier {
             total.bytes += node.bytes;
             total.capacity += if bounded { node.capacity } else { 0 };
             total.evictions = Some(total.evictions.unwrap_or(0) + node.evictions.unwrap_or(0));
+            total.memory = Some(total.memory.unwrap_or(0) + node.memory.unwrap_or(0));
         }
         Ok(total)
     }

@@ -101,6 +101,9 @@ struct KeyReport {
     ttl_seconds: u64,
 }
 
+#[global_allocator]
+static ALLOCATOR: opossum_wiring::Allocator = opossum_wiring::Allocator;
+
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         let message = info

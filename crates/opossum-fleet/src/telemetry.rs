@@ -29,7 +29,7 @@ impl Refresh for Sources {
                             bytes: usage.bytes,
                             capacity: usage.capacity,
                             items: usage.items,
-                            memory: (kind != opossum_cache::TierKind::Disk).then_some(usage.bytes),
+                            memory: usage.memory,
                             evictions: usage.evictions,
                         },
                     ),

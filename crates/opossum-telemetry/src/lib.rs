@@ -12,6 +12,8 @@
 //!   CacheAnalytics fields per tier, queue depth per queue, job and request durations and
 //!   outcomes. The origin serves it on its own `/metrics`; workers and the scheduler on
 //!   `telemetry.metrics_listen` ([`serve_metrics`]).
+//! - **Allocator** (`allocator.rs`): jemalloc, the binaries' global allocator, and its totals
+//!   in `opossum_allocator_bytes`.
 //! - **Summary**: every `telemetry.summary_interval` one `info` line, `cache summary:
 //!   hit_rate=... memory=...% ...`, as the seed's CacheAnalytics logs it ([`spawn_reporter`]).
 //!
@@ -19,6 +21,7 @@
 //! where those live, so this crate knows nothing of caches or queues.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod allocator;
 mod metrics;
 mod otel;
 
@@ -32,6 +35,7 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+pub use allocator::{Allocator, AllocatorStats, allocator_stats};
 pub use metrics::{Metrics, QueueGauges, TierCounts, TierGauges, metrics};
 
 /// Pulls numbers owned elsewhere into [`metrics()`] (called before each scrape, summary and

@@ -44,6 +44,7 @@ pub struct Metrics {
     http_duration: HistogramVec,
     warm_jobs: CounterVec,
     info: IntGaugeVec,
+    allocator: IntGaugeVec,
     families: Vec<Family>,
     /// the HTTP children per route of [`HTTP_ROUTES`], resolved once: the origin's hot path
     /// then touches two atomics, never the families' label maps and locks
@@ -74,7 +75,8 @@ pub struct TierGauges {
     pub capacity: u64,
     /// entries held
     pub items: u64,
-    /// memory used (Redis: `used_memory`; the memory tier: its bytes)
+    /// memory held (Redis: `used_memory`; the memory tier: its bytes; disk: RocksDB's caches
+    /// and memtables in this process)
     pub memory: Option<u64>,
     /// entries evicted for space since the tier (or the Redis server) started
     pub evictions: Option<u64>,
@@ -189,7 +191,7 @@ impl Metrics {
             cache_items: int_gauge("opossum_cache_items", "entries held by a cache tier", &["tier"]),
             cache_memory: int_gauge(
                 "opossum_cache_memory_bytes",
-                "memory used by a cache tier (redis: used_memory)",
+                "memory a cache tier holds (redis: used_memory; disk: what RocksDB keeps in this process's memory)",
                 &["tier"],
             ),
             cache_hits: counter(
@@ -251,6 +253,11 @@ impl Metrics {
                 "opossum_cache_computed_total",
                 "results computed because no tier held them",
                 &["category"],
+            ),
+            allocator: int_gauge(
+                "opossum_allocator_bytes",
+                "the allocator's totals (jemalloc): allocated, the program's bytes; resident, pages it holds; retained, address space kept unmapped",
+                &["state"],
             ),
             queue_jobs: int_gauge(
                 "opossum_queue_jobs",
@@ -464,12 +471,24 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = Vec::new();
         // Encoding into a Vec fails only on a metric the registry itself refused.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        let _ = TextEncoder::new().encode(&self.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// Every family with its samples (the OTLP bridge reads these).
+    /// Every family with its samples (the OTLP bridge reads these); the allocator's totals
+    /// are read now.
     pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        if let Some(stats) = crate::allocator_stats() {
+            for (state, bytes) in [
+                ("allocated", stats.allocated),
+                ("resident", stats.resident),
+                ("retained", stats.retained),
+            ] {
+                self.allocator
+                    .with_label_values(&[state])
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
         self.registry.gather()
     }
 

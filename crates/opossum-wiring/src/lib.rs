@@ -28,6 +28,8 @@ use opossum_fleet::{Fleet, JobQueue, Originals, QueueConfig, Sources, Tiers};
 use opossum_warming::{Warmer, WarmerParts};
 
 pub use node::{Node, NodeSettings};
+/// The allocator every binary installs (jemalloc; why in `opossum-telemetry`'s `allocator`).
+pub use opossum_telemetry::Allocator;
 
 /// The flags every Opossum binary takes, with the same names, environment variables and
 /// meaning everywhere (each completed from the configuration when absent).

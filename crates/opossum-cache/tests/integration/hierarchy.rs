@@ -119,6 +119,10 @@ async fn the_disk_tier_keeps_to_its_memory_budget() {
     assert!(used.block_cache > 0, "{used:?}");
     // Index and filter blocks live in the cache, not beside it.
     assert!(used.table_readers < 1 << 20, "{used:?}");
+    // The tier's usage reports that memory (what the metrics export), not its bytes on disk.
+    let usage = tier.usage().await.unwrap();
+    let memory = usage.memory.expect("the disk tier reports its memory");
+    assert!(memory > 0 && memory <= budget + (2 << 20), "{usage:?}");
 }
 
 #[tokio::test]
