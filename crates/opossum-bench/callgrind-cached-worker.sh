@@ -3,8 +3,8 @@
 # machine, unlike wall time): `opossum-bench queue --cached` drains LOW and then HIGH cache-hit
 # jobs through one `opossum-worker` run under callgrind; the figure is
 # (total(HIGH) - total(LOW)) / (HIGH - LOW), so start-up and the 64 warm-up computations
-# cancel out. With TOP=N it also prints the N functions with the most inclusive instructions
-# per job (from callgrind_annotate --inclusive=yes), to show where a job's cost goes.
+# cancel out. With TOP=N it also prints the N functions with the most instructions
+# per job, self and inclusive, each the difference of the two runs, to show where a job's cost goes.
 #
 # Usage: callgrind-cached-worker.sh BIN_DIR [LOW=500] [HIGH=2500]
 #        (BIN_DIR holds opossum-bench and opossum-worker)
@@ -50,8 +50,31 @@ low=$(run "$LOW")
 high=$(run "$HIGH")
 python3 -c "print(f'instructions per cached job in the worker: {($high-$low)/($HIGH-$LOW):.0f} ({$LOW} and {$HIGH} jobs)')"
 if [ "$TOP" -gt 0 ]; then
-  echo "functions by inclusive instructions per job, from the $HIGH-job run (start-up included):"
-  callgrind_annotate --inclusive=yes "$WORK/cg.$HIGH.out" 2>/dev/null \
-    | grep -E '^ *[0-9,]+ ' | head -n "$TOP" \
-    | awk -v jobs="$HIGH" '{gsub(",","",$1); printf "%10.0f  %s\n", $1/jobs, substr($0, index($0,$3))}'
+  # Per function, the difference between the two runs per extra job: start-up and warm-up
+  # cancel out as in the total, so what is left is what a cached job costs and where.
+  for jobs in "$LOW" "$HIGH"; do
+    callgrind_annotate --threshold=100 --auto=no "$WORK/cg.$jobs.out" > "$WORK/self.$jobs" 2>/dev/null
+    callgrind_annotate --threshold=100 --auto=no --inclusive=yes "$WORK/cg.$jobs.out" > "$WORK/incl.$jobs" 2>/dev/null
+  done
+  python3 - "$WORK" "$LOW" "$HIGH" "$TOP" <<'PY'
+import re, sys
+work, low, high, top = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def table(path):
+    counts = {}
+    for line in open(path, errors="replace"):
+        m = re.match(r"^\s*([0-9,]+) (?:\([ 0-9.%]+\) )?\s*(.+?)(?: \[[^]]*\])?$", line)
+        if m and ":" in m.group(2):
+            name = m.group(2).split(":", 1)[1] if m.group(2).startswith(("/", "./", "???")) else m.group(2)
+            counts[name] = counts.get(name, 0) + int(m.group(1).replace(",", ""))
+    return counts
+for kind, title in (("self", "self"), ("incl", "inclusive, Opossum's, apalis's and redis's own functions")):
+    a, b = table(f"{work}/{kind}.{low}"), table(f"{work}/{kind}.{high}")
+    diff = {k: (b.get(k, 0) - a.get(k, 0)) / (high - low) for k in set(a) | set(b)}
+    rows = sorted(diff.items(), key=lambda kv: -kv[1])
+    if kind == "incl":
+        rows = [r for r in rows if re.search(r"opossum|apalis|redis::", r[0])]
+    print(f"\ninstructions per cached job by function ({title}):")
+    for name, per_job in rows[:top]:
+        print(f"{per_job:10.0f}  {name[:160]}")
+PY
 fi

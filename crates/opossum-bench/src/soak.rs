@@ -563,15 +563,13 @@ async fn soak_worker(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let idle_mib = rss_mib(process.0.id()).unwrap_or(f64::NAN);
-    let result = feed_worker(args, &client, &prefix, process.0.id(), requests)
-        .await
-        .map(|(errors, elapsed, samples)| (errors, elapsed, samples, idle_mib));
+    let fed = feed_worker(args, &client, &prefix, process.0.id(), requests).await;
     let breakdown = scrape(&http, &metrics_url).await;
     drop(process);
     if let Err(e) = crate::queue::remove_prefix(&client, &prefix).await {
         eprintln!("warning: the soak's keys under {prefix}: were not all removed: {e}");
     }
-    let (errors, elapsed, samples, idle_mib) = result?;
+    let (errors, elapsed, samples) = fed?;
     Ok(Soaked {
         errors,
         elapsed,
