@@ -16,12 +16,12 @@
 # compute siblings in the background while the uncached requests are timed.
 #
 # Needs release binaries (cargo build --release --workspace) and
-# `apt-get install wrk varnish curl`. Usage: origin-benchmarks.sh [N=15] [SECONDS=10]
+# `apt-get install wrk varnish curl` (BIN=DIR for other binaries). Usage: origin-benchmarks.sh [N=15] [SECONDS=10]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-15}
 SECONDS_PER_RUN=${2:-10}
-BIN="${CARGO_TARGET_DIR:-$HOME/.cache/opossum-target}/release"
+BIN="${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/opossum-target}/release}"
 CORPUS=../shared/corpus/photos
 WORK=$(mktemp -d)
 PIDS=()
