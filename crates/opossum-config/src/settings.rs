@@ -143,114 +143,9 @@ impl Default for RedisCacheSettings {
     }
 }
 
-/// `url` parsed, or why it is not a Redis URL.
+/// Why `url` is not a Redis URL, if it is not (read as the connection reads it).
 pub(crate) fn check_redis_url(url: &str) -> Result<(), String> {
-    match ClusterUrl::parse(url) {
-        Some(cluster) => cluster.check(url),
-        None => single_url(url).map(drop),
-    }
-}
-
-fn single_url(url: &str) -> Result<url::Url, String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a Redis URL ({e})"))?;
-    if !matches!(parsed.scheme(), "redis" | "rediss" | "unix" | "redis+unix") {
-        return Err(format!(
-            "`{url}` is not a Redis URL (expected redis://, rediss://, redis+cluster:// or rediss+cluster://)"
-        ));
-    }
-    Ok(parsed)
-}
-
-/// A Redis Cluster URL, `redis+cluster://[user:password@]HOST:PORT[,HOST:PORT...][/0][?...]`,
-/// in parts (the `url` crate cannot read a list of hosts). The connection layer
-/// (`opossum-redis`) reads it; here it is checked and given the section's credentials and TLS.
-struct ClusterUrl<'a> {
-    tls: bool,
-    userinfo: Option<&'a str>,
-    hosts: &'a str,
-    tail: &'a str,
-}
-
-impl<'a> ClusterUrl<'a> {
-    fn parse(url: &'a str) -> Option<ClusterUrl<'a>> {
-        let (scheme, rest) = url.split_once("://")?;
-        let tls = match scheme {
-            "redis+cluster" => false,
-            "rediss+cluster" => true,
-            _ => return None,
-        };
-        let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => (Some(userinfo), hosts),
-            None => (None, authority),
-        };
-        Some(ClusterUrl {
-            tls,
-            userinfo,
-            hosts,
-            tail,
-        })
-    }
-
-    fn check(&self, url: &str) -> Result<(), String> {
-        if self.hosts.split(',').all(|h| h.trim().is_empty()) {
-            return Err(format!(
-                "`{url}` names no cluster node (redis+cluster://HOST:PORT,...)"
-            ));
-        }
-        for host in self.hosts.split(',').map(str::trim) {
-            let node = url::Url::parse(&format!("redis://{host}"))
-                .map_err(|e| format!("`{url}`: cluster node `{host}` is not HOST:PORT ({e})"))?;
-            if node.host_str().is_none_or(str::is_empty) {
-                return Err(format!("`{url}`: cluster node `{host}` has no host"));
-            }
-        }
-        let db = self.tail.split('?').next().unwrap_or("").trim_matches('/');
-        if !db.is_empty() && db != "0" {
-            return Err(format!(
-                "`{url}`: a Redis Cluster has only database 0; remove `/{db}` (a key prefix keeps deployments apart)"
-            ));
-        }
-        Ok(())
-    }
-
-    /// The URL with `tls`, `username` and `password` applied, encoded as the single-node URL
-    /// would encode them.
-    fn with(
-        &self,
-        tls: bool,
-        username: Option<&str>,
-        password: Option<&str>,
-    ) -> Result<String, String> {
-        let mut userinfo = self.userinfo.map(str::to_string);
-        if username.is_some() || password.is_some() {
-            let base = match self.userinfo {
-                Some(userinfo) => format!("redis://{userinfo}@node"),
-                None => "redis://node".to_string(),
-            };
-            let mut node = url::Url::parse(&base).map_err(|e| e.to_string())?;
-            if let Some(username) = username {
-                node.set_username(username)
-                    .map_err(|()| "cannot set a user name".to_string())?;
-            }
-            if let Some(password) = password {
-                node.set_password(Some(password))
-                    .map_err(|()| "cannot set a password".to_string())?;
-            }
-            let serialized = node.to_string();
-            userinfo = serialized
-                .strip_prefix("redis://")
-                .and_then(|rest| rest.rsplit_once("@node"))
-                .map(|(userinfo, _)| userinfo.to_string());
-        }
-        let scheme = if self.tls || tls {
-            "rediss+cluster"
-        } else {
-            "redis+cluster"
-        };
-        let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
-        Ok(format!("{scheme}://{userinfo}{}{}", self.hosts, self.tail))
-    }
+    opossum_redis::parse_url(url).map(drop)
 }
 
 impl CachingSettings {
@@ -277,27 +172,12 @@ impl RedisCacheSettings {
 
     /// `url` with this section's username, password and TLS applied.
     pub fn apply_to(&self, url: &str) -> Result<String, String> {
-        if let Some(cluster) = ClusterUrl::parse(url) {
-            cluster.check(url)?;
-            return cluster.with(self.tls, self.username.as_deref(), self.password.as_deref());
-        }
-        let mut parsed = single_url(url)?;
-        if self.tls && parsed.scheme() == "redis" {
-            parsed
-                .set_scheme("rediss")
-                .map_err(|()| format!("cannot use TLS with `{url}`"))?;
-        }
-        if let Some(username) = &self.username {
-            parsed
-                .set_username(username)
-                .map_err(|()| format!("cannot set a user name on `{url}`"))?;
-        }
-        if let Some(password) = &self.password {
-            parsed
-                .set_password(Some(password))
-                .map_err(|()| format!("cannot set a password on `{url}`"))?;
-        }
-        Ok(parsed.to_string())
+        opossum_redis::with_credentials(
+            url,
+            self.tls,
+            self.username.as_deref(),
+            self.password.as_deref(),
+        )
     }
 
     /// The Redis `maxmemory-policy` expected: `lfu` is `allkeys-lfu`, `lru` `allkeys-lru`.

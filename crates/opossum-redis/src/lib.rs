@@ -35,7 +35,7 @@ mod slots;
 mod url;
 
 pub use slots::{SLOTS, check_command, check_one_slot, command_keys, slot};
-pub use url::{Target, parse_url, redact};
+pub use url::{Target, parse_url, redact, with_credentials};
 
 /// A Redis client: one server or a cluster, from one URL.
 #[derive(Clone)]
@@ -47,20 +47,27 @@ pub struct Redis {
 #[derive(Clone)]
 enum Kind {
     Single(Box<redis::Client>),
+    /// The seed nodes, validated by [`Redis::open`]; each connection builds its own client,
+    /// because the overall response timeout is a client setting, not a connection's.
     Cluster {
-        client: Box<ClusterClient>,
         seeds: Vec<String>,
     },
 }
 
+/// Attempts a cluster command gets, redirects included: a slot move answers `MOVED` or `ASK`
+/// a few times before the client's slot map catches up, which is not a failure.
+const CLUSTER_ATTEMPTS: u32 = 6;
+
 /// How a connection behaves when the server is slow or away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
-    /// longest one command may take (`None`: wait for ever, for blocking reads)
+    /// longest one attempt of a command may take (`None`: wait for ever, for blocking reads);
+    /// on a cluster the whole command, every attempt and wait, is bounded too
     pub response_timeout: Option<Duration>,
     /// longest a connection attempt may take
     pub connection_timeout: Duration,
-    /// reconnection attempts per failed command before it fails
+    /// reconnection attempts per failed command before it fails (one server; a cluster
+    /// command always gets [`CLUSTER_ATTEMPTS`], since redirects spend them)
     pub retries: usize,
     /// longest wait between reconnection attempts
     pub max_delay: Duration,
@@ -88,15 +95,10 @@ impl Redis {
     pub fn open(url: &str) -> RedisResult<Redis> {
         let kind = match parse_url(url).map_err(|e| invalid("invalid Redis URL", e))? {
             Target::Single(url) => Kind::Single(Box::new(redis::Client::open(url.as_str())?)),
-            Target::Cluster(seeds) => Kind::Cluster {
-                client: Box::new(
-                    ClusterClientBuilder::new(seeds.clone())
-                        .retries(6)
-                        .max_retry_wait(2_000)
-                        .build()?,
-                ),
-                seeds,
-            },
+            Target::Cluster(seeds) => {
+                ClusterClientBuilder::new(seeds.clone()).build()?;
+                Kind::Cluster { seeds }
+            }
         };
         Ok(Redis {
             kind,
@@ -114,6 +116,24 @@ impl Redis {
         &self.url
     }
 
+    /// A cluster client for `settings`. Each attempt is bounded by the response timeout, and
+    /// the whole command, all its attempts and waits together, by the overall one: a client
+    /// whose driver stops answering (as tokio 1.54 made the redis crate's do during a slot
+    /// refresh; see the workspace `Cargo.toml`) fails its commands instead of hanging them.
+    fn cluster_client(seeds: &[String], settings: &Settings) -> RedisResult<ClusterClient> {
+        let max_delay = u64::try_from(settings.max_delay.as_millis()).unwrap_or(u64::MAX);
+        let overall = settings
+            .response_timeout
+            .map(|timeout| (timeout + settings.max_delay) * (CLUSTER_ATTEMPTS + 1));
+        ClusterClientBuilder::new(seeds.to_vec())
+            .retries(CLUSTER_ATTEMPTS)
+            .max_retry_wait(max_delay)
+            .overall_response_timeout(overall)
+            .build()
+    }
+
+    /// The per-connection half of a cluster client's settings (the redis crate's
+    /// `ClusterConfig` replaces the builder's response timeout, so it is always given).
     fn cluster_config(settings: &Settings) -> ClusterConfig {
         let mut config = ClusterConfig::new().set_connection_timeout(settings.connection_timeout);
         if let Some(timeout) = settings.response_timeout {
@@ -137,8 +157,8 @@ impl Redis {
                 ConnectionManager::new_with_config(*client.clone(), Self::manager_config(settings))
                     .await?,
             ),
-            Kind::Cluster { client, .. } => Connection::Cluster(
-                client
+            Kind::Cluster { seeds } => Connection::Cluster(
+                Self::cluster_client(seeds, settings)?
                     .get_async_connection_with_config(Self::cluster_config(settings))
                     .await?,
             ),
@@ -153,8 +173,9 @@ impl Redis {
                 *client.clone(),
                 Self::manager_config(settings),
             )?),
-            Kind::Cluster { client, .. } => Connection::Cluster(
-                client.get_pending_async_connection_with_config(Self::cluster_config(settings)),
+            Kind::Cluster { seeds } => Connection::Cluster(
+                Self::cluster_client(seeds, settings)?
+                    .get_pending_async_connection_with_config(Self::cluster_config(settings)),
             ),
         })
     }
@@ -172,13 +193,17 @@ impl Redis {
                         .await?,
                 )
             }
-            Kind::Cluster { client, .. } => Connection::Cluster(
-                client
-                    .get_async_connection_with_config(
-                        ClusterConfig::new().set_response_timeout(response_timeout),
-                    )
-                    .await?,
-            ),
+            Kind::Cluster { seeds } => {
+                let settings = Settings {
+                    response_timeout: Some(response_timeout),
+                    ..Settings::default()
+                };
+                Connection::Cluster(
+                    Self::cluster_client(seeds, &settings)?
+                        .get_async_connection_with_config(Self::cluster_config(&settings))
+                        .await?,
+                )
+            }
         })
     }
 
@@ -195,7 +220,7 @@ impl Redis {
                     .map(|message| message.get_payload_bytes().to_vec());
                 Ok(Subscription(Box::pin(messages)))
             }
-            Kind::Cluster { seeds, .. } => {
+            Kind::Cluster { seeds } => {
                 let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
                 let client = ClusterClientBuilder::new(seeds.clone())
                     .use_protocol(redis::ProtocolVersion::RESP3)
@@ -462,15 +487,14 @@ impl Connection {
                 return Err(error);
             }
             if let Redirect::AllTo(node) = redirect {
-                let route = by_address(&node)?;
-                let mut asking = redis::pipe();
-                asking.cmd("ASKING").cmd("MULTI");
+                let mut transaction = redis::pipe();
+                transaction.cmd("MULTI");
                 for command in pipe.cmd_iter() {
-                    asking.add_command(command.clone());
+                    transaction.add_command(command.clone());
                 }
-                asking.cmd("EXEC");
-                // The replies to skip: ASKING, MULTI and one QUEUED a command; then EXEC's.
-                match cluster.route_pipeline(asking, commands + 2, 1, route).await {
+                transaction.cmd("EXEC");
+                // The replies to skip: MULTI's and one QUEUED a command; then EXEC's.
+                match asking(cluster, &node, transaction, commands + 1).await {
                     Ok(_) => return Ok(()),
                     Err(e) if migration_of(&e, commands).is_some() => {}
                     Err(e) => return Err(e),
@@ -523,14 +547,33 @@ async fn follow_ask(
         let Some((node, _slot)) = error.redirect_node() else {
             return Err(error);
         };
-        let mut asking = redis::pipe();
-        asking.cmd("ASKING").add_command(cmd.clone());
-        result = cluster
-            .route_pipeline(asking, 1, 1, by_address(node)?)
+        let mut command = redis::pipe();
+        command.add_command(cmd.clone());
+        result = asking(cluster, node, command, 0)
             .await
-            .and_then(|mut values| values.pop().unwrap_or(Value::Nil).extract_error());
+            .and_then(|value| value.extract_error());
     }
     result
+}
+
+/// The spec's answer to `ASK`: `commands` sent to `node` after `ASKING`, as one pipeline, so
+/// that no other task's command on the shared connection comes between and uses up the
+/// one-time `ASKING`. Returns the reply after the first `skip` of `commands`' replies.
+async fn asking(
+    cluster: &mut ClusterConnection,
+    node: &str,
+    commands: Pipeline,
+    skip: usize,
+) -> RedisResult<Value> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("ASKING");
+    for command in commands.cmd_iter() {
+        pipe.add_command(command.clone());
+    }
+    let mut replies = cluster
+        .route_pipeline(pipe, 1 + skip, 1, by_address(node)?)
+        .await?;
+    Ok(replies.pop().unwrap_or(Value::Nil))
 }
 
 /// What a failed transaction says about a slot migration.

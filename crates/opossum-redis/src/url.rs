@@ -12,48 +12,96 @@ pub enum Target {
     Cluster(Vec<String>),
 }
 
-/// Reads a Redis URL. Errors say what is wrong in words a user can act on.
-pub fn parse_url(url: &str) -> Result<Target, String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("{}: not a URL (expected redis://HOST:PORT)", redact(url)))?;
-    let node_scheme = match scheme {
-        "redis" | "rediss" | "unix" | "redis+unix" => return Ok(Target::Single(url.to_string())),
-        "redis+cluster" => "redis",
-        "rediss+cluster" => "rediss",
-        other => {
+/// A Redis URL in parts: the `url` crate reads one host, so a cluster's list of nodes is
+/// split here, and this is the one place that does it (the configuration checks URLs and
+/// applies credentials with the same parts the connection reads).
+enum Parsed<'a> {
+    Single(url::Url),
+    Cluster(ClusterParts<'a>),
+}
+
+/// `redis+cluster://[userinfo@]host:port[,host:port...][/db][?query]`, in parts.
+struct ClusterParts<'a> {
+    tls: bool,
+    userinfo: Option<&'a str>,
+    hosts: &'a str,
+    /// `/0?query`, as given
+    tail: &'a str,
+}
+
+impl<'a> Parsed<'a> {
+    fn parse(url: &'a str) -> Result<Parsed<'a>, String> {
+        let shown = redact(url);
+        let expected = "expected redis://, rediss://, redis+cluster:// or rediss+cluster://";
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(format!("`{shown}` is not a Redis URL ({expected})"));
+        };
+        let tls = match scheme {
+            "redis" | "rediss" | "unix" | "redis+unix" => {
+                let parsed = url::Url::parse(url)
+                    .map_err(|e| format!("`{shown}` is not a Redis URL ({e})"))?;
+                return Ok(Parsed::Single(parsed));
+            }
+            "redis+cluster" => false,
+            "rediss+cluster" => true,
+            other => {
+                return Err(format!(
+                    "`{shown}` is not a Redis URL: unknown scheme {other}:// ({expected})"
+                ));
+            }
+        };
+        let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
+        };
+        let parts = ClusterParts {
+            tls,
+            userinfo,
+            hosts,
+            tail,
+        };
+        let db = parts.path().trim_matches('/');
+        if !db.is_empty() && db != "0" {
             return Err(format!(
-                "unknown scheme {other}:// (one of redis://, rediss://, redis+cluster://, rediss+cluster://)"
+                "`{shown}`: a Redis Cluster has only database 0 (SELECT is refused); remove /{db}, and use a key prefix to keep deployments apart"
             ));
         }
-    };
-    // [userinfo@]host:port[,host:port...][/db][?query]
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(at) => rest.split_at(at),
-        None => (rest, ""),
-    };
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => (Some(userinfo), hosts),
-        None => (None, authority),
-    };
-    let (path, query) = match tail.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (tail, None),
-    };
-    let db = path.trim_matches('/');
-    if !db.is_empty() && db != "0" {
-        return Err(format!(
-            "{}: a Redis Cluster has only database 0 (SELECT is refused); remove /{db}, and use a key prefix to keep deployments apart",
-            redact(url)
-        ));
+        if parts.nodes().next().is_none() {
+            return Err(format!(
+                "`{shown}`: name at least one cluster node (redis+cluster://HOST:PORT[,HOST:PORT...])"
+            ));
+        }
+        for (host, node) in parts.nodes().zip(parts.seeds()) {
+            let parsed = url::Url::parse(&node)
+                .map_err(|e| format!("`{shown}`: cluster node `{host}` is not HOST:PORT ({e})"))?;
+            if parsed.host_str().is_none_or(str::is_empty) {
+                return Err(format!("`{shown}`: cluster node `{host}` has no host"));
+            }
+        }
+        Ok(Parsed::Cluster(parts))
     }
-    let nodes: Vec<String> = hosts
-        .split(',')
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(|host| {
-            let mut node = format!("{node_scheme}://");
-            if let Some(userinfo) = userinfo {
+}
+
+impl ClusterParts<'_> {
+    fn path(&self) -> &str {
+        self.tail.split('?').next().unwrap_or("")
+    }
+
+    fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+    }
+
+    /// One single-server URL per node, with the cluster URL's credentials and options.
+    fn seeds(&self) -> impl Iterator<Item = String> {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let query = self.tail.split_once('?').map(|(_, query)| query);
+        self.nodes().map(move |host| {
+            let mut node = format!("{scheme}://");
+            if let Some(userinfo) = self.userinfo {
                 node.push_str(userinfo);
                 node.push('@');
             }
@@ -64,25 +112,77 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
             }
             node
         })
-        .collect();
-    if nodes.is_empty() {
-        return Err(format!(
-            "{}: name at least one cluster node (redis+cluster://HOST:PORT[,HOST:PORT...])",
-            redact(url)
-        ));
     }
-    for (node, host) in nodes.iter().zip(hosts.split(',').map(str::trim)) {
-        let parsed = url::Url::parse(node).map_err(|e| {
-            format!(
-                "{}: cluster node {host} is not HOST:PORT ({e})",
-                redact(url)
-            )
-        })?;
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(format!("{}: cluster node {host} has no host", redact(url)));
+}
+
+/// Reads a Redis URL. Errors say what is wrong in words a user can act on, and never show a
+/// password.
+pub fn parse_url(url: &str) -> Result<Target, String> {
+    Ok(match Parsed::parse(url)? {
+        Parsed::Single(_) => Target::Single(url.to_string()),
+        Parsed::Cluster(parts) => Target::Cluster(parts.seeds().collect()),
+    })
+}
+
+/// `url` with TLS (when `tls`), a user name and a password applied, on either kind of URL:
+/// the configuration's `tls`, `username` and `password` reach a cluster's every node as they
+/// reach one server. Encoded as the `url` crate encodes a single-server URL's userinfo.
+pub fn with_credentials(
+    url: &str,
+    tls: bool,
+    username: Option<&str>,
+    password: Option<&str>,
+) -> Result<String, String> {
+    let shown = redact(url);
+    let set = |node: &mut url::Url| -> Result<(), String> {
+        if let Some(username) = username {
+            node.set_username(username)
+                .map_err(|()| format!("cannot set a user name on `{shown}`"))?;
+        }
+        if let Some(password) = password {
+            node.set_password(Some(password))
+                .map_err(|()| format!("cannot set a password on `{shown}`"))?;
+        }
+        Ok(())
+    };
+    match Parsed::parse(url)? {
+        Parsed::Single(mut parsed) => {
+            if tls && parsed.scheme() == "redis" {
+                parsed
+                    .set_scheme("rediss")
+                    .map_err(|()| format!("cannot use TLS with `{shown}`"))?;
+            }
+            set(&mut parsed)?;
+            Ok(parsed.to_string())
+        }
+        Parsed::Cluster(parts) => {
+            let mut userinfo = parts.userinfo.map(str::to_string);
+            if username.is_some() || password.is_some() {
+                // The `url` crate encodes userinfo; borrow it on a stand-in host.
+                let base = match parts.userinfo {
+                    Some(userinfo) => format!("redis://{userinfo}@node"),
+                    None => "redis://node".to_string(),
+                };
+                let mut node = url::Url::parse(&base).map_err(|e| format!("`{shown}`: {e}"))?;
+                set(&mut node)?;
+                userinfo = node
+                    .as_str()
+                    .strip_prefix("redis://")
+                    .and_then(|rest| rest.rsplit_once("@node"))
+                    .map(|(userinfo, _)| userinfo.to_string());
+            }
+            let scheme = if parts.tls || tls {
+                "rediss+cluster"
+            } else {
+                "redis+cluster"
+            };
+            let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+            Ok(format!(
+                "{scheme}://{userinfo}{}{}",
+                parts.hosts, parts.tail
+            ))
         }
     }
-    Ok(Target::Cluster(nodes))
 }
 
 /// The URL with any password replaced by `***`, for messages and logs.
@@ -153,6 +253,31 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown scheme")
         );
+    }
+
+    #[test]
+    fn credentials_reach_one_server_and_every_cluster_node() {
+        assert_eq!(
+            with_credentials("redis://h:1/2", true, None, Some("p@ss")).unwrap(),
+            "rediss://:p%40ss@h:1/2"
+        );
+        assert_eq!(
+            with_credentials(
+                "redis+cluster://a:7000,b:7001",
+                true,
+                Some("u"),
+                Some("p@ss")
+            )
+            .unwrap(),
+            "rediss+cluster://u:p%40ss@a:7000,b:7001"
+        );
+        assert_eq!(
+            with_credentials("redis+cluster://u:old@a:7000/0?insecure", false, None, None).unwrap(),
+            "redis+cluster://u:old@a:7000/0?insecure"
+        );
+        let error = with_credentials("redis+cluster://:pw@a:x", false, None, None).unwrap_err();
+        assert!(error.contains("`a:x`"), "{error}");
+        assert!(!error.contains("pw"), "password leaked: {error}");
     }
 
     #[test]
