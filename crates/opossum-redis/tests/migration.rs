@@ -141,7 +141,6 @@ async fn single_commands_from_many_tasks_follow_a_slot_move() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails in 3 of 12 runs here (issue 15): one round in about 95,000 answered MOVED after the redis crate's retries; the hang it had is gone with tokio held below 1.54; run with --ignored"]
 async fn pipelines_from_many_tasks_follow_a_slot_move() {
     commands_follow_a_move(true).await;
 }

@@ -183,7 +183,6 @@ async fn redis_tier_conforms_on_a_cluster() {
 /// (a pipeline of `GET` and the metadata script) still answer, and every entry is readable
 /// after the move.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on this machine (issue 15): at 6bdd9bd 4 of 13-15 writes and reads fail, after 17f367e 1 of 14-15, a transaction sent on with ASKING still answered with ASK; run with --ignored"]
 async fn writes_land_while_an_images_slot_moves() {
     let cluster = std::sync::Arc::new(RedisCluster::start(3, 0));
     let tier = redis(&cluster.url());
