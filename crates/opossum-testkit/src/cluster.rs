@@ -231,15 +231,7 @@ impl RedisCluster {
             );
             std::thread::sleep(pause);
         }
-        // The destination first, then the source, then the rest, as the Redis Cluster
-        // specification's resharding steps say: were the source told first, it would answer
-        // MOVED towards a destination still IMPORTING, which answers MOVED back, and a client
-        // bounces between the two until its retries run out.
-        let rest = self
-            .primaries()
-            .into_iter()
-            .filter(|port| *port != from && *port != to);
-        for port in [to, from].into_iter().chain(rest) {
+        for port in self.primaries() {
             ok(port, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
         }
     }
