@@ -465,27 +465,24 @@ impl Connection {
     ///   it waits and runs again, after one of its keys is asked about alone (a single command's
     ///   `MOVED` refreshes the client's slot map; a transaction's does not).
     ///
-    /// At most `MIGRATION_RETRIES` runs over about two seconds; then the last error.
+    /// Runs until [`MovePatience`] runs out; then the last error.
     pub async fn transaction(&mut self, pipe: &Pipeline) -> RedisResult<()> {
-        const MIGRATION_RETRIES: u32 = 12;
         let commands = pipe.cmd_iter().count();
-        let mut delay = Duration::from_millis(5);
-        let mut attempt = 0;
+        let mut patience = MovePatience::new();
         loop {
             let error = match pipe.query_async::<()>(self).await {
                 Ok(()) => return Ok(()),
                 Err(error) => error,
             };
-            attempt += 1;
             let Connection::Cluster(cluster) = self else {
                 return Err(error);
             };
             let Some(redirect) = migration_of(&error, commands) else {
                 return Err(error);
             };
-            if attempt > MIGRATION_RETRIES {
+            let Some(delay) = patience.next_wait() else {
                 return Err(error);
-            }
+            };
             if let Redirect::AllTo(node) = redirect {
                 let mut transaction = redis::pipe();
                 transaction.cmd("MULTI");
@@ -509,7 +506,67 @@ impl Connection {
                 let _: RedisResult<i64> = redis::cmd("EXISTS").arg(key).query_async(self).await;
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(400));
+        }
+    }
+}
+
+/// How long a command waits out a slot move: the waits between its runs, doubling from 5 ms to
+/// 400 ms, 12 of them (about 2.7 s in all). A move ends with `CLUSTER SETSLOT ... NODE` sent to
+/// each node in turn; until the last has it, nodes disagree on the owner and send a command
+/// back and forth (`MOVED` to the destination, which is still importing and sends it back),
+/// and the redis crate spends its retries on that without waiting. The same bound serves
+/// transactions, whose keys may be split between two nodes for as long as the move takes.
+struct MovePatience {
+    waits: u32,
+    delay: Duration,
+}
+
+impl MovePatience {
+    const WAITS: u32 = 12;
+
+    fn new() -> MovePatience {
+        MovePatience {
+            waits: 0,
+            delay: Duration::from_millis(5),
+        }
+    }
+
+    /// The next wait, or `None` when patience has run out.
+    fn next_wait(&mut self) -> Option<Duration> {
+        if self.waits >= Self::WAITS {
+            return None;
+        }
+        self.waits += 1;
+        let delay = self.delay;
+        self.delay = (self.delay * 2).min(Duration::from_millis(400));
+        Some(delay)
+    }
+}
+
+/// Whether `error` is a slot move's answer that a later run of the same command may not get:
+/// `MOVED` (the nodes disagree on the owner for now) or `TRYAGAIN` (a multi-key command whose
+/// keys are split between the two nodes). Neither ran the command.
+fn is_moving(error: &RedisError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Server(redis::ServerErrorKind::Moved | redis::ServerErrorKind::TryAgain)
+    )
+}
+
+/// One command on a cluster through a slot move: the redis crate's own redirects, then an `ASK`
+/// that outlived them followed here ([`follow_ask`]), then, for a `MOVED` or `TRYAGAIN` that
+/// outlived both, the whole again after a wait ([`MovePatience`]), since the nodes agree on
+/// the owner moments later.
+async fn through_a_move(cluster: &mut ClusterConnection, cmd: &Cmd) -> RedisResult<Value> {
+    let mut patience = MovePatience::new();
+    loop {
+        let first = cluster.req_packed_command(cmd).await;
+        match follow_ask(cluster, cmd, first).await {
+            Err(error) if is_moving(&error) => match patience.next_wait() {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(error),
+            },
+            other => return other,
         }
     }
 }
@@ -654,11 +711,7 @@ impl ConnectionLike for Connection {
             Connection::Direct(c) => c.req_packed_command(cmd),
             Connection::Cluster(c) => {
                 let mut cluster = c.clone();
-                async move {
-                    let first = cluster.req_packed_command(cmd).await;
-                    follow_ask(&mut cluster, cmd, first).await
-                }
-                .boxed()
+                async move { through_a_move(&mut cluster, cmd).await }.boxed()
             }
         }
     }
@@ -681,19 +734,16 @@ impl ConnectionLike for Connection {
                 let mut cluster = c.clone();
                 async move {
                     match cluster.req_packed_commands(pipeline, offset, count).await {
-                        // A pipeline (not a transaction: that has an offset) with a command
-                        // `ASK`ed about: the redis crate sends the whole pipeline to the
-                        // importing node, where the commands whose keys are still on the source
-                        // get `MOVED` back, until its retries run out. Each command goes on its
-                        // own instead, to the node that holds its key.
-                        Err(error) if offset == 0 && is_ask(&error) => {
+                        // A pipeline (not a transaction: that has an offset) that outlived the
+                        // redis crate's redirects. On `ASK` the crate sends the whole pipeline
+                        // to the importing node, where the commands whose keys are still on the
+                        // source get `MOVED` back; on `MOVED` the nodes disagree on the owner
+                        // for a moment. Each command goes on its own instead, to the node that
+                        // holds its key, waiting out the move ([`through_a_move`]).
+                        Err(error) if offset == 0 && (is_ask(&error) || is_moving(&error)) => {
                             let mut values = Vec::with_capacity(count);
                             for cmd in pipeline.cmd_iter().take(count) {
-                                let first = cluster.req_packed_command(cmd).await;
-                                values.push(match follow_ask(&mut cluster, cmd, first).await {
-                                    Ok(value) => value,
-                                    Err(e) => return Err(e),
-                                });
+                                values.push(through_a_move(&mut cluster, cmd).await?);
                             }
                             Ok(values)
                         }

@@ -18,6 +18,18 @@ struct Node {
     child: Mutex<Option<Child>>,
 }
 
+/// How the end of a slot move reaches the primaries (`CLUSTER SETSLOT ... NODE`, one node at a
+/// time, as `redis-cli` and every operator's tool send it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// every primary in port order, one right after the other
+    InPortOrder,
+    /// the source first, then the others after this lag: for that long the nodes disagree on
+    /// the owner, and a client is sent back and forth (`MOVED` from the source to the
+    /// destination, which is still importing, and `MOVED` back)
+    SourceFirst(Duration),
+}
+
 /// A running Redis Cluster on loopback.
 #[derive(Debug)]
 pub struct RedisCluster {
@@ -195,8 +207,21 @@ impl RedisCluster {
     /// Moves `slot` with its keys to the primary on `to`, the way `redis-cli --cluster reshard`
     /// does: the slot is marked importing and migrating, its keys are moved `batch` at a time
     /// with `MIGRATE` (a pause of `pause` between batches, so traffic meets the slot half
-    /// moved, when clients get `ASK` redirections), then every primary is told the new owner.
+    /// moved, when clients get `ASK` redirections), then every primary is told the new owner,
+    /// in port order.
     pub fn move_slot(&self, slot: u16, to: u16, batch: usize, pause: Duration) {
+        self.move_slot_announced(slot, to, batch, pause, Announce::InPortOrder);
+    }
+
+    /// [`RedisCluster::move_slot`], with the new owner told to the primaries as `announce` says.
+    pub fn move_slot_announced(
+        &self,
+        slot: u16,
+        to: u16,
+        batch: usize,
+        pause: Duration,
+        announce: Announce,
+    ) {
         let from = self.owner_of_slot(slot);
         assert_ne!(from, to, "slot {slot} is already on {to}");
         let id = |port: u16| cli(port, &["CLUSTER", "MYID"]).trim().to_string();
@@ -231,7 +256,13 @@ impl RedisCluster {
             );
             std::thread::sleep(pause);
         }
-        for port in self.primaries() {
+        let mut primaries = self.primaries();
+        if let Announce::SourceFirst(lag) = announce {
+            ok(from, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
+            primaries.retain(|&port| port != from);
+            std::thread::sleep(lag);
+        }
+        for port in primaries {
             ok(port, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
         }
     }

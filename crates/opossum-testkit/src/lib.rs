@@ -12,7 +12,7 @@
 
 mod cluster;
 
-pub use cluster::RedisCluster;
+pub use cluster::{Announce, RedisCluster};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
