@@ -8,7 +8,7 @@
 # included on both sides, the median of RUNS runs). PSNR is over RGB against the original,
 # after decoding with libheif's heif-convert.
 #
-# Needs: avifenc, heif-convert (libheif-examples), python3 with numpy and pillow, GNU time, and a
+# Needs: avifenc, heif-convert (libheif-examples), python3 with numpy and pillow, and a
 # built opossum binary. The dev profile will do: dependencies are optimised there, and the
 # time goes to libaom (Debian's, optimised) and the PNG decoder.
 # Usage: crates/opossum-bench/avif-vs-avifenc.sh [OPOSSUM_BINARY] [RUNS] [EXTRA_IMAGE...]
@@ -20,7 +20,7 @@ OPOSSUM=${1:-${CARGO_TARGET_DIR:-$HOME/.cache/opossum-target}/debug/opossum}
 RUNS=${2:-3}
 EXTRA=("${@:3}")
 CORPUS=../shared/corpus/photos
-for tool in avifenc heif-convert python3 /usr/bin/time "$OPOSSUM"; do
+for tool in avifenc heif-convert python3 "$OPOSSUM"; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (see the header of $0)" >&2; exit 1; }
 done
 WORK=$(mktemp -d)
@@ -35,10 +35,20 @@ b = np.asarray(Image.open(sys.argv[2]).convert("RGB"), dtype=np.float64)
 print(f"{10 * np.log10(255 * 255 / ((a - b) ** 2).mean()):.2f}")
 EOF
 psnr() { heif-convert "$1" "$WORK/decoded.png" >/dev/null 2>&1; python3 "$WORK/psnr.py" "$WORK/decoded.png" "$2"; }
+# CPU seconds (user + system) of one run of a command, to the microsecond (wait4's rusage;
+# GNU time prints hundredths, too coarse for a 0.4 MP encode).
+cat > "$WORK/cpu.py" <<'EOF'
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+if status != 0:
+    sys.exit(f"failed: {sys.argv[1:]}")
+print(f"{usage.ru_utime + usage.ru_stime:.4f}")
+EOF
 # Median CPU seconds (user + system) of RUNS runs of a command.
 cpu() {
   for _ in $(seq "$RUNS"); do
-    /usr/bin/time -f "%U %S" "$@" 2>&1 >/dev/null | tail -1 | awk '{print $1 + $2}'
+    python3 "$WORK/cpu.py" "$@"
   done | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
 }
 

@@ -140,9 +140,14 @@ pub async fn open_tiers(
 }
 
 /// The image engine's settings from the configuration: its `limits:`, its `fonts:` and its
-/// `encoding:` defaults.
-pub fn engine_limits(config: &opossum_config::Config) -> opossum_image::Limits {
-    let fonts = opossum_image::FontSet::from_dir(&config.fonts.dir);
+/// `encoding:` defaults. With a `data_dir`, the fonts' digests are remembered there
+/// (`fonts.memo`), so a process reads only the font files that changed since.
+pub fn engine_limits(
+    config: &opossum_config::Config,
+    data_dir: Option<&Path>,
+) -> opossum_image::Limits {
+    let memo = data_dir.map(|dir| dir.join("fonts.memo"));
+    let fonts = opossum_image::FontSet::from_dir_remembered(&config.fonts.dir, memo.as_deref());
     if fonts.is_empty() {
         tracing::warn!(
             dir = %config.fonts.dir.display(),
@@ -169,7 +174,7 @@ mod tests {
     #[test]
     fn limits_map_every_setting() {
         assert_eq!(
-            super::engine_limits(&opossum_config::Config::default()),
+            super::engine_limits(&opossum_config::Config::default(), None),
             opossum_image::Limits::default()
         );
     }

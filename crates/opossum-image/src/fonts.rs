@@ -2,7 +2,14 @@
 //! list. Two workers with different system fonts would store different bytes under one key;
 //! with a configured set (the same directory shipped in the same image everywhere) and its
 //! [`FontSet::identity`] in every key's processing version, equal keys mean equal fonts.
+//!
+//! The identity is a digest of the files' contents, which every process needs before its first
+//! key: about 10 MB of DejaVu read and hashed, a third of what `opossum process` spends on a
+//! small image. [`FontSet::from_dir_remembered`] keeps each file's digest in a memo beside the
+//! process's data (as git's index keeps its files' hashes), with the file's size, inode and
+//! change times; a file whose stat still matches is not read again.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -40,6 +47,13 @@ impl FontSet {
     /// milliseconds per font). A missing or empty directory gives an empty set whose identity
     /// is `none`, so [`FontSet::is_empty`] tells the caller to warn.
     pub fn from_dir(dir: &Path) -> FontSet {
+        FontSet::from_dir_remembered(dir, None)
+    }
+
+    /// [`FontSet::from_dir`], with each file's digest kept in the file `memo` (created or
+    /// rewritten as needed; one that cannot be read or written is only slower). The identity
+    /// is the same with or without it.
+    pub fn from_dir_remembered(dir: &Path, memo: Option<&Path>) -> FontSet {
         static LOADED: OnceLock<Mutex<Vec<(PathBuf, FontSet)>>> = OnceLock::new();
         let loaded = LOADED.get_or_init(Mutex::default);
         if let Ok(loaded) = loaded.lock()
@@ -47,41 +61,49 @@ impl FontSet {
         {
             return set.clone();
         }
-        let set = FontSet::load(dir);
+        let set = FontSet::load(dir, memo);
         if let Ok(mut loaded) = loaded.lock() {
             loaded.push((dir.to_path_buf(), set.clone()));
         }
         set
     }
 
-    fn load(dir: &Path) -> FontSet {
+    fn load(dir: &Path, memo: Option<&Path>) -> FontSet {
         let mut files = Vec::new();
         collect_files(dir, &mut files);
         files.sort();
+        let remembered = memo.map(Memo::read).unwrap_or_default();
+        let mut seen = Memo::default();
         let mut fonts = Vec::new();
         let mut faces = 0;
         let mut digest = Sha256::new();
         for file in files {
-            // Read once, for both the digest and a count of its faces (fontdb is built without
-            // memory mapping: it would read the whole file itself). The probe is then dropped:
-            // the set keeps only paths until a render asks for the fonts.
-            let Ok(data) = std::fs::read(&file) else {
+            let name = file.strip_prefix(dir).unwrap_or(&file);
+            let stamp = Stamp::of(&file);
+            let known = stamp
+                .as_ref()
+                .and_then(|stamp| remembered.find(name, stamp))
+                .copied();
+            let Some(font) = known.or_else(|| FontFile::read(&file)) else {
                 continue; // unreadable
             };
-            let (size, contents): (u64, [u8; 32]) =
-                (data.len() as u64, Sha256::digest(&data).into());
-            let mut probe = fontdb::Database::new();
-            probe.load_font_data(data);
-            if probe.is_empty() {
+            if let Some(stamp) = stamp {
+                seen.0.insert(name.to_path_buf(), (stamp, font));
+            }
+            if font.faces == 0 {
                 continue; // not a font
             }
-            let name = file.strip_prefix(dir).unwrap_or(&file);
             digest.update((name.as_os_str().len() as u64).to_le_bytes());
             digest.update(name.as_os_str().as_encoded_bytes());
-            digest.update(size.to_le_bytes());
-            digest.update(contents);
-            faces += probe.len();
+            digest.update(font.size.to_le_bytes());
+            digest.update(font.contents);
+            faces += font.faces;
             fonts.push(file);
+        }
+        if let Some(memo) = memo
+            && seen != remembered
+        {
+            seen.write(memo);
         }
         if fonts.is_empty() {
             return FontSet {
@@ -159,6 +181,156 @@ impl std::fmt::Debug for FontSet {
     }
 }
 
+/// What the identity needs of one file: its size, the digest of its contents and its faces (0:
+/// not a font).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FontFile {
+    size: u64,
+    contents: [u8; 32],
+    faces: usize,
+}
+
+impl FontFile {
+    /// Reads `file` once, for both the digest and a count of its faces (fontdb is built without
+    /// memory mapping: it would read the whole file itself). The probe is then dropped: the set
+    /// keeps only paths until a render asks for the fonts.
+    fn read(file: &Path) -> Option<FontFile> {
+        let data = std::fs::read(file).ok()?;
+        let (size, contents) = (data.len() as u64, Sha256::digest(&data).into());
+        let mut probe = fontdb::Database::new();
+        probe.load_font_data(data);
+        Some(FontFile {
+            size,
+            contents,
+            faces: probe.len(),
+        })
+    }
+}
+
+/// A file's stat, as git's index keeps it: a file whose stamp is unchanged is taken to have
+/// unchanged contents. Any write moves the change time (which no tool sets back), a replaced
+/// file has another inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    modified_ns: i128,
+    changed_ns: i128,
+    inode: u64,
+    device: u64,
+}
+
+impl Stamp {
+    /// The stamp of `file`, or `None` where it cannot be trusted: no stat, not a Unix file
+    /// system, or changed within the last second (a write in the same clock tick would leave
+    /// the stamp as it is on a file system with coarse times).
+    #[cfg(unix)]
+    fn of(file: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(file).ok()?;
+        let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+        let changed_ns = ns(meta.ctime(), meta.ctime_nsec());
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_nanos() as i128;
+        if now_ns - changed_ns < 1_000_000_000 {
+            return None;
+        }
+        Some(Stamp {
+            size: meta.size(),
+            modified_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            changed_ns,
+            inode: meta.ino(),
+            device: meta.dev(),
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn of(_file: &Path) -> Option<Stamp> {
+        None
+    }
+}
+
+/// The memo: each file of the set (by its name under the directory) with the stamp it had
+/// when read. One line a file: `size modified changed inode device faces sha256 name`.
+#[derive(Debug, Default, PartialEq)]
+struct Memo(HashMap<PathBuf, (Stamp, FontFile)>);
+
+impl Memo {
+    fn find(&self, name: &Path, stamp: &Stamp) -> Option<&FontFile> {
+        self.0
+            .get(name)
+            .filter(|(known, _)| known == stamp)
+            .map(|(_, font)| font)
+    }
+
+    /// The memo in `path`; an unreadable file or line is left out (read again).
+    fn read(path: &Path) -> Memo {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        Memo(text.lines().filter_map(Memo::parse_line).collect())
+    }
+
+    fn parse_line(line: &str) -> Option<(PathBuf, (Stamp, FontFile))> {
+        let mut fields = line.splitn(8, ' ');
+        let mut next = || fields.next();
+        let stamp = Stamp {
+            size: next()?.parse().ok()?,
+            modified_ns: next()?.parse().ok()?,
+            changed_ns: next()?.parse().ok()?,
+            inode: next()?.parse().ok()?,
+            device: next()?.parse().ok()?,
+        };
+        let faces = next()?.parse().ok()?;
+        let hex = next()?;
+        let mut contents = [0u8; 32];
+        if hex.len() != 64 {
+            return None;
+        }
+        for (at, byte) in contents.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(at * 2..at * 2 + 2)?, 16).ok()?;
+        }
+        let name = PathBuf::from(next()?);
+        let font = FontFile {
+            size: stamp.size,
+            contents,
+            faces,
+        };
+        Some((name, (stamp, font)))
+    }
+
+    /// Writes the memo whole (a temporary file renamed over it, so a reader never sees half of
+    /// one). Names that a line cannot hold (not UTF-8, or with a line break) are left out.
+    fn write(&self, path: &Path) {
+        let mut entries: Vec<_> = self.0.iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let mut text = String::new();
+        for (name, (stamp, font)) in entries {
+            let Some(name) = name.to_str().filter(|n| !n.contains(['\n', '\r'])) else {
+                continue;
+            };
+            let hex: String = font.contents.iter().map(|b| format!("{b:02x}")).collect();
+            text.push_str(&format!(
+                "{} {} {} {} {} {} {hex} {name}\n",
+                stamp.size,
+                stamp.modified_ns,
+                stamp.changed_ns,
+                stamp.inode,
+                stamp.device,
+                font.faces
+            ));
+        }
+        let temporary = path.with_extension(format!("tmp.{}", std::process::id()));
+        let written = path
+            .parent()
+            .is_some_and(|dir| std::fs::create_dir_all(dir).is_ok())
+            && std::fs::write(&temporary, text).is_ok()
+            && std::fs::rename(&temporary, path).is_ok();
+        if !written {
+            let _ = std::fs::remove_file(&temporary);
+        }
+    }
+}
+
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -202,6 +374,8 @@ fn const_hex_prefix(digest: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -214,7 +388,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("opossum-fonts-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("notes.txt"), b"not a font").unwrap();
-        let only_text = FontSet::load(&dir);
+        let only_text = FontSet::load(&dir, None);
         assert!(only_text.is_empty(), "a text file is not a font");
 
         let system = Path::new(DEFAULT_FONTS_DIR);
@@ -228,16 +402,16 @@ mod tests {
             panic!("{DEFAULT_FONTS_DIR} has no .ttf: apt-get install fonts-dejavu-core");
         };
         std::fs::copy(&font, dir.join("a.ttf")).unwrap();
-        let one = FontSet::load(&dir);
+        let one = FontSet::load(&dir, None);
         assert_eq!(one.faces(), 1);
         assert_eq!(one.identity().len(), 16);
         assert_eq!(
-            FontSet::load(&dir).identity(),
+            FontSet::load(&dir, None).identity(),
             one.identity(),
             "deterministic"
         );
         std::fs::copy(&font, dir.join("b.ttf")).unwrap();
-        let two = FontSet::load(&dir);
+        let two = FontSet::load(&dir, None);
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(two.faces(), 2);
         assert_ne!(
@@ -245,5 +419,64 @@ mod tests {
             one.identity(),
             "another file, another identity"
         );
+    }
+
+    #[test]
+    fn a_memo_gives_the_same_identity_and_spares_reading_unchanged_files() {
+        let base = std::env::temp_dir().join(format!("opossum-memo-{}", std::process::id()));
+        let (dir, memo) = (base.join("fonts"), base.join("data/fonts.memo"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let font = std::fs::read_dir(DEFAULT_FONTS_DIR)
+            .ok()
+            .and_then(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .find(|p| p.extension().is_some_and(|x| x == "ttf"))
+            })
+            .unwrap_or_else(|| {
+                panic!("{DEFAULT_FONTS_DIR} has no .ttf: apt-get install fonts-dejavu-core")
+            });
+        std::fs::copy(&font, dir.join("a.ttf")).unwrap();
+        std::fs::write(dir.join("notes.txt"), b"not a font").unwrap();
+        // A stamp younger than a second is not trusted.
+        std::thread::sleep(Duration::from_millis(1100));
+        let plain = FontSet::load(&dir, None);
+        assert_eq!(plain.faces(), 1);
+
+        let first = FontSet::load(&dir, Some(&memo));
+        assert_eq!(
+            first.identity(),
+            plain.identity(),
+            "the memo changes no key"
+        );
+        let text = std::fs::read_to_string(&memo).expect("the memo is written");
+        assert_eq!(text.lines().count(), 2, "{text}");
+
+        // The second load takes the digest from the memo, not the file: a wrong one shows.
+        let hex: String = format!("{:x}", Sha256::digest(std::fs::read(&font).unwrap()));
+        assert!(text.contains(&hex), "{text}");
+        std::fs::write(&memo, text.replace(&hex, &"0".repeat(64))).unwrap();
+        assert_ne!(
+            FontSet::load(&dir, Some(&memo)).identity(),
+            plain.identity()
+        );
+
+        // A file written again is read again, whatever the memo says, and the memo is mended.
+        std::fs::copy(&font, dir.join("a.ttf")).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(
+            FontSet::load(&dir, Some(&memo)).identity(),
+            plain.identity()
+        );
+        assert!(std::fs::read_to_string(&memo).unwrap().contains(&hex));
+
+        // A memo that is not one is read as empty.
+        std::fs::write(&memo, "garbage\n1 2 3\n").unwrap();
+        assert_eq!(
+            FontSet::load(&dir, Some(&memo)).identity(),
+            plain.identity()
+        );
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

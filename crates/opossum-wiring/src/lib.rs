@@ -136,7 +136,7 @@ impl Wiring {
     /// The image engine's limits and font set (the fonts directory is read once).
     pub fn limits(&self) -> &opossum_image::Limits {
         self.limits
-            .get_or_init(|| opossum_fleet::engine_limits(&self.config))
+            .get_or_init(|| opossum_fleet::engine_limits(&self.config, Some(&self.data_dir)))
     }
 
     /// The queue settings of this prefix.
