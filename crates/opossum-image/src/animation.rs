@@ -170,12 +170,14 @@ impl Picture {
     }
 }
 
-/// The frames and timing of a GIF or an animated WebP (a GIF of one frame is one frame here);
-/// `None` for a still WebP, which the still decoder reads.
+/// The frames and timing of a GIF or an animated WebP (a GIF of one frame is one frame here),
+/// the first `wanted` of them (`None`: all; `frame:N` needs N + 1, and no frame after those is
+/// decoded); `None` for a still WebP, which the still decoder reads.
 pub(crate) fn decode(
     input: &[u8],
     format: SourceFormat,
     limits: &Limits,
+    wanted: Option<u32>,
 ) -> Result<Option<(Vec<DynamicImage>, Timing)>, ImageError> {
     let name = format.name();
     let corrupt = |e: image::ImageError| ImageError::Corrupt {
@@ -190,7 +192,7 @@ pub(crate) fn decode(
             check_pixels(u64::from(width), u64::from(height), limits.max_pixels)?;
             let loops = loop_count(decoder.loop_count());
             let frames = decoder.into_frames();
-            collect(frames, (width, height), loops, name, limits)
+            collect(frames, wanted, (width, height), loops, name, limits)
         }
         SourceFormat::Webp => {
             let decoder =
@@ -202,7 +204,7 @@ pub(crate) fn decode(
             check_pixels(u64::from(width), u64::from(height), limits.max_pixels)?;
             let loops = loop_count(decoder.loop_count());
             let frames = decoder.into_frames();
-            collect(frames, (width, height), loops, name, limits)
+            collect(frames, wanted, (width, height), loops, name, limits)
         }
         _ => Ok(None),
     }
@@ -215,9 +217,11 @@ fn loop_count(count: image::metadata::LoopCount) -> u32 {
     }
 }
 
-/// Decodes frames one at a time, each counted against the limits before it is decoded.
+/// Decodes frames one at a time, each counted against the limits before it is decoded, up to
+/// `wanted` of them (`None`: all).
 fn collect(
     frames: image::Frames<'_>,
+    wanted: Option<u32>,
     (width, height): (u32, u32),
     loops: u32,
     name: &'static str,
@@ -226,7 +230,8 @@ fn collect(
     let frame_pixels = u64::from(width) * u64::from(height);
     let mut images = Vec::new();
     let mut delays_ms = Vec::new();
-    for frame in frames {
+    let wanted = wanted.map_or(usize::MAX, |n| n as usize);
+    for frame in frames.take(wanted) {
         let count = images.len() as u64 + 1;
         if count > u64::from(limits.max_frames) {
             return Err(ImageError::TooManyFrames {

@@ -199,26 +199,39 @@ pub fn decode(
     limits: &Limits,
     hint: Option<DecodeHint>,
 ) -> Result<Decoded, ImageError> {
-    let mut decoded = decode_source(input, limits, hint)?;
+    let mut decoded = decode_source(input, limits, hint, None)?;
     decoded.convert_to_srgb();
     Ok(decoded)
 }
 
-/// Decodes `input` for `chain`: no larger than its first resize needs ([`decode_hint`]), and
-/// converted to sRGB unless it keeps the ICC profile (`keep:icc`).
+/// Decodes `input` for `chain`: no larger than its first resize needs ([`decode_hint`]), no
+/// further into an animation than its `frame:N` (`frames_needed`), and converted to sRGB
+/// unless it keeps the ICC profile (`keep:icc`).
 pub fn decode_for(input: &[u8], chain: &Chain, limits: &Limits) -> Result<Decoded, ImageError> {
-    let mut decoded = decode_source(input, limits, decode_hint(chain))?;
+    let mut decoded = decode_source(input, limits, decode_hint(chain), frames_needed(chain))?;
     if !chain.keep().icc {
         decoded.convert_to_srgb();
     }
     Ok(decoded)
 }
 
-/// Decodes `input` to pixels in the source's own colour space.
+/// How many of an animation's frames `chain` needs: frames 0 to N for a chain that starts with
+/// `frame:N` (GIF frames build on the ones before them, so those are decoded; none after them
+/// is), every frame otherwise (`None`).
+fn frames_needed(chain: &Chain) -> Option<u32> {
+    match chain.pixel_ops().first()? {
+        Operation::Frame(index) => Some(index.saturating_add(1)),
+        _ => None,
+    }
+}
+
+/// Decodes `input` to pixels in the source's own colour space; of an animation, the first
+/// `frames` frames (`None`: all).
 fn decode_source(
     input: &[u8],
     limits: &Limits,
     hint: Option<DecodeHint>,
+    frames: Option<u32>,
 ) -> Result<Decoded, ImageError> {
     if input.len() as u64 > limits.max_bytes {
         return Err(ImageError::TooManyBytes {
@@ -232,10 +245,12 @@ fn decode_source(
     match format {
         SourceFormat::Jpeg => decode_jpeg(input, limits, hint),
         SourceFormat::Svg => svg::render(input, limits, hint),
-        SourceFormat::Gif | SourceFormat::Webp => match animation::decode(input, format, limits)? {
-            Some((frames, timing)) => Ok(Decoded::frames(frames, timing, format)),
-            None => decode_with_image_crate(input, format, limits),
-        },
+        SourceFormat::Gif | SourceFormat::Webp => {
+            match animation::decode(input, format, limits, frames)? {
+                Some((frames, timing)) => Ok(Decoded::frames(frames, timing, format)),
+                None => decode_with_image_crate(input, format, limits),
+            }
+        }
         SourceFormat::Avif | SourceFormat::Heic => crate::heif::decode(input, format, limits),
         SourceFormat::Jxl => crate::jxl::decode(input, limits),
         other => decode_with_image_crate(input, other, limits),

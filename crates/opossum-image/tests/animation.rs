@@ -202,6 +202,42 @@ fn frame_n_takes_one_frame_as_a_still_image() {
     );
 }
 
+/// `frame:N` decodes frames 0 to N and no further: a frame after N would count against the
+/// limits, so an animation longer than `max_frames` still gives its early frames, the same
+/// pixels as a whole decode gives, while the whole animation is refused.
+#[test]
+fn frame_n_decodes_no_frame_after_n() {
+    let source = fixture("moon_impact.gif");
+    let limits = Limits {
+        max_frames: 3,
+        ..Limits::default()
+    };
+    let whole = decode(&source, &Limits::default(), None)
+        .unwrap()
+        .into_picture();
+    assert!(whole.frames().len() > 3);
+    for index in 0..3 {
+        let out = process(
+            &source,
+            &Chain::parse(&format!("frame:{index},format:png")).unwrap(),
+            &limits,
+        )
+        .unwrap();
+        let png = image::load_from_memory(&out.bytes).unwrap().to_rgba8();
+        assert_eq!(png, whole.frames()[index].to_rgba8(), "frame {index}");
+    }
+    let err = process(&source, &Chain::parse("frame:3").unwrap(), &limits).unwrap_err();
+    assert!(
+        matches!(err, ImageError::TooManyFrames { limit: 3 }),
+        "{err}"
+    );
+    let err = process(&source, &Chain::parse("format:png").unwrap(), &limits).unwrap_err();
+    assert!(
+        matches!(err, ImageError::TooManyFrames { limit: 3 }),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_format_without_animation_takes_the_first_frame() {
     let source = fixture("moon_impact.gif");
