@@ -498,12 +498,16 @@ impl Connection {
                 }
             }
             // A `MOVED` inside a transaction does not refresh the client's slot map; one on a
-            // single command does. So one key of the transaction is asked about alone.
+            // single command does. So one key of the transaction is asked about alone, through
+            // the redis crate directly: its answer does not matter, and it must not wait out the
+            // move as well (`through_a_move`), which would multiply this loop's bound.
             if let Some(key) = pipe
                 .cmd_iter()
                 .find_map(|command| command_keys(command).ok()?.into_iter().next())
             {
-                let _: RedisResult<i64> = redis::cmd("EXISTS").arg(key).query_async(self).await;
+                let _ = cluster
+                    .req_packed_command(redis::cmd("EXISTS").arg(key))
+                    .await;
             }
             tokio::time::sleep(delay).await;
         }
