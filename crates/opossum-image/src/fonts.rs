@@ -281,14 +281,7 @@ impl Memo {
             device: next()?.parse().ok()?,
         };
         let faces = next()?.parse().ok()?;
-        let hex = next()?;
-        let mut contents = [0u8; 32];
-        if hex.len() != 64 {
-            return None;
-        }
-        for (at, byte) in contents.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hex.get(at * 2..at * 2 + 2)?, 16).ok()?;
-        }
+        let contents: [u8; 32] = const_hex::decode_to_array(next()?).ok()?;
         let name = PathBuf::from(next()?);
         let font = FontFile {
             size: stamp.size,
@@ -308,15 +301,15 @@ impl Memo {
             let Some(name) = name.to_str().filter(|n| !n.contains(['\n', '\r'])) else {
                 continue;
             };
-            let hex: String = font.contents.iter().map(|b| format!("{b:02x}")).collect();
             text.push_str(&format!(
-                "{} {} {} {} {} {} {hex} {name}\n",
+                "{} {} {} {} {} {} {} {name}\n",
                 stamp.size,
                 stamp.modified_ns,
                 stamp.changed_ns,
                 stamp.inode,
                 stamp.device,
-                font.faces
+                font.faces,
+                const_hex::encode(font.contents)
             ));
         }
         let temporary = path.with_extension(format!("tmp.{}", std::process::id()));
@@ -369,7 +362,7 @@ fn choose_generic_families(database: &mut fontdb::Database) {
 }
 
 fn const_hex_prefix(digest: &[u8]) -> String {
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    const_hex::encode(&digest[..8])
 }
 
 #[cfg(test)]
@@ -377,6 +370,21 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// A TrueType font of the default set, to copy into a test's own directory.
+    fn system_ttf() -> PathBuf {
+        std::fs::read_dir(DEFAULT_FONTS_DIR)
+            .ok()
+            .and_then(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .find(|p| p.extension().is_some_and(|x| x == "ttf"))
+            })
+            .unwrap_or_else(|| {
+                panic!("{DEFAULT_FONTS_DIR} has no .ttf: apt-get install fonts-dejavu-core")
+            })
+    }
 
     #[test]
     fn identity_follows_the_font_files_and_a_missing_directory_is_empty() {
@@ -391,16 +399,7 @@ mod tests {
         let only_text = FontSet::load(&dir, None);
         assert!(only_text.is_empty(), "a text file is not a font");
 
-        let system = Path::new(DEFAULT_FONTS_DIR);
-        let Some(font) = std::fs::read_dir(system).ok().and_then(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|x| x == "ttf"))
-        }) else {
-            let _ = std::fs::remove_dir_all(&dir);
-            panic!("{DEFAULT_FONTS_DIR} has no .ttf: apt-get install fonts-dejavu-core");
-        };
+        let font = system_ttf();
         std::fs::copy(&font, dir.join("a.ttf")).unwrap();
         let one = FontSet::load(&dir, None);
         assert_eq!(one.faces(), 1);
@@ -426,17 +425,7 @@ mod tests {
         let base = std::env::temp_dir().join(format!("opossum-memo-{}", std::process::id()));
         let (dir, memo) = (base.join("fonts"), base.join("data/fonts.memo"));
         std::fs::create_dir_all(&dir).unwrap();
-        let font = std::fs::read_dir(DEFAULT_FONTS_DIR)
-            .ok()
-            .and_then(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| e.path())
-                    .find(|p| p.extension().is_some_and(|x| x == "ttf"))
-            })
-            .unwrap_or_else(|| {
-                panic!("{DEFAULT_FONTS_DIR} has no .ttf: apt-get install fonts-dejavu-core")
-            });
+        let font = system_ttf();
         std::fs::copy(&font, dir.join("a.ttf")).unwrap();
         std::fs::write(dir.join("notes.txt"), b"not a font").unwrap();
         // A stamp younger than a second is not trusted.
